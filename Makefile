@@ -1,0 +1,59 @@
+# mcpgw: `make demo` to see it work, `make test` to test it.
+#
+# Both build the container images locally (`make images`, cached): there is
+# no registry to pull from.
+
+CARGO   ?= cargo
+PYTHON  ?= python3
+VENV    := .venv
+MCPGW   := target/debug/mcpgw
+DEMO    := catalog/demo.yaml
+
+.PHONY: all build images demo test check-docker lint unit witness venv clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace
+
+images: check-docker
+	scripts/build-images.sh
+
+check-docker:
+	@docker info >/dev/null 2>&1 || { \
+	  echo "error: no Docker engine is reachable. mcpgw runs every MCP server in a container," >&2; \
+	  echo "       so its tests and demo need one: start Docker (or set DOCKER_HOST) and retry." >&2; \
+	  exit 1; }
+
+demo: images build
+	@echo "== mcpgw validate --catalog $(DEMO)" >&2
+	$(MCPGW) validate --catalog $(DEMO)
+	@echo "== mcpgw tools --catalog $(DEMO)" >&2
+	MCPGW_LOG=warn $(MCPGW) tools --catalog $(DEMO)
+	@echo "== mcpgw call --catalog $(DEMO) time__get_current_time '{\"timezone\":\"Europe/Paris\"}'" >&2
+	MCPGW_LOG=warn $(MCPGW) call --catalog $(DEMO) time__get_current_time '{"timezone":"Europe/Paris"}'
+
+# Everything: formatting, lints, unit and in-memory tests, tests against the
+# real Docker engine, and the official Python MCP client as an outside witness.
+test: check-docker lint images unit witness
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace
+
+$(VENV)/.installed: tests/witness/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/witness/requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+witness: venv build
+	MCPGW_BIN=$(CURDIR)/$(MCPGW) $(VENV)/bin/python -m pytest -v tests/witness
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) .cache

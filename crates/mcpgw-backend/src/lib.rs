@@ -1,0 +1,829 @@
+//! One MCP client session to one backend server, over any byte stream pair.
+//!
+//! [`Backend::connect`] runs the opening handshake (probing for the
+//! stateless `2026-07-28` protocol and falling back to `initialize`) within a
+//! deadline, then reads the backend's lists. The session itself is an actor:
+//! rmcp's service task owns the transport and correlates requests with
+//! responses; callers hold a cheap [`Backend`] handle. A watcher task owned by
+//! the handle notices when the transport closes.
+//!
+//! This crate does not know where the bytes come from (a container, a child
+//! process, an in-memory duplex): the supervisor decides that.
+
+// Sampling and roots are deprecated by SEP-2577, but handshake-era servers
+// and clients still use them, and the gateway relays them.
+#![allow(deprecated)]
+
+mod guard;
+mod reclaim;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use rmcp::model::{
+    CancelledNotificationParam, ClientCapabilities, ClientConfig, ClientRequest,
+    CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult,
+    Implementation, ListRootsResult, LoggingLevel, LoggingMessageNotificationParam, PingRequest,
+    ProgressNotificationParam, ProgressToken, Prompt, ProtocolVersion, RequestId, Resource,
+    ResourceTemplate, ResourceUpdatedNotificationParam, ServerCapabilities, ServerNotification,
+    ServerResult, SetLevelRequest, SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams,
+    SubscriptionFilter, Tool, UnsubscribeRequest, UnsubscribeRequestParams,
+};
+use rmcp::service::{
+    ClientInitializeError, NotificationContext, Peer, PeerRequestOptions, RequestContext,
+    RoleClient, RunningService, ServiceError,
+};
+use rmcp::transport::async_rw::AsyncRwTransport;
+use rmcp::{ClientHandler, ClientLifecycleMode, ErrorData};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Why a backend session could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The backend did not finish the handshake in time.
+    #[error("server `{server}` did not answer the MCP handshake within {timeout:?}")]
+    InitTimeout {
+        /// The catalog server.
+        server: String,
+        /// The deadline that passed.
+        timeout: Duration,
+    },
+    /// The handshake failed.
+    #[error("server `{server}` failed the MCP handshake: {reason}")]
+    Handshake {
+        /// The catalog server.
+        server: String,
+        /// What went wrong, as rmcp reports it.
+        reason: String,
+    },
+    /// A list request failed while reading the backend's tools, prompts or
+    /// resources.
+    #[error("server `{server}` failed to list its {what}: {source}")]
+    List {
+        /// The catalog server.
+        server: String,
+        /// Which list.
+        what: &'static str,
+        /// What rmcp reported.
+        #[source]
+        source: ServiceError,
+    },
+}
+
+/// What a backend offers, read once after the handshake.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    /// Every tool, all pages followed.
+    pub tools: Vec<Tool>,
+    /// Every prompt.
+    pub prompts: Vec<Prompt>,
+    /// Every static resource.
+    pub resources: Vec<Resource>,
+    /// Every resource template.
+    pub resource_templates: Vec<ResourceTemplate>,
+}
+
+/// Where a backend's progress notifications go, by the progress token the
+/// gateway put on its request.
+type ProgressRoutes =
+    Arc<std::sync::Mutex<HashMap<ProgressToken, mpsc::Sender<ProgressNotificationParam>>>>;
+
+/// The client side the gateway presents to a backend: it routes progress
+/// notifications to whoever waits for them. Server-to-client requests are
+/// answered by rmcp's defaults for now.
+#[derive(Debug, Clone)]
+struct GatewayClient {
+    server: Arc<str>,
+    relays: Relays,
+    relay: Arc<OnceLock<Arc<dyn Relay>>>,
+    progress: ProgressRoutes,
+    /// Bumped whenever the backend says one of its lists changed.
+    lists: Arc<watch::Sender<u64>>,
+}
+
+/// Which server-to-client requests a backend may make through the gateway
+/// (the catalog's `relay` settings). What is off is neither advertised to
+/// the backend nor relayed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Relays {
+    /// `sampling/createMessage`.
+    pub sampling: bool,
+    /// `elicitation/create`.
+    pub elicitation: bool,
+    /// `roots/list`.
+    pub roots: bool,
+}
+
+/// Carries a backend's server-to-client requests to a client session. The
+/// mux implements it; this crate does not know about client sessions.
+pub trait Relay: Send + Sync + std::fmt::Debug + 'static {
+    /// Relays `sampling/createMessage`.
+    fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+    ) -> Pin<Box<dyn Future<Output = Result<CreateMessageResult, ErrorData>> + Send + '_>>;
+    /// Relays `elicitation/create`.
+    fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+    ) -> Pin<Box<dyn Future<Output = Result<ElicitResult, ErrorData>> + Send + '_>>;
+    /// Relays `roots/list`.
+    fn list_roots(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = Result<ListRootsResult, ErrorData>> + Send + '_>>;
+    /// Relays a log message, if the client asked for its level.
+    fn log(
+        &self,
+        params: LoggingMessageNotificationParam,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// Relays `notifications/resources/updated` to the client's subscribers.
+    fn resource_updated(&self, uri: String) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+impl GatewayClient {
+    fn relay(&self, what: &str, allowed: bool) -> Result<Arc<dyn Relay>, ErrorData> {
+        if !allowed {
+            return Err(ErrorData::invalid_request(
+                format!(
+                    "{what} is not enabled for server `{}`: the gateway's catalog sets `relay` for it",
+                    self.server
+                ),
+                None,
+            ));
+        }
+        self.relay.get().cloned().ok_or_else(|| {
+            ErrorData::internal_error(format!("{what}: no client session to relay to"), None)
+        })
+    }
+}
+
+impl ClientHandler for GatewayClient {
+    fn get_info(&self) -> ClientConfig {
+        let mut capabilities = ClientCapabilities::default();
+        if self.relays.sampling {
+            capabilities.sampling = Some(Default::default());
+        }
+        if self.relays.elicitation {
+            capabilities.elicitation = Some(Default::default());
+        }
+        if self.relays.roots {
+            capabilities.roots = Some(Default::default());
+        }
+        ClientConfig::new(
+            capabilities,
+            Implementation::new("mcpgw", env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        let relay = self.relay("sampling", self.relays.sampling)?;
+        relay.create_message(params).await
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let relay = self.relay("elicitation", self.relays.elicitation)?;
+        relay.create_elicitation(params).await
+    }
+
+    async fn list_roots(
+        &self,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        let relay = self.relay("roots/list", self.relays.roots)?;
+        relay.list_roots().await
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if let Some(relay) = self.relay.get() {
+            relay.resource_updated(params.uri).await;
+        }
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if let Some(relay) = self.relay.get() {
+            relay.log(params).await;
+        }
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.lists.send_modify(|n| *n += 1);
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.lists.send_modify(|n| *n += 1);
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.lists.send_modify(|n| *n += 1);
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let route = self
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&params.progress_token)
+            .cloned();
+        if let Some(route) = route {
+            // A slow consumer loses progress reports, never the call.
+            let _ = route.try_send(params);
+        }
+    }
+}
+
+/// How long a forwarded request may take: `idle` without progress, and
+/// `max_total` however much progress the backend reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    /// Time allowed between progress notifications (or to the answer).
+    pub idle: Duration,
+    /// The hard limit.
+    pub max_total: Duration,
+}
+
+/// Keeps a `subscriptions/listen` stream open to a 2026-07-28 backend and
+/// turns its list-change notifications into bumps of `lists`. Ends with the
+/// session.
+fn listen_for_list_changes(
+    peer: Peer<RoleClient>,
+    filter: SubscriptionFilter,
+    lists: Arc<watch::Sender<u64>>,
+    closing: CancellationToken,
+    shutdown: CancellationToken,
+    server: &str,
+) {
+    let server = server.to_string();
+    tokio::spawn(async move {
+        let mut subscription = match closing.run_until_cancelled(peer.listen(filter)).await {
+            Some(Ok(subscription)) => subscription,
+            Some(Err(err)) => {
+                tracing::debug!(server, error = %err, "backend refused subscriptions/listen; list changes will not be followed");
+                return;
+            }
+            None => return,
+        };
+        while let Some(Ok(Some(_))) = closing.run_until_cancelled(subscription.next()).await {
+            lists.send_modify(|n| *n += 1);
+        }
+        if closing.is_cancelled() && !shutdown.is_cancelled() {
+            // A server drains its open requests before it exits at the end
+            // of its stdin; an open stream would keep it running.
+            let _ = tokio::time::timeout(Duration::from_millis(250), subscription.cancel()).await;
+            shutdown.cancel();
+        }
+    });
+}
+
+/// A progress route, removed when the request ends.
+struct ProgressRoute {
+    routes: ProgressRoutes,
+    token: ProgressToken,
+}
+
+impl ProgressRoute {
+    fn new(
+        routes: &ProgressRoutes,
+        token: ProgressToken,
+        sender: mpsc::Sender<ProgressNotificationParam>,
+    ) -> Self {
+        routes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(token.clone(), sender);
+        Self {
+            routes: routes.clone(),
+            token,
+        }
+    }
+}
+
+impl Drop for ProgressRoute {
+    fn drop(&mut self) {
+        self.routes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.token);
+    }
+}
+
+/// How long an abandoned request's cancellation waits behind the request.
+const CANCEL_AFTER: Duration = Duration::from_millis(50);
+
+/// Tells the backend a request was abandoned, when dropped while armed.
+struct CancelOnDrop {
+    peer: Option<Peer<RoleClient>>,
+    id: RequestId,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(peer) = self.peer.take() else {
+            return;
+        };
+        let param = CancelledNotificationParam::new(
+            Some(self.id.clone()),
+            Some("the gateway's client abandoned the request".to_string()),
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                // rmcp writes each outgoing message from its own task, so a
+                // cancellation sent the instant after its request could reach
+                // the backend first and be ignored there. Give the request a
+                // head start.
+                tokio::time::sleep(CANCEL_AFTER).await;
+                let _ = peer.notify_cancelled(param).await;
+            });
+        }
+    }
+}
+
+/// A handle to one open backend session.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    server: Arc<str>,
+    peer: Peer<RoleClient>,
+    protocol: ProtocolVersion,
+    capabilities: ServerCapabilities,
+    shutdown: CancellationToken,
+    closing: CancellationToken,
+    listening: bool,
+    closed: watch::Receiver<bool>,
+    verdict: Arc<std::sync::Mutex<Option<String>>>,
+    progress: ProgressRoutes,
+    lists: Arc<watch::Sender<u64>>,
+    relay: Arc<OnceLock<Arc<dyn Relay>>>,
+    /// Open `subscriptions/listen` streams for resources, by URI.
+    resource_streams: Arc<std::sync::Mutex<HashMap<String, CancellationToken>>>,
+}
+
+/// How long a subscribe or unsubscribe may take.
+const SUBSCRIBE_DEADLINE: Deadline = Deadline {
+    idle: Duration::from_secs(10),
+    max_total: Duration::from_secs(10),
+};
+
+impl Backend {
+    /// Opens a session over `read`/`write` and completes the handshake within
+    /// `init_timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::InitTimeout`] or [`BackendError::Handshake`].
+    pub fn connect<R, W>(
+        server: &str,
+        read: R,
+        write: W,
+        init_timeout: Duration,
+        relays: Relays,
+    ) -> Pin<Box<dyn Future<Output = Result<Self, BackendError>> + Send>>
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
+        // Boxed with an explicit `Send`: awaited inside a spawned task, rmcp's
+        // handshake future otherwise trips rustc's "implementation of `Send`
+        // is not general enough" (the compiler cannot prove it for every
+        // lifetime of the caller's borrows).
+        Box::pin(Self::open(
+            server.to_string(),
+            read,
+            write,
+            init_timeout,
+            relays,
+        ))
+    }
+
+    async fn open<R, W>(
+        server: String,
+        read: R,
+        write: W,
+        init_timeout: Duration,
+        relays: Relays,
+    ) -> Result<Self, BackendError>
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
+        let server = server.as_str();
+        let shutdown = CancellationToken::new();
+        // Closing comes first, so a `subscriptions/listen` stream can be
+        // cancelled while the transport still carries the cancellation.
+        let closing = shutdown.child_token();
+        let verdict = Arc::new(std::sync::Mutex::new(None));
+        let read = reclaim::Reclaim::new(guard::LineGuard::new(
+            read,
+            server,
+            guard::MAX_LINE,
+            verdict.clone(),
+        ));
+        let write = reclaim::Reclaim::new(write);
+        let auto = ClientLifecycleMode::Auto {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
+        };
+        let progress = ProgressRoutes::default();
+        let lists = Arc::new(watch::channel(0).0);
+        let relay = Arc::new(OnceLock::new());
+        let client = GatewayClient {
+            server: Arc::from(server),
+            relays,
+            relay: relay.clone(),
+            progress: progress.clone(),
+            lists: lists.clone(),
+        };
+        let handshake = async {
+            match Self::handshake(client.clone(), read.clone(), write.clone(), auto, &shutdown)
+                .await
+            {
+                // The server answered the probe with handshake-era versions
+                // only; rmcp gives up there. Fall back to `initialize` on the
+                // same pipes, as the protocol's compatibility rules intend.
+                Err(ClientInitializeError::NoCompatibleProtocolVersion {
+                    server_supported,
+                    ..
+                }) if server_supported.iter().all(ProtocolVersion::has_initialize) => {
+                    tracing::debug!(
+                        server,
+                        "server lists only handshake-era versions; using initialize"
+                    );
+                    Self::handshake(
+                        client,
+                        read,
+                        write,
+                        ClientLifecycleMode::Initialize,
+                        &shutdown,
+                    )
+                    .await
+                }
+                other => other,
+            }
+        };
+        let running = match tokio::time::timeout(init_timeout, handshake).await {
+            Ok(Ok(running)) => running,
+            Ok(Err(err)) => {
+                return Err(BackendError::Handshake {
+                    server: server.to_string(),
+                    reason: err.to_string(),
+                });
+            }
+            Err(_) => {
+                shutdown.cancel();
+                return Err(BackendError::InitTimeout {
+                    server: server.to_string(),
+                    timeout: init_timeout,
+                });
+            }
+        };
+        let peer = running.peer().clone();
+        let info = peer.peer_info();
+        let protocol = info
+            .as_ref()
+            .map_or(ProtocolVersion::LATEST_WITH_INITIALIZE, |i| {
+                i.protocol_version.clone()
+            });
+        let capabilities = info.map(|i| i.capabilities.clone()).unwrap_or_default();
+        // A 2026-07-28 backend announces list changes only on a
+        // `subscriptions/listen` stream; open one for what it advertises.
+        let mut listening = false;
+        if !protocol.has_initialize() {
+            let wanted = SubscriptionFilter::builder()
+                .tools_list_changed()
+                .prompts_list_changed()
+                .resources_list_changed()
+                .build()
+                .supported_by(&capabilities);
+            if wanted != SubscriptionFilter::default() {
+                listening = true;
+                listen_for_list_changes(
+                    peer.clone(),
+                    wanted,
+                    lists.clone(),
+                    closing.clone(),
+                    shutdown.clone(),
+                    server,
+                );
+            }
+        }
+        let (closed_tx, closed) = watch::channel(false);
+        let name: Arc<str> = Arc::from(server);
+        let watcher_name = name.clone();
+        // The watcher owns the running service; it ends when the transport
+        // closes or `shutdown` is cancelled, and says so on `closed`.
+        tokio::spawn(async move {
+            let reason = running.waiting().await;
+            tracing::debug!(server = %watcher_name, ?reason, "backend session ended");
+            let _ = closed_tx.send(true);
+        });
+        tracing::info!(server = %name, protocol = %protocol.as_str(), "backend session open");
+        Ok(Self {
+            server: name,
+            peer,
+            protocol,
+            capabilities,
+            shutdown,
+            closing,
+            listening,
+            closed,
+            verdict,
+            progress,
+            lists,
+            relay,
+            resource_streams: Arc::default(),
+        })
+    }
+    async fn handshake<R, W>(
+        client: GatewayClient,
+        read: reclaim::Reclaim<R>,
+        write: reclaim::Reclaim<W>,
+        lifecycle: ClientLifecycleMode,
+        shutdown: &CancellationToken,
+    ) -> Result<RunningService<RoleClient, GatewayClient>, ClientInitializeError>
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
+        // Our guard caps lines first; rmcp's own cap (which only discards the
+        // line) sits above it.
+        let transport = AsyncRwTransport::new_client(read, write)
+            .with_max_line_length(guard::MAX_LINE.saturating_mul(2));
+        rmcp::service::serve_client_with_lifecycle_and_ct(
+            client,
+            transport,
+            lifecycle,
+            shutdown.clone(),
+        )
+        .await
+    }
+
+    /// The catalog server this session talks to.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The rmcp peer, for sending requests.
+    pub fn peer(&self) -> &Peer<RoleClient> {
+        &self.peer
+    }
+
+    /// The protocol version the backend agreed to.
+    pub fn protocol(&self) -> &ProtocolVersion {
+        &self.protocol
+    }
+
+    /// Why the gateway ended the session itself, if it did (a backend that
+    /// sent an oversized line, say).
+    pub fn end_reason(&self) -> Option<String> {
+        self.verdict
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Asks a handshake-era backend that logs to send messages from `level`
+    /// up. Others are left as they are (`2026-07-28` has no `setLevel`).
+    pub async fn set_level(&self, level: LoggingLevel) {
+        if !self.protocol.has_initialize() || self.capabilities.logging.is_none() {
+            return;
+        }
+        let request =
+            ClientRequest::SetLevelRequest(SetLevelRequest::new(SetLevelRequestParams::new(level)));
+        let deadline = Deadline {
+            idle: Duration::from_secs(10),
+            max_total: Duration::from_secs(10),
+        };
+        if let Err(err) = self.request(request, deadline, None).await {
+            tracing::debug!(server = %self.server, "logging/setLevel failed: {err}");
+        }
+    }
+
+    /// Subscribes to updates of resource `uri`: `resources/subscribe` in the
+    /// handshake era, a `subscriptions/listen` stream in `2026-07-28`.
+    ///
+    /// # Errors
+    ///
+    /// The backend's refusal, or a closed session.
+    pub async fn subscribe(&self, uri: &str) -> Result<(), ServiceError> {
+        if self.protocol.has_initialize() {
+            let request = ClientRequest::SubscribeRequest(SubscribeRequest::new(
+                SubscribeRequestParams::new(uri),
+            ));
+            return self
+                .request(request, SUBSCRIBE_DEADLINE, None)
+                .await
+                .map(|_| ());
+        }
+        let filter = SubscriptionFilter::builder()
+            .resource_subscription(uri)
+            .build();
+        let mut subscription = self.peer.listen(filter).await?;
+        let stop = self.closing.child_token();
+        self.resource_streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(uri.to_string(), stop.clone());
+        let relay = self.relay.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(Some(notification))) =
+                stop.run_until_cancelled(subscription.next()).await
+            {
+                if let ServerNotification::ResourceUpdatedNotification(update) = notification
+                    && let Some(relay) = relay.get()
+                {
+                    relay.resource_updated(update.params.uri).await;
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(250), subscription.cancel()).await;
+        });
+        Ok(())
+    }
+
+    /// Ends a subscription made with [`Self::subscribe`].
+    pub async fn unsubscribe(&self, uri: &str) {
+        if self.protocol.has_initialize() {
+            let request = ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(
+                UnsubscribeRequestParams::new(uri),
+            ));
+            let _ = self.request(request, SUBSCRIBE_DEADLINE, None).await;
+        } else if let Some(stop) = self
+            .resource_streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(uri)
+        {
+            stop.cancel();
+        }
+    }
+
+    /// Sets where this backend's server-to-client requests go; once.
+    pub fn set_relay(&self, relay: Arc<dyn Relay>) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Changes whenever the backend says one of its lists changed.
+    pub fn list_changes(&self) -> watch::Receiver<u64> {
+        self.lists.subscribe()
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    /// Resolves when the session ends, for whatever reason.
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut closed = self.closed.clone();
+        async move {
+            let _ = closed.wait_for(|c| *c).await;
+        }
+    }
+
+    /// Sends `request` and waits for its result within `deadline`.
+    ///
+    /// On timeout, rmcp sends the backend `notifications/cancelled` and the
+    /// session stays usable. If the caller drops this future first (its own
+    /// client cancelled), the backend is sent the cancellation too.
+    ///
+    /// # Errors
+    ///
+    /// The backend's JSON-RPC error, a timeout, or a closed session.
+    pub async fn request(
+        &self,
+        request: ClientRequest,
+        deadline: Deadline,
+        progress: Option<mpsc::Sender<ProgressNotificationParam>>,
+    ) -> Result<ServerResult, ServiceError> {
+        let mut options =
+            PeerRequestOptions::with_timeout(deadline.idle).reset_timeout_on_progress();
+        options.max_total_timeout = Some(deadline.max_total);
+        let handle = self.peer.send_request_with_option(request, options).await?;
+        // rmcp picks the request's progress token as it sends it; the route
+        // is in place long before the backend can answer across its pipes.
+        let _route = progress.map(|sender| {
+            ProgressRoute::new(&self.progress, handle.progress_token.clone(), sender)
+        });
+        let mut guard = CancelOnDrop {
+            peer: Some(self.peer.clone()),
+            id: handle.id.clone(),
+        };
+        let result = handle.await_response().await;
+        guard.peer = None;
+        result
+    }
+
+    /// Whether this backend's protocol has `ping` (the handshake era does;
+    /// the stateless `2026-07-28` protocol does not).
+    pub fn can_ping(&self) -> bool {
+        self.protocol.has_initialize()
+    }
+
+    /// Pings the backend; `Ok` when it answered within `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// A timeout, an error answer, or a closed session.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), ServiceError> {
+        let ping = ClientRequest::PingRequest(PingRequest {
+            method: Default::default(),
+            extensions: Default::default(),
+        });
+        let deadline = Deadline {
+            idle: timeout,
+            max_total: timeout,
+        };
+        self.request(ping, deadline, None).await.map(|_| ())
+    }
+
+    /// Ends the session: the service task stops and the transport (and so
+    /// the backend's stdin) is dropped.
+    pub fn close(&self) {
+        self.closing.cancel();
+        if !self.listening {
+            self.shutdown.cancel();
+            return;
+        }
+        // The list-change stream is cancelled first and then ends the
+        // session; should it not, end it anyway.
+        let shutdown = self.shutdown.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                shutdown.cancel();
+            });
+        } else {
+            shutdown.cancel();
+        }
+    }
+
+    /// Reads every tool, prompt and resource the backend offers, following
+    /// pagination. Lists the backend did not declare are left empty.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError::List`] when a list request fails.
+    pub async fn inventory(&self) -> Result<Inventory, BackendError> {
+        let caps = &self.capabilities;
+        let tools = if caps.tools.is_some() {
+            let listed = self.peer.list_all_tools().await;
+            listed.map_err(|source| self.list_error("tools", source))?
+        } else {
+            Vec::new()
+        };
+        let prompts = if caps.prompts.is_some() {
+            let listed = self.peer.list_all_prompts().await;
+            listed.map_err(|source| self.list_error("prompts", source))?
+        } else {
+            Vec::new()
+        };
+        let (resources, resource_templates) = if caps.resources.is_some() {
+            let listed = self.peer.list_all_resources().await;
+            let resources = listed.map_err(|source| self.list_error("resources", source))?;
+            let listed = self.peer.list_all_resource_templates().await;
+            let templates =
+                listed.map_err(|source| self.list_error("resource templates", source))?;
+            (resources, templates)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Ok(Inventory {
+            tools,
+            prompts,
+            resources,
+            resource_templates,
+        })
+    }
+
+    fn list_error(&self, what: &'static str, source: ServiceError) -> BackendError {
+        BackendError::List {
+            server: self.server.to_string(),
+            what,
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+//! In-memory sessions against the test server, over `tokio::io::duplex`.
+
+use std::time::Duration;
+
+use super::*;
+
+#[tokio::test]
+async fn opens_a_session_and_reads_the_inventory() {
+    // Served by hand (not `in_memory`) so the test can check that the
+    // server's session ends cleanly once the backend closes.
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let server = tokio::spawn(async move {
+        use rmcp::ServiceExt;
+        let running = mcpgw_testserver::TestServer::new(2)
+            .serve(server_io)
+            .await
+            .unwrap();
+        running.waiting().await.unwrap();
+    });
+    let (read, write) = tokio::io::split(client_io);
+    let backend = Backend::connect("t", read, write, Duration::from_secs(5), Relays::default())
+        .await
+        .unwrap();
+    let inventory = backend.inventory().await.unwrap();
+    let names: Vec<_> = inventory.tools.iter().map(|t| t.name.to_string()).collect();
+    assert!(
+        names.contains(&"echo".to_string()) && names.contains(&"tool_1".to_string()),
+        "{names:?}"
+    );
+    assert_eq!(inventory.prompts[0].name, "greet");
+    assert_eq!(inventory.resources[0].uri, mcpgw_testserver::RESOURCE_URI);
+    assert!(!backend.is_closed());
+    backend.close();
+    tokio::time::timeout(Duration::from_secs(5), backend.closed())
+        .await
+        .unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_backend_times_out() {
+    let (client_io, _server_io) = tokio::io::duplex(1024);
+    let (read, write) = tokio::io::split(client_io);
+    let err = Backend::connect(
+        "mute",
+        read,
+        write,
+        Duration::from_secs(3),
+        Relays::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "server `mute` did not answer the MCP handshake within 3s"
+    );
+}
+
+#[tokio::test]
+async fn a_backend_that_exits_fails_the_handshake() {
+    let (client_io, server_io) = tokio::io::duplex(1024);
+    drop(server_io);
+    let (read, write) = tokio::io::split(client_io);
+    let err = Backend::connect(
+        "gone",
+        read,
+        write,
+        Duration::from_secs(5),
+        Relays::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("server `gone` failed the MCP handshake"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn dropping_a_request_cancels_it_at_the_backend() {
+    let client_io = mcpgw_testserver::in_memory(mcpgw_testserver::TestServer::new(0));
+    let (read, write) = tokio::io::split(client_io);
+    let backend = Backend::connect("t", read, write, Duration::from_secs(5), Relays::default())
+        .await
+        .unwrap();
+    let call = |name: &str| {
+        rmcp::model::ClientRequest::CallToolRequest(rmcp::model::CallToolRequest::new(
+            rmcp::model::CallToolRequestParams::new(name.to_string()),
+        ))
+    };
+    let deadline = Deadline {
+        idle: Duration::from_secs(30),
+        max_total: Duration::from_secs(30),
+    };
+    let hang = backend.request(call("hang"), deadline, None);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), hang)
+            .await
+            .is_err()
+    );
+    let mut cancelled = false;
+    for _ in 0..50 {
+        let stats = backend
+            .request(call("stats"), deadline, None)
+            .await
+            .unwrap();
+        let rmcp::model::ServerResult::CallToolResult(stats) = stats else {
+            panic!("{stats:?}")
+        };
+        if stats.structured_content.unwrap()["hang_cancelled"] == 1 {
+            cancelled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cancelled, "the backend never saw the cancellation");
+}

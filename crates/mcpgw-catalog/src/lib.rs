@@ -1,0 +1,90 @@
+//! The catalog: the YAML file that says which MCP servers the gateway runs
+//! and how each container is confined.
+//!
+//! [`load`] reads a file, parses it and validates it in one pass, returning a
+//! [`Catalog`] of validated specs or a [`CatalogError`] that names the file,
+//! line and column, what is wrong and how to fix it. Nothing here starts a
+//! container or touches the network: the only I/O is reading the catalog and
+//! resolving the host side of volumes.
+//!
+//! Why validation happens while deserializing: `yaml_serde` attaches a
+//! position only to errors raised during deserialization, so every validated
+//! type is built from its raw form with `serde(try_from)`. The raw structs in
+//! [`raw`] hold exactly what the user wrote (`deny_unknown_fields`); the
+//! validated types in [`spec`] are what the rest of the gateway sees.
+
+mod de;
+mod error;
+mod names;
+mod spec;
+mod units;
+mod volume;
+
+use std::path::{Path, PathBuf};
+
+pub use error::CatalogError;
+pub use names::{SecretName, Separator, ServerName};
+pub use spec::{
+    Catalog, Concurrency, GatewaySpec, HealthSpec, Lifecycle, Network, PullPolicy, Relay,
+    Resources, RestartSpec, ServerSpec, ToolFilter, Volume,
+};
+
+/// The largest catalog file we read. Catalogs are hand-written and small; a
+/// larger file is a mistake or an attack, and refusing it bounds memory.
+pub const MAX_CATALOG_BYTES: u64 = 1024 * 1024;
+
+/// Reads, parses and validates the catalog at `path`.
+///
+/// Relative host paths in `volumes` resolve against the catalog's directory.
+///
+/// # Errors
+///
+/// Returns a [`CatalogError`] naming the file (and, for content errors, the
+/// line and column) when the file cannot be read or is not a valid catalog.
+pub fn load(path: &Path) -> Result<Catalog, CatalogError> {
+    let text = read_bounded(path)?;
+    let base_dir = path
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    parse(&text, path, &base_dir)
+}
+
+/// Parses and validates catalog `text` as if it had been read from `path`,
+/// resolving relative volume paths against `base_dir`.
+///
+/// # Errors
+///
+/// Returns a [`CatalogError`] with the line and column of the first problem.
+pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Catalog, CatalogError> {
+    if text.len() as u64 > MAX_CATALOG_BYTES {
+        return Err(CatalogError::too_large(path, text.len() as u64));
+    }
+    let context = volume::Context::new(base_dir.to_path_buf());
+    let raw: spec::Document = volume::with_context(context, || yaml_serde::from_str(text))
+        .map_err(|err| CatalogError::from_yaml(path, &err))?;
+    Ok(Catalog {
+        path: path.to_path_buf(),
+        gateway: raw.gateway,
+        servers: raw.servers,
+    })
+}
+
+fn read_bounded(path: &Path) -> Result<String, CatalogError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|source| CatalogError::io(path, source))?;
+    let mut text = String::new();
+    // Read one byte past the cap so an oversized file is detected without
+    // reading all of it.
+    file.take(MAX_CATALOG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|source| CatalogError::io(path, source))?;
+    if text.len() as u64 > MAX_CATALOG_BYTES {
+        return Err(CatalogError::too_large(path, text.len() as u64));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests;

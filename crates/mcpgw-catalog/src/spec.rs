@@ -1,0 +1,844 @@
+//! The catalog's shape: what a user may write, and the validated specs the
+//! rest of the gateway consumes.
+//!
+//! Raw structs (`Raw*`) mirror the YAML exactly, with `deny_unknown_fields`;
+//! each validated type is built from its raw form inside the visitor of its
+//! own mapping (see `crate::de`), so an error names the position it concerns.
+//! Validated types are not `Deserialize` themselves in any other way.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+
+use crate::de::{UniqueMap, collect_unique, deserialize_checked};
+use crate::error::invalid;
+use crate::names::{EnvName, SecretName, Separator, ServerName};
+use crate::units::{ByteSize, CatalogDuration, Cpus, Scalar};
+pub use crate::volume::Volume;
+
+/// A loaded, validated catalog. Building one starts nothing.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Gateway-wide settings.
+    pub gateway: GatewaySpec,
+    /// Servers in the order the file lists them.
+    pub servers: Vec<ServerSpec>,
+}
+
+/// The top-level document.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Document {
+    #[allow(dead_code)] // checked while parsing; only version 1 exists
+    version: Version,
+    #[serde(default)]
+    pub(crate) gateway: GatewaySpec,
+    #[serde(deserialize_with = "servers")]
+    pub(crate) servers: Vec<ServerSpec>,
+}
+
+/// The catalog format version; only `1` exists.
+#[derive(Debug)]
+struct Version;
+
+impl TryFrom<Scalar> for Version {
+    type Error = String;
+    fn try_from(value: Scalar) -> Result<Self, String> {
+        match value {
+            Scalar::Int(1) => Ok(Self),
+            other => Err(invalid(
+                format_args!("catalog version `{other}` is not supported"),
+                "write `version: 1`",
+            )),
+        }
+    }
+}
+deserialize_checked!(Version, scalar);
+
+fn servers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ServerSpec>, D::Error> {
+    struct ServersVisitor;
+    impl<'de> Visitor<'de> for ServersVisitor {
+        type Value = Vec<ServerSpec>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a mapping of server names to servers")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            let entries = collect_unique::<_, ServerName, ServerBody>(map)?;
+            if entries.is_empty() {
+                return Err(de::Error::custom(invalid(
+                    "`servers` is empty",
+                    "add at least one server; see catalog/demo.yaml",
+                )));
+            }
+            Ok(entries
+                .into_iter()
+                .map(|(name, ServerBody(body))| body.named(name))
+                .collect())
+        }
+    }
+    d.deserialize_map(ServersVisitor)
+}
+
+/// Gateway-wide settings.
+#[derive(Debug, Clone)]
+pub struct GatewaySpec {
+    /// Joins server and upstream names: `<server><separator><tool>`.
+    pub separator: Separator,
+    /// How long a `tools/call` may take before the client gets an error.
+    pub call_timeout: Duration,
+    /// How long a backend may take to start and answer `initialize`.
+    pub init_timeout: Duration,
+    /// The hard limit on one call, however much progress it reports.
+    pub max_call_timeout: Duration,
+    /// When and how often a failed backend is restarted.
+    pub restart: RestartSpec,
+    /// How idle backends are checked.
+    pub health: HealthSpec,
+}
+
+/// Pings for idle backends (those whose protocol has `ping`): a backend that
+/// misses `misses` in a row is restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthSpec {
+    /// How long a backend may sit idle before it is pinged, and how often.
+    pub interval: Duration,
+    /// How long a ping may take.
+    pub timeout: Duration,
+    /// Missed pings in a row that mean the backend is stuck.
+    pub misses: u32,
+}
+
+impl Default for HealthSpec {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+            misses: 3,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    interval: Option<CatalogDuration>,
+    timeout: Option<CatalogDuration>,
+    misses: Option<Count>,
+}
+
+impl<'de> Deserialize<'de> for HealthSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawHealth::deserialize(d)?;
+        let defaults = Self::default();
+        Ok(Self {
+            interval: raw.interval.map_or(defaults.interval, |d| d.0),
+            timeout: raw.timeout.map_or(defaults.timeout, |d| d.0),
+            misses: raw.misses.map_or(defaults.misses, |c| c.0),
+        })
+    }
+}
+
+/// How failed backends are restarted: exponential backoff with full jitter,
+/// and a circuit breaker that stops a crash loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartSpec {
+    /// The first backoff ceiling; it doubles with each quick failure.
+    pub initial_backoff: Duration,
+    /// The largest backoff ceiling.
+    pub max_backoff: Duration,
+    /// A backend up this long counts as healthy: its failure count resets.
+    pub healthy_after: Duration,
+    /// After this many failures in a row the circuit opens.
+    pub circuit_after: u32,
+    /// How long an open circuit refuses calls before one probe start.
+    pub circuit_open: Duration,
+}
+
+impl Default for RestartSpec {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            healthy_after: Duration::from_secs(60),
+            circuit_after: 5,
+            circuit_open: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRestart {
+    initial_backoff: Option<CatalogDuration>,
+    max_backoff: Option<CatalogDuration>,
+    healthy_after: Option<CatalogDuration>,
+    circuit_after: Option<Count>,
+    circuit_open: Option<CatalogDuration>,
+}
+
+impl<'de> Deserialize<'de> for RestartSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawRestart::deserialize(d)?;
+        let defaults = Self::default();
+        Ok(Self {
+            initial_backoff: raw
+                .initial_backoff
+                .map_or(defaults.initial_backoff, |d| d.0),
+            max_backoff: raw.max_backoff.map_or(defaults.max_backoff, |d| d.0),
+            healthy_after: raw.healthy_after.map_or(defaults.healthy_after, |d| d.0),
+            circuit_after: raw.circuit_after.map_or(defaults.circuit_after, |c| c.0),
+            circuit_open: raw.circuit_open.map_or(defaults.circuit_open, |d| d.0),
+        })
+    }
+}
+
+/// A whole number from 1 to 100,000.
+#[derive(Debug, Clone, Copy)]
+struct Count(u32);
+
+impl TryFrom<Scalar> for Count {
+    type Error = String;
+    fn try_from(value: Scalar) -> Result<Self, String> {
+        match value {
+            Scalar::Int(n) if (1..=100_000).contains(&n) => Ok(Self(u32::try_from(n).unwrap_or(1))),
+            other => Err(invalid(
+                format_args!("`{other}` is not a count"),
+                "write a whole number from 1 to 100000",
+            )),
+        }
+    }
+}
+deserialize_checked!(Count, scalar);
+
+impl Default for GatewaySpec {
+    fn default() -> Self {
+        Self {
+            separator: Separator::default(),
+            call_timeout: Duration::from_secs(60),
+            init_timeout: Duration::from_secs(30),
+            max_call_timeout: Duration::from_secs(600),
+            restart: RestartSpec::default(),
+            health: HealthSpec::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    separator: Option<Separator>,
+    call_timeout: Option<CatalogDuration>,
+    init_timeout: Option<CatalogDuration>,
+    max_call_timeout: Option<CatalogDuration>,
+    restart: Option<RestartSpec>,
+    health: Option<HealthSpec>,
+}
+
+impl<'de> Deserialize<'de> for GatewaySpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawGateway::deserialize(d)?;
+        let defaults = Self::default();
+        Ok(Self {
+            separator: raw.separator.unwrap_or(defaults.separator),
+            call_timeout: raw.call_timeout.map_or(defaults.call_timeout, |d| d.0),
+            init_timeout: raw.init_timeout.map_or(defaults.init_timeout, |d| d.0),
+            max_call_timeout: raw
+                .max_call_timeout
+                .map_or(defaults.max_call_timeout, |d| d.0),
+            restart: raw.restart.unwrap_or_default(),
+            health: raw.health.unwrap_or_default(),
+        })
+    }
+}
+
+/// One MCP server and the container it runs in.
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    /// The server's name, the key it has under `servers`.
+    pub name: ServerName,
+    /// The image to run.
+    pub image: String,
+    /// When to pull the image from a registry.
+    pub pull: PullPolicy,
+    /// Overrides the image's entrypoint.
+    pub entrypoint: Option<Vec<String>>,
+    /// Overrides the image's command (Docker's `Cmd`).
+    pub command: Option<Vec<String>>,
+    /// Plain environment variables, by name.
+    pub env: BTreeMap<String, String>,
+    /// Environment variables filled from the secret store: variable -> secret.
+    pub secrets: BTreeMap<String, SecretName>,
+    /// Which of the server's tools clients may see and call.
+    pub tools: ToolFilter,
+    /// The container's network.
+    pub network: Network,
+    /// Resource limits.
+    pub resources: Resources,
+    /// The user to run as; `None` keeps the image's, or a non-root default
+    /// when the image names none.
+    pub user: Option<String>,
+    /// Bind mounts.
+    pub volumes: Vec<Volume>,
+    /// Server-to-client requests this server may make.
+    pub relay: Relay,
+    /// Overrides `gateway.call_timeout` for this server.
+    pub call_timeout: Option<Duration>,
+    /// How many calls may be in flight and how many may wait.
+    pub concurrency: Concurrency,
+    /// Whether the server runs all the time or only while used.
+    pub lifecycle: Lifecycle,
+}
+
+/// Bounds on the calls one backend is given at once. Above both, a call is
+/// refused at once with a "busy" error: nothing queues without bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Concurrency {
+    /// Calls sent to the backend and not yet answered.
+    pub in_flight: usize,
+    /// Calls waiting for one of those places.
+    pub queue: usize,
+}
+
+impl Default for Concurrency {
+    fn default() -> Self {
+        Self {
+            in_flight: 16,
+            queue: 64,
+        }
+    }
+}
+
+/// When a server's container runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lifecycle {
+    /// Started with the gateway and kept running (the default).
+    #[default]
+    Warm,
+    /// Started with the gateway to learn its tools, stopped after `idle`
+    /// without calls, and started again by the next call.
+    OnDemand {
+        /// How long the server may sit unused before it is stopped.
+        idle: Duration,
+    },
+}
+
+impl ServerSpec {
+    /// Each way this server is less confined than the defaults, in words, so
+    /// the gateway can print them where the user will see them.
+    pub fn relaxations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match &self.network {
+            Network::None => {}
+            Network::Bridge => out.push("network: bridge".to_string()),
+            Network::Named(name) => out.push(format!("network: {name}")),
+        }
+        if let Some(user) = &self.user
+            && (user == "0"
+                || user.starts_with("0:")
+                || user == "root"
+                || user.starts_with("root:"))
+        {
+            out.push(format!("user: {user} (root)"));
+        }
+        for v in self.volumes.iter().filter(|v| !v.read_only) {
+            out.push(format!("writable volume: {}", v.to_bind()));
+        }
+        if self.relay.sampling {
+            out.push("relay.sampling: true".to_string());
+        }
+        out
+    }
+}
+
+/// A server's body before its name is attached.
+#[derive(Debug)]
+struct ServerBody(ServerSpec);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    image: String,
+    #[serde(default)]
+    pull: PullPolicy,
+    entrypoint: Option<Vec<String>>,
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    env: UniqueMap<EnvName, EnvValue>,
+    #[serde(default)]
+    secrets: UniqueMap<EnvName, SecretName>,
+    #[serde(default)]
+    tools: ToolFilter,
+    #[serde(default)]
+    network: Network,
+    #[serde(default)]
+    resources: Resources,
+    user: Option<String>,
+    #[serde(default)]
+    volumes: Vec<Volume>,
+    #[serde(default)]
+    relay: Relay,
+    call_timeout: Option<CatalogDuration>,
+    #[serde(default)]
+    concurrency: Concurrency,
+    lifecycle: Option<LifecycleKind>,
+    idle_timeout: Option<CatalogDuration>,
+    // Keys that exist only to be refused with a reason: Docker users write
+    // them, and "unknown field" would not say why they are refused.
+    #[allow(dead_code)]
+    privileged: Option<Forbidden<Privileged>>,
+    #[allow(dead_code)]
+    pid: Option<Forbidden<HostNamespace>>,
+    #[allow(dead_code)]
+    ipc: Option<Forbidden<HostNamespace>>,
+    #[allow(dead_code)]
+    cap_add: Option<Forbidden<CapAdd>>,
+    #[allow(dead_code)]
+    devices: Option<Forbidden<Devices>>,
+}
+
+impl<'de> Deserialize<'de> for ServerBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct BodyVisitor;
+        impl<'de> Visitor<'de> for BodyVisitor {
+            type Value = ServerBody;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a server mapping with at least `image`")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ServerBody, A::Error> {
+                let raw = RawServer::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                ServerBody::try_from(raw).map_err(de::Error::custom)
+            }
+        }
+        d.deserialize_map(BodyVisitor)
+    }
+}
+
+impl TryFrom<RawServer> for ServerBody {
+    type Error = String;
+
+    fn try_from(raw: RawServer) -> Result<Self, String> {
+        if raw.image.trim().is_empty() || raw.image.chars().any(char::is_whitespace) {
+            return Err(invalid(
+                format_args!("image `{}` is not an image reference", raw.image),
+                "name a local or registry image, such as `mcpgw/time:dev`",
+            ));
+        }
+        let env: BTreeMap<String, String> =
+            raw.env.0.into_iter().map(|(k, v)| (k.0, v.0)).collect();
+        let secrets: BTreeMap<String, SecretName> =
+            raw.secrets.0.into_iter().map(|(k, v)| (k.0, v)).collect();
+        if let Some(clash) = secrets.keys().find(|k| env.contains_key(*k)) {
+            return Err(invalid(
+                format_args!("`{clash}` is set both in `env` and in `secrets`"),
+                "keep it in one of them",
+            ));
+        }
+        if raw.entrypoint.as_ref().is_some_and(Vec::is_empty) {
+            return Err(invalid(
+                "`entrypoint` is empty",
+                "remove it to keep the image's entrypoint, or list the program and its arguments",
+            ));
+        }
+        if let Some(user) = &raw.user {
+            let valid = !user.is_empty()
+                && user.len() <= 64
+                && user
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-' | b'.'));
+            if !valid {
+                return Err(invalid(
+                    format_args!("user `{user}` is not a user"),
+                    "write `uid`, `uid:gid` or a user name, such as `1000:1000`",
+                ));
+            }
+        }
+        let lifecycle = match (raw.lifecycle, raw.idle_timeout) {
+            (None | Some(LifecycleKind::Warm), None) => Lifecycle::Warm,
+            (None | Some(LifecycleKind::Warm), Some(_)) => {
+                return Err(invalid(
+                    "`idle_timeout` only applies to `lifecycle: on-demand`",
+                    "add `lifecycle: on-demand`, or remove `idle_timeout`",
+                ));
+            }
+            (Some(LifecycleKind::OnDemand), idle) => Lifecycle::OnDemand {
+                idle: idle.map_or(Duration::from_secs(300), |d| d.0),
+            },
+        };
+        if raw.concurrency.in_flight == 0 {
+            return Err(invalid(
+                "`concurrency.in_flight` is 0: no call could ever be made",
+                "allow at least 1 call in flight (the default is 16)",
+            ));
+        }
+        Ok(Self(ServerSpec {
+            name: ServerName::placeholder(),
+            image: raw.image,
+            pull: raw.pull,
+            entrypoint: raw.entrypoint,
+            command: raw.command,
+            env,
+            secrets,
+            tools: raw.tools,
+            network: raw.network,
+            resources: raw.resources,
+            user: raw.user,
+            volumes: raw.volumes,
+            relay: raw.relay,
+            call_timeout: raw.call_timeout.map(|d| d.0),
+            concurrency: raw.concurrency,
+            lifecycle,
+        }))
+    }
+}
+
+impl ServerSpec {
+    fn named(mut self, name: ServerName) -> Self {
+        self.name = name;
+        self
+    }
+}
+
+/// `lifecycle` as written.
+#[derive(Debug, Clone, Copy)]
+enum LifecycleKind {
+    Warm,
+    OnDemand,
+}
+
+impl TryFrom<String> for LifecycleKind {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "warm" => Ok(Self::Warm),
+            "on-demand" => Ok(Self::OnDemand),
+            other => Err(invalid(
+                format_args!("lifecycle `{other}` is not known"),
+                "use `warm` (the default) or `on-demand`",
+            )),
+        }
+    }
+}
+deserialize_checked!(LifecycleKind, str);
+
+/// An environment value; YAML numbers and booleans are taken as written.
+#[derive(Debug)]
+struct EnvValue(String);
+
+impl TryFrom<Scalar> for EnvValue {
+    type Error = String;
+    fn try_from(value: Scalar) -> Result<Self, String> {
+        Ok(Self(value.to_string()))
+    }
+}
+deserialize_checked!(EnvValue, scalar);
+
+/// When to pull a server's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    /// Pull only when the image is not present locally (the default).
+    #[default]
+    Missing,
+    /// Pull before every start.
+    Always,
+    /// Never pull; a missing image is an error.
+    Never,
+}
+
+impl TryFrom<String> for PullPolicy {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "missing" => Ok(Self::Missing),
+            "always" => Ok(Self::Always),
+            "never" => Ok(Self::Never),
+            other => Err(invalid(
+                format_args!("pull policy `{other}` is not known"),
+                "use `missing` (the default), `always` or `never`",
+            )),
+        }
+    }
+}
+deserialize_checked!(PullPolicy, str);
+
+/// The network a container joins.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Network {
+    /// No network at all, only loopback (the default).
+    #[default]
+    None,
+    /// Docker's default bridge: outbound access.
+    Bridge,
+    /// A user-defined Docker network.
+    Named(String),
+}
+
+impl Network {
+    /// Docker's `NetworkMode` value.
+    pub fn mode(&self) -> &str {
+        match self {
+            Self::None => "none",
+            Self::Bridge => "bridge",
+            Self::Named(name) => name,
+        }
+    }
+}
+
+impl TryFrom<String> for Network {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "none" => Ok(Self::None),
+            "bridge" => Ok(Self::Bridge),
+            "host" => Err(invalid(
+                "network `host` is not allowed: it shares the host's network stack with the container",
+                "use `bridge` for outbound access, or a named Docker network",
+            )),
+            other if other.starts_with("container:") => Err(invalid(
+                format_args!(
+                    "network `{other}` is not allowed: it joins another container's network namespace"
+                ),
+                "use `bridge` or a named Docker network",
+            )),
+            other
+                if !other.is_empty()
+                    && other
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) =>
+            {
+                Ok(Self::Named(other.to_string()))
+            }
+            other => Err(invalid(
+                format_args!("network `{other}` is not a network name"),
+                "use `none` (the default), `bridge` or the name of a Docker network",
+            )),
+        }
+    }
+}
+deserialize_checked!(Network, str);
+
+/// Limits on what a container may consume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resources {
+    /// Memory limit in bytes (swap is limited to the same).
+    pub memory_bytes: u64,
+    /// CPU limit in billionths of a CPU.
+    pub nano_cpus: u64,
+    /// Maximum number of processes and threads.
+    pub pids: u64,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 512 * 1024 * 1024,
+            nano_cpus: 1_000_000_000,
+            pids: 256,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResources {
+    memory: Option<ByteSize>,
+    cpus: Option<Cpus>,
+    pids: Option<Pids>,
+}
+
+#[derive(Debug)]
+struct Pids(u64);
+
+impl TryFrom<Scalar> for Pids {
+    type Error = String;
+    fn try_from(value: Scalar) -> Result<Self, String> {
+        match value {
+            Scalar::Int(n) if (8..=65_536).contains(&n) => Ok(Self(n)),
+            other => Err(invalid(
+                format_args!("pids limit `{other}` is out of range"),
+                "write a whole number from 8 to 65536 (the default is 256)",
+            )),
+        }
+    }
+}
+deserialize_checked!(Pids, scalar);
+
+impl<'de> Deserialize<'de> for Resources {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawResources::deserialize(d)?;
+        let defaults = Self::default();
+        Ok(Self {
+            memory_bytes: raw.memory.map_or(defaults.memory_bytes, |m| m.0),
+            nano_cpus: raw.cpus.map_or(defaults.nano_cpus, |c| c.0),
+            pids: raw.pids.map_or(defaults.pids, |p| p.0),
+        })
+    }
+}
+
+/// Which server-to-client requests a server may make through the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Relay {
+    /// `sampling/createMessage`: spends the user's model budget, so off
+    /// unless the catalog turns it on.
+    pub sampling: bool,
+    /// `elicitation/create`: asks the user a question.
+    pub elicitation: bool,
+    /// `roots/list`: learns the client's workspace roots.
+    pub roots: bool,
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        Self {
+            sampling: false,
+            elicitation: true,
+            roots: true,
+        }
+    }
+}
+
+/// Which upstream tools a server exposes: `allow` (absent = all) then `deny`.
+#[derive(Debug, Clone, Default)]
+pub struct ToolFilter {
+    allow: Option<Patterns>,
+    deny: Option<Patterns>,
+}
+
+impl ToolFilter {
+    /// Whether the upstream tool `name` may be listed and called.
+    pub fn permits(&self, name: &str) -> bool {
+        self.allow.as_ref().is_none_or(|a| a.set.is_match(name))
+            && !self.deny.as_ref().is_some_and(|d| d.set.is_match(name))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToolFilter {
+    allow: Option<Patterns>,
+    deny: Option<Patterns>,
+}
+
+impl<'de> Deserialize<'de> for ToolFilter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawToolFilter::deserialize(d)?;
+        Ok(Self {
+            allow: raw.allow,
+            deny: raw.deny,
+        })
+    }
+}
+
+/// A list of tool names or globs (`*`, `?`, `[abc]`), compiled once.
+#[derive(Debug, Clone)]
+struct Patterns {
+    set: GlobSet,
+}
+
+impl<'de> Deserialize<'de> for Patterns {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut builder = GlobSetBuilder::new();
+        for ToolPattern(glob) in Vec::<ToolPattern>::deserialize(d)? {
+            builder.add(glob);
+        }
+        let set = builder.build().map_err(de::Error::custom)?;
+        Ok(Self { set })
+    }
+}
+
+/// One tool name or glob, checked as it is read.
+#[derive(Debug)]
+struct ToolPattern(Glob);
+
+impl TryFrom<String> for ToolPattern {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let glob = Glob::new(&text).map_err(|err| {
+            invalid(
+                format_args!("tool pattern `{text}` is not a valid glob: {}", err.kind()),
+                "write a tool name, or a glob such as `get_*`",
+            )
+        })?;
+        Ok(Self(glob))
+    }
+}
+deserialize_checked!(ToolPattern, str);
+
+/// A key that is refused whatever its value, with the reason `R` gives.
+#[derive(Debug)]
+struct Forbidden<R>(std::marker::PhantomData<R>);
+
+trait Reason {
+    const WHAT: &'static str;
+    const FIX: &'static str;
+}
+
+#[derive(Debug)]
+struct Privileged;
+impl Reason for Privileged {
+    const WHAT: &'static str =
+        "`privileged` is not allowed: a privileged container has full access to the host";
+    const FIX: &'static str = "remove `privileged`; mcpgw never runs a privileged container";
+}
+
+#[derive(Debug)]
+struct HostNamespace;
+impl Reason for HostNamespace {
+    const WHAT: &'static str = "sharing the host's pid or ipc namespace is not allowed: it lets the container see and signal host processes";
+    const FIX: &'static str = "remove the key; every container gets private namespaces";
+}
+
+#[derive(Debug)]
+struct CapAdd;
+impl Reason for CapAdd {
+    const WHAT: &'static str = "`cap_add` is not supported: every capability is dropped";
+    const FIX: &'static str = "remove `cap_add`; an MCP server should not need Linux capabilities";
+}
+
+#[derive(Debug)]
+struct Devices;
+impl Reason for Devices {
+    const WHAT: &'static str = "`devices` is not supported: host devices are never passed through";
+    const FIX: &'static str = "remove `devices`";
+}
+
+impl<'de, R: Reason> Deserialize<'de> for Forbidden<R> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<R>(std::marker::PhantomData<R>);
+        impl<'v, R: Reason> Visitor<'v> for V<R> {
+            type Value = Forbidden<R>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("nothing")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                // `privileged: false` says what we do anyway; accept it.
+                if v {
+                    Err(E::custom(invalid(R::WHAT, R::FIX)))
+                } else {
+                    Ok(Forbidden(std::marker::PhantomData))
+                }
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Err(E::custom(invalid(R::WHAT, R::FIX)))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Err(E::custom(invalid(R::WHAT, R::FIX)))
+            }
+            fn visit_seq<A: de::SeqAccess<'v>>(self, _: A) -> Result<Self::Value, A::Error> {
+                Err(de::Error::custom(invalid(R::WHAT, R::FIX)))
+            }
+            fn visit_map<A: MapAccess<'v>>(self, _: A) -> Result<Self::Value, A::Error> {
+                Err(de::Error::custom(invalid(R::WHAT, R::FIX)))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}

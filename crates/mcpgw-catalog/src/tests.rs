@@ -1,0 +1,492 @@
+//! Catalog validation, one case per rule: `check_err(yaml, expected)` pins the
+//! position and the exact message a user sees.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+const HEAD: &str = "version: 1\nservers:\n  s:\n    image: img:dev\n";
+
+fn parse_in(dir: &Path, yaml: &str) -> Result<Catalog, CatalogError> {
+    parse(yaml, Path::new("cat.yaml"), dir)
+}
+
+#[track_caller]
+fn check_err(yaml: &str, expect: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let err = parse_in(dir.path(), yaml).expect_err("catalog should be rejected");
+    assert_eq!(err.to_string(), expect, "for catalog:\n{yaml}");
+}
+
+#[track_caller]
+fn check_ok(yaml: &str) -> Catalog {
+    let dir = tempfile::tempdir().unwrap();
+    parse_in(dir.path(), yaml).unwrap_or_else(|e| panic!("{e}\nfor catalog:\n{yaml}"))
+}
+
+#[test]
+fn minimal_catalog_has_safe_defaults() {
+    let cat = check_ok(HEAD);
+    assert_eq!(cat.gateway.separator.as_str(), "__");
+    assert_eq!(cat.gateway.call_timeout.as_secs(), 60);
+    let s = &cat.servers[0];
+    assert_eq!(s.name.as_str(), "s");
+    assert_eq!(s.network, Network::None);
+    assert_eq!(s.resources, Resources::default());
+    assert_eq!(s.pull, PullPolicy::Missing);
+    assert!(!s.relay.sampling && s.relay.elicitation && s.relay.roots);
+    assert!(s.tools.permits("anything"));
+    assert!(s.relaxations().is_empty());
+}
+
+#[test]
+fn full_catalog_parses() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let yaml = r#"
+version: 1
+gateway:
+  separator: "-x-"
+  call_timeout: 90s
+  init_timeout: 500ms
+servers:
+  time:
+    image: mcpgw/time:dev
+    pull: never
+    entrypoint: ["python", "-m", "mcp_server_time"]
+    command: ["--local-timezone", "UTC"]
+    env: { TZ: UTC, PORT: 8080, DEBUG: true }
+    secrets: { GITHUB_TOKEN: github.token }
+    tools:
+      allow: [get_*, convert_time]
+      deny: [convert_time]
+    network: bridge
+    resources: { memory: 256m, cpus: 0.5, pids: 64 }
+    user: "1000:1000"
+    volumes: ["./data:/data", "./data:/rw:rw"]
+    relay: { sampling: true, elicitation: false }
+    privileged: false
+  git:
+    image: mcpgw/git:dev
+"#;
+    let cat = parse_in(dir.path(), yaml).unwrap();
+    assert_eq!(cat.gateway.separator.as_str(), "-x-");
+    assert_eq!(cat.gateway.init_timeout.as_millis(), 500);
+    let names: Vec<_> = cat.servers.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["time", "git"]);
+    let t = &cat.servers[0];
+    assert_eq!(t.env["PORT"], "8080");
+    assert_eq!(t.env["DEBUG"], "true");
+    assert_eq!(t.secrets["GITHUB_TOKEN"].as_str(), "github.token");
+    assert!(t.tools.permits("get_current_time"));
+    assert!(!t.tools.permits("convert_time"), "deny applies after allow");
+    assert!(!t.tools.permits("other"));
+    assert_eq!(t.resources.memory_bytes, 256 << 20);
+    assert_eq!(t.resources.nano_cpus, 500_000_000);
+    assert_eq!(t.resources.pids, 64);
+    let data = dir.path().join("data").canonicalize().unwrap();
+    assert_eq!(t.volumes[0].host, data);
+    assert!(t.volumes[0].read_only, "volumes are read-only unless :rw");
+    assert!(!t.volumes[1].read_only);
+    assert!(t.relay.sampling && !t.relay.elicitation && t.relay.roots);
+    assert_eq!(
+        t.relaxations(),
+        [
+            "network: bridge".to_string(),
+            format!("writable volume: {}:/rw:rw", data.display()),
+            "relay.sampling: true".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn rejects_structure_errors() {
+    check_err(
+        "version: 1\nservers:\n  s:\n    image: a\n    imagee: b\n",
+        "cat.yaml:5:5: servers.s: unknown field `imagee`, expected one of `image`, `pull`, `entrypoint`, `command`, `env`, `secrets`, `tools`, `network`, `resources`, `user`, `volumes`, `relay`, `call_timeout`, `concurrency`, `lifecycle`, `idle_timeout`, `privileged`, `pid`, `ipc`, `cap_add`, `devices`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+    );
+    check_err(
+        "version: 1\nextra: 1\nservers: {}\n",
+        "cat.yaml:2:1: unknown field `extra`, expected one of `version`, `gateway`, `servers`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+    );
+    check_err(
+        "version: 1\nservers:\n  s:\n    image: a\n    image: b\n",
+        "cat.yaml:4:5: servers.s: duplicate field `image`; fix: keep only one of them",
+    );
+    check_err(
+        "version: 1\nservers:\n  s:\n    image: a\n  s:\n    image: b\n",
+        "cat.yaml:3:3: servers: duplicate key `s`; fix: keep only one of them",
+    );
+    check_err(
+        "version: 1\nservers:\n  s:\n    image: a\n    env: { A: 1, A: 2 }\n",
+        "cat.yaml:5:10: servers.s.env: duplicate key `A`; fix: keep only one of them",
+    );
+    check_err(
+        "version: 1\nservers:\n  s:\n    pull: never\n",
+        "cat.yaml:4:5: servers.s: missing field `image`; fix: add the missing key",
+    );
+    check_err(
+        "version: 2\nservers:\n  s:\n    image: a\n",
+        "cat.yaml:1:10: version: catalog version `2` is not supported; fix: write `version: 1`",
+    );
+    check_err(
+        "version: 1\nservers: {}\n",
+        "cat.yaml:2:10: servers: `servers` is empty; fix: add at least one server; see catalog/demo.yaml",
+    );
+    check_err(
+        "version: 1\nservers:\n  s: {image: a\n",
+        "cat.yaml:4:1: did not find expected ',' or '}' at line 4 column 1, while parsing a flow mapping; fix: correct the YAML syntax at this position",
+    );
+}
+
+#[test]
+fn rejects_bad_names_and_values() {
+    let cases = [
+        (
+            "version: 1\nservers:\n  Bad_Name:\n    image: a\n",
+            "cat.yaml:3:3: servers: server name `Bad_Name` is not allowed; fix: use 1 to 32 characters of lowercase letters, digits and `-`",
+        ),
+        (
+            "version: 1\nservers:\n  abcdefghijklmnopqrstuvwxyz0123456:\n    image: a\n",
+            "cat.yaml:3:3: servers: server name `abcdefghijklmnopqrstuvwxyz0123456` is not allowed; fix: use 1 to 32 characters of lowercase letters, digits and `-`",
+        ),
+        (
+            "version: 1\ngateway:\n  separator: '.'\nservers:\n  s:\n    image: a\n",
+            "cat.yaml:3:14: gateway.separator: separator `.` is not allowed; fix: use 1 to 8 characters of letters, digits, `_` and `-` (the default is `__`)",
+        ),
+        (
+            "version: 1\ngateway:\n  call_timeout: 60\nservers:\n  s:\n    image: a\n",
+            "cat.yaml:3:17: gateway.call_timeout: `60` is not a duration; fix: write a number with a unit, such as `500ms`, `30s`, `2m` or `1h`",
+        ),
+        (
+            &format!("{HEAD}    resources: {{ memory: 1m }}\n"),
+            "cat.yaml:5:26: servers.s.resources.memory: memory `1m` is below Docker's minimum of 6m; fix: give the container at least `6m`; most servers need `128m` or more",
+        ),
+        (
+            &format!("{HEAD}    resources: {{ cpus: 0 }}\n"),
+            "cat.yaml:5:24: servers.s.resources.cpus: `0` is not a CPU count; fix: write a number of CPUs from 0.01 to 1024, such as `1` or `0.5`",
+        ),
+        (
+            &format!("{HEAD}    resources: {{ pids: 1000000 }}\n"),
+            "cat.yaml:5:24: servers.s.resources.pids: pids limit `1000000` is out of range; fix: write a whole number from 8 to 65536 (the default is 256)",
+        ),
+        (
+            &format!("{HEAD}    pull: sometimes\n"),
+            "cat.yaml:5:11: servers.s.pull: pull policy `sometimes` is not known; fix: use `missing` (the default), `always` or `never`",
+        ),
+        (
+            &format!("{HEAD}    env: {{ 1BAD: x }}\n"),
+            "cat.yaml:5:12: servers.s.env: environment variable name `1BAD` is not allowed; fix: use letters, digits and `_`, not starting with a digit",
+        ),
+        (
+            &format!("{HEAD}    secrets: {{ TOKEN: 'a b' }}\n"),
+            "cat.yaml:5:23: servers.s.secrets.TOKEN: secret name `a b` is not allowed; fix: use 1 to 128 characters of letters, digits, `.`, `_` and `-`",
+        ),
+        (
+            &format!("{HEAD}    env: {{ TOKEN: x }}\n    secrets: {{ TOKEN: t }}\n"),
+            "cat.yaml:4:5: servers.s: `TOKEN` is set both in `env` and in `secrets`; fix: keep it in one of them",
+        ),
+        (
+            &format!("{HEAD}    tools: {{ allow: ['get_[' ] }}\n"),
+            "cat.yaml:5:22: servers.s.tools.allow[0]: tool pattern `get_[` is not a valid glob: unclosed character class; missing ']'; fix: write a tool name, or a glob such as `get_*`",
+        ),
+        (
+            &format!("{HEAD}    user: 'me; rm'\n"),
+            "cat.yaml:4:5: servers.s: user `me; rm` is not a user; fix: write `uid`, `uid:gid` or a user name, such as `1000:1000`",
+        ),
+    ];
+    for (yaml, expect) in cases {
+        check_err(yaml, expect);
+    }
+}
+
+#[test]
+fn rejects_privilege_escalations() {
+    let cases = [
+        (
+            "    privileged: true\n",
+            "cat.yaml:5:17: servers.s.privileged: `privileged` is not allowed: a privileged container has full access to the host; fix: remove `privileged`; mcpgw never runs a privileged container",
+        ),
+        (
+            "    network: host\n",
+            "cat.yaml:5:14: servers.s.network: network `host` is not allowed: it shares the host's network stack with the container; fix: use `bridge` for outbound access, or a named Docker network",
+        ),
+        (
+            "    network: 'container:db'\n",
+            "cat.yaml:5:14: servers.s.network: network `container:db` is not allowed: it joins another container's network namespace; fix: use `bridge` or a named Docker network",
+        ),
+        (
+            "    pid: host\n",
+            "cat.yaml:5:10: servers.s.pid: sharing the host's pid or ipc namespace is not allowed: it lets the container see and signal host processes; fix: remove the key; every container gets private namespaces",
+        ),
+        (
+            "    ipc: host\n",
+            "cat.yaml:5:10: servers.s.ipc: sharing the host's pid or ipc namespace is not allowed: it lets the container see and signal host processes; fix: remove the key; every container gets private namespaces",
+        ),
+        (
+            "    cap_add: [SYS_ADMIN]\n",
+            "cat.yaml:5:14: servers.s.cap_add: `cap_add` is not supported: every capability is dropped; fix: remove `cap_add`; an MCP server should not need Linux capabilities",
+        ),
+        (
+            "    devices: ['/dev/kvm']\n",
+            "cat.yaml:5:14: servers.s.devices: `devices` is not supported: host devices are never passed through; fix: remove `devices`",
+        ),
+    ];
+    for (extra, expect) in cases {
+        check_err(&format!("{HEAD}{extra}"), expect);
+    }
+}
+
+/// Every sensitive host path is refused, however it is spelled: directly,
+/// inside it, above it, through `..` or through a symlink.
+#[test]
+fn rejects_sensitive_volumes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/etc", dir.path().join("link-to-etc")).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let run = PathBuf::from("/run").canonicalize().unwrap();
+    let cases: Vec<(String, String)> = vec![
+        ("/".into(), "host path `/` is or contains `/etc`".into()),
+        (
+            "/etc".into(),
+            "host path `/etc` is or contains `/etc`".into(),
+        ),
+        (
+            "/etc/ssl".into(),
+            "host path `/etc/ssl` is or contains `/etc`".into(),
+        ),
+        (
+            "/proc".into(),
+            "host path `/proc` is or contains `/proc`".into(),
+        ),
+        (
+            "/sys".into(),
+            "host path `/sys` is or contains `/sys`".into(),
+        ),
+        (
+            "/dev".into(),
+            "host path `/dev` is or contains `/dev`".into(),
+        ),
+        (
+            "/var".into(),
+            "host path `/var` is or contains `/var/run`".into(),
+        ),
+        (
+            "/var/run".into(),
+            format!("host path `{}` is or contains `/run`", run.display()),
+        ),
+        (
+            "./link-to-etc".into(),
+            "host path `/etc` is or contains `/etc`".into(),
+        ),
+        (
+            "sub/../link-to-etc/..".into(),
+            "host path `/` is or contains `/etc`".into(),
+        ),
+    ];
+    for (host, expect) in cases {
+        let yaml = format!("{HEAD}    volumes: ['{host}:/data']\n");
+        let err = parse_in(dir.path(), &yaml).expect_err(&host).to_string();
+        assert!(
+            err.starts_with("cat.yaml:5:15: servers.s.volumes[0]: ")
+                && err.contains(&expect)
+                && err.ends_with(
+                    "; fix: mount a dedicated directory that holds only what the server needs"
+                ),
+            "{host}: {err}"
+        );
+    }
+}
+
+#[test]
+fn rejects_credential_dirs_under_home_and_the_docker_socket() {
+    let home = tempfile::tempdir().unwrap();
+    let home_path = home.path().canonicalize().unwrap();
+    for sub in [".ssh", ".aws", ".docker", ".kube", ".gnupg"] {
+        std::fs::create_dir(home_path.join(sub)).unwrap();
+    }
+    let sock_path = home_path.join("docker.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let context = volume::Context::for_test(home_path.clone(), Some(home_path.clone()));
+    let check = |host: &str| -> String {
+        volume::with_context(context.clone(), || {
+            yaml_serde::from_str::<volume::Volume>(&format!("'{host}:/data'"))
+                .unwrap_err()
+                .to_string()
+        })
+    };
+    for sub in [".ssh", ".aws", ".docker", ".kube", ".gnupg"] {
+        let err = check(&format!("~/{sub}"));
+        assert!(
+            err.contains(&format!(
+                "is or contains `{}`",
+                home_path.join(sub).display()
+            )),
+            "{err}"
+        );
+    }
+    let err = check("~");
+    assert!(
+        err.contains(&format!(
+            "host path `{}` is or contains",
+            home_path.display()
+        )),
+        "{err}"
+    );
+    let err = check(&sock_path.display().to_string());
+    assert!(
+        err.contains("is a socket; a socket (such as the Docker socket) is never mounted"),
+        "{err}"
+    );
+    if Path::new("/var/run/docker.sock").exists() {
+        let err = check("/var/run/docker.sock");
+        assert!(err.contains("socket"), "{err}");
+    }
+}
+
+#[test]
+fn rejects_malformed_volumes() {
+    let cases = [
+        ("'./x'", "volume `./x` is not `host:container[:ro|rw]`"),
+        ("'.:/data:rx'", "volume mode `rx` is not supported"),
+        (
+            "'.:data'",
+            "container path `data` must be an absolute path other than `/`",
+        ),
+        (
+            "'.:/'",
+            "container path `/` must be an absolute path other than `/`",
+        ),
+        ("'./missing:/data'", "cannot be resolved"),
+    ];
+    for (v, expect) in cases {
+        let yaml = format!("{HEAD}    volumes: [{v}]\n");
+        let dir = tempfile::tempdir().unwrap();
+        let err = parse_in(dir.path(), &yaml).unwrap_err().to_string();
+        assert!(
+            err.starts_with("cat.yaml:5:15: servers.s.volumes[0]: ") && err.contains(expect),
+            "{err}"
+        );
+    }
+}
+
+/// A billion-laughs document fails instead of expanding: anchors are kept
+/// as events (parsing is linear in the file), the typed schema refuses a
+/// nested alias at its first element, and yaml_serde caps alias jumps.
+#[test]
+fn rejects_alias_bombs() {
+    let mut yaml =
+        String::from("version: 1\nservers:\n  s:\n    image: a\n    env: { A: &a0 x }\n");
+    yaml.push_str("    entrypoint: &a1 [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]\n");
+    yaml.push_str("  t:\n    image: a\n    entrypoint: &a2 [*a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1]\n");
+    for i in 3..12 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+        yaml.push_str(&format!(
+            "  t{i}:\n    image: a\n    command: &a{i} [{refs}]\n"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let err = parse_in(dir.path(), &yaml).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "cat.yaml:6:17: servers.t.entrypoint[0]: invalid type: sequence, expected a string; fix: write the value in the form the catalog reference in README.md shows"
+    );
+}
+
+#[test]
+fn rejects_oversized_files_without_reading_them_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.yaml");
+    let mut text = String::from("version: 1\n");
+    while text.len() as u64 <= MAX_CATALOG_BYTES {
+        text.push_str("# padding padding padding padding padding padding padding\n");
+    }
+    std::fs::write(&path, &text).unwrap();
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("over the limit of 1048576 bytes"), "{err}");
+}
+
+#[test]
+fn missing_file_names_the_path() {
+    let err = load(Path::new("/nonexistent/cat.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(
+            "/nonexistent/cat.yaml: cannot read the catalog: No such file or directory"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn demo_catalog_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../catalog/demo.yaml");
+    let cat = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(cat.servers.len() >= 3);
+}
+
+#[test]
+fn supervision_keys_parse_and_default() {
+    let cat = check_ok(HEAD);
+    assert_eq!(cat.gateway.max_call_timeout.as_secs(), 600);
+    assert_eq!(cat.gateway.restart, RestartSpec::default());
+    let s = &cat.servers[0];
+    assert_eq!(s.call_timeout, None);
+    assert_eq!(
+        s.concurrency,
+        Concurrency {
+            in_flight: 16,
+            queue: 64
+        }
+    );
+    assert_eq!(s.lifecycle, Lifecycle::Warm);
+
+    let cat = check_ok(
+        "version: 1\ngateway:\n  max_call_timeout: 5m\n  restart: { initial_backoff: 100ms, max_backoff: 2s, healthy_after: 10s, circuit_after: 3, circuit_open: 5s }\nservers:\n  s:\n    image: a\n    call_timeout: 2s\n    concurrency: { in_flight: 2, queue: 0 }\n    lifecycle: on-demand\n    idle_timeout: 90s\n",
+    );
+    assert_eq!(cat.gateway.max_call_timeout.as_secs(), 300);
+    let r = cat.gateway.restart;
+    assert_eq!(
+        (
+            r.initial_backoff.as_millis(),
+            r.max_backoff.as_secs(),
+            r.healthy_after.as_secs(),
+            r.circuit_after,
+            r.circuit_open.as_secs()
+        ),
+        (100, 2, 10, 3, 5)
+    );
+    let s = &cat.servers[0];
+    assert_eq!(s.call_timeout, Some(std::time::Duration::from_secs(2)));
+    assert_eq!(
+        s.concurrency,
+        Concurrency {
+            in_flight: 2,
+            queue: 0
+        }
+    );
+    assert_eq!(
+        s.lifecycle,
+        Lifecycle::OnDemand {
+            idle: std::time::Duration::from_secs(90)
+        }
+    );
+
+    check_err(
+        &format!("{HEAD}    lifecycle: lazy\n"),
+        "cat.yaml:5:16: servers.s.lifecycle: lifecycle `lazy` is not known; fix: use `warm` (the default) or `on-demand`",
+    );
+    check_err(
+        &format!("{HEAD}    idle_timeout: 5m\n"),
+        "cat.yaml:4:5: servers.s: `idle_timeout` only applies to `lifecycle: on-demand`; fix: add `lifecycle: on-demand`, or remove `idle_timeout`",
+    );
+    check_err(
+        &format!("{HEAD}    concurrency: {{ in_flight: 0 }}\n"),
+        "cat.yaml:4:5: servers.s: `concurrency.in_flight` is 0: no call could ever be made; fix: allow at least 1 call in flight (the default is 16)",
+    );
+    check_err(
+        "version: 1\ngateway:\n  restart: { circuit_after: 0 }\nservers:\n  s:\n    image: a\n",
+        "cat.yaml:3:29: gateway.restart.circuit_after: `0` is not a count; fix: write a whole number from 1 to 100000",
+    );
+}

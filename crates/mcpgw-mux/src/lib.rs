@@ -1,0 +1,1023 @@
+//! The multiplexer: one MCP server, facing the client, in front of many
+//! backend sessions.
+//!
+//! [`Mux`] implements rmcp's `ServerHandler`: it merges the lists of every
+//! backend that is up, routes each call, prompt and resource read to the
+//! backend that owns it (through the pure [`router`]), and refuses what the
+//! catalog's filters hide before any backend sees it. [`Slots`] is the
+//! runtime's side: it reports backends coming up and going down.
+//!
+//! It does not know about transports (the binary serves it over stdio or
+//! HTTP) nor about containers (the supervisor starts them).
+//!
+//! `initialize` and `server/discover` are answered at once, without waiting
+//! for backends; list requests wait until every backend has either come up
+//! or failed (bounded by the catalog's `init_timeout`), so a client that
+//! lists right after connecting sees every server that could start.
+
+// Sampling and roots are deprecated by SEP-2577, but handshake-era servers
+// and clients still use them, and the gateway relays them.
+#![allow(deprecated)]
+
+mod changes;
+mod paging;
+mod relay;
+pub mod router;
+
+pub use paging::PAGE_SIZE;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use mcpgw_backend::{Backend, Deadline, Inventory, Relay};
+use mcpgw_catalog::{Catalog, Concurrency, ServerName, ToolFilter};
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResponse, CallToolResult, ClientRequest,
+    CompleteRequest, CompleteRequestParams, CompleteResult, GetPromptRequest,
+    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference,
+    ResourceTemplate, ServerCapabilities, ServerConfig, ServerResult,
+};
+use rmcp::model::{
+    LoggingLevel, ResultType, SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter,
+    UnsubscribeRequestParams,
+};
+use rmcp::service::{Peer, RequestContext, RoleServer, ServiceError, SubscriptionContext};
+use rmcp::{ErrorData, ServerHandler};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, broadcast, watch};
+
+use crate::changes::{ListChange, next_change, notify_handshake_clients};
+use crate::paging::page;
+use crate::relay::{ClientRelay, forward_progress};
+use crate::router::{RoutingTable, ServerEntry, ToolLookup};
+
+/// The state of one catalog server, as the mux sees it. There is one per
+/// catalog server, so the size of the `Ready` variant does not matter.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
+enum SlotState {
+    Starting,
+    Ready {
+        backend: Backend,
+        inventory: Arc<Inventory>,
+    },
+    /// Down, for this reason. The last inventory it had stays listed, so
+    /// a restart does not make its tools flicker out of clients' lists.
+    Failed {
+        reason: Arc<str>,
+        last: Option<Arc<Inventory>>,
+    },
+    /// Stopped while unused (`lifecycle: on-demand`); a call starts it again.
+    Idle {
+        last: Arc<Inventory>,
+    },
+}
+
+impl SlotState {
+    fn inventory(&self) -> Option<&Inventory> {
+        match self {
+            Self::Ready { inventory, .. } => Some(inventory),
+            Self::Failed { last, .. } => last.as_deref(),
+            Self::Idle { last } => Some(last),
+            Self::Starting => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    name: ServerName,
+    filter: ToolFilter,
+    state: watch::Sender<SlotState>,
+    limit: Limit,
+    deadline: Deadline,
+    /// When a call last finished or started here.
+    last_used: std::sync::Mutex<Instant>,
+    /// Asks the runtime to start an idle server.
+    wake: Notify,
+    /// How long a stopped server may take to come back for a call.
+    wake_timeout: Duration,
+}
+
+/// Bounded admission to one backend: `in_flight` calls at once, `queue`
+/// more waiting; beyond that a call is refused at once.
+#[derive(Debug)]
+struct Limit {
+    permits: Semaphore,
+    waiting: AtomicUsize,
+    in_flight: usize,
+    queue: usize,
+}
+
+impl Limit {
+    fn new(concurrency: Concurrency) -> Self {
+        Self {
+            permits: Semaphore::new(concurrency.in_flight),
+            waiting: AtomicUsize::new(0),
+            in_flight: concurrency.in_flight,
+            queue: concurrency.queue,
+        }
+    }
+
+    async fn admit(&self) -> Option<SemaphorePermit<'_>> {
+        if let Ok(permit) = self.permits.try_acquire() {
+            return Some(permit);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let permit = self.permits.acquire().await.ok();
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    separator: String,
+    settle_timeout: Duration,
+    slots: Vec<Slot>,
+    table: RwLock<Arc<RoutingTable>>,
+    settled: watch::Sender<bool>,
+    clients: RwLock<Vec<Peer<RoleServer>>>,
+    /// Resources the (stdio) client subscribed to.
+    subscribed: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Backend subscriptions: URI -> (server, how many sessions or streams).
+    backend_subscriptions: std::sync::Mutex<std::collections::HashMap<String, (usize, usize)>>,
+    /// Resource updates from backends, for listen streams.
+    updates: broadcast::Sender<String>,
+    /// The level the client asked logs from, if it did.
+    log_level: RwLock<Option<LoggingLevel>>,
+    /// Lists that changed after start-up, for notifications and streams.
+    changes: broadcast::Sender<ListChange>,
+    diagnosis: OnceLock<Arc<dyn Diagnose>>,
+}
+
+/// What the runtime can say about a server that stopped answering: which of
+/// its container's limits it is pressing against, say. The mux does not
+/// know about containers; the runtime does.
+pub trait Diagnose: Send + Sync + std::fmt::Debug + 'static {
+    /// A short explanation for server `index`, if there is one.
+    fn diagnose(&self, index: usize) -> Pin<Box<dyn Future<Output = Option<String>> + Send>>;
+}
+
+/// The client-facing MCP server. Cheap to clone; clones share state.
+#[derive(Debug, Clone)]
+pub struct Mux {
+    shared: Arc<Shared>,
+}
+
+/// The runtime's handle for reporting backend state to the mux.
+#[derive(Debug, Clone)]
+pub struct Slots {
+    shared: Arc<Shared>,
+}
+
+impl Mux {
+    /// A mux for `catalog`'s servers, all starting.
+    pub fn new(catalog: &Catalog) -> (Self, Slots) {
+        let slots = catalog
+            .servers
+            .iter()
+            .map(|s| Slot {
+                name: s.name.clone(),
+                filter: s.tools.clone(),
+                state: watch::channel(SlotState::Starting).0,
+                limit: Limit::new(s.concurrency),
+                deadline: Deadline {
+                    idle: s.call_timeout.unwrap_or(catalog.gateway.call_timeout),
+                    max_total: catalog.gateway.max_call_timeout,
+                },
+                last_used: std::sync::Mutex::new(Instant::now()),
+                wake: Notify::new(),
+                wake_timeout: catalog.gateway.init_timeout + Duration::from_secs(30),
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            separator: catalog.gateway.separator.as_str().to_string(),
+            // Image checks and container creation come before the handshake.
+            settle_timeout: catalog.gateway.init_timeout + Duration::from_secs(30),
+            slots,
+            table: RwLock::new(Arc::new(RoutingTable::default())),
+            settled: watch::channel(false).0,
+            clients: RwLock::new(Vec::new()),
+            subscribed: std::sync::Mutex::default(),
+            backend_subscriptions: std::sync::Mutex::default(),
+            updates: broadcast::channel(256).0,
+            log_level: RwLock::new(None),
+            changes: broadcast::channel(64).0,
+            diagnosis: OnceLock::new(),
+        });
+        notify_handshake_clients(&shared);
+        (
+            Self {
+                shared: shared.clone(),
+            },
+            Slots { shared },
+        )
+    }
+
+    /// The current routing table, after start-up has settled.
+    pub async fn table(&self) -> Arc<RoutingTable> {
+        let mut settled = self.shared.settled.subscribe();
+        let wait = settled.wait_for(|s| *s);
+        if tokio::time::timeout(self.shared.settle_timeout, wait)
+            .await
+            .is_err()
+        {
+            tracing::warn!("some backends are still starting; listing those that are up");
+        }
+        read(&self.shared.table).clone()
+    }
+
+    /// The routing table for a request, unless its client cancels it while
+    /// start-up settles.
+    async fn routing(
+        &self,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Arc<RoutingTable>, ErrorData> {
+        tokio::select! {
+            table = self.table() => Ok(table),
+            () = context.ct.cancelled() => Err(ErrorData::internal_error("the request was cancelled by the client", None)),
+        }
+    }
+
+    /// Takes a reference on the backend subscription for `uri`,
+    /// subscribing at the backend for the first one.
+    async fn acquire(
+        &self,
+        uri: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let table = self.routing(context).await?;
+        let index = table.resource(uri).ok_or_else(|| {
+            ErrorData::resource_not_found(format!("no server offers resource `{uri}`"), None)
+        })?;
+        let first = {
+            let mut subs = lock(&self.shared.backend_subscriptions);
+            let entry = subs.entry(uri.to_string()).or_insert((index, 0));
+            entry.1 += 1;
+            entry.1 == 1
+        };
+        if first {
+            let backend = self.awake_backend(index).await;
+            let subscribed = match backend {
+                Ok(backend) => backend.subscribe(uri).await.map_err(|e| {
+                    ErrorData::internal_error(
+                        format!(
+                            "server `{}` refused to subscribe to `{uri}`: {e}",
+                            self.shared.slots[index].name
+                        ),
+                        None,
+                    )
+                }),
+                Err(e) => Err(e),
+            };
+            if let Err(err) = subscribed {
+                lock(&self.shared.backend_subscriptions).remove(uri);
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops a reference taken by [`Self::acquire`]; the last one
+    /// unsubscribes at the backend.
+    async fn release(&self, uri: &str) {
+        let last = {
+            let mut subs = lock(&self.shared.backend_subscriptions);
+            match subs.get_mut(uri) {
+                Some(entry) if entry.1 > 1 => {
+                    entry.1 -= 1;
+                    None
+                }
+                Some(_) => subs.remove(uri).map(|(index, _)| index),
+                None => None,
+            }
+        };
+        if let Some(index) = last
+            && let Ok(backend) = self.backend(index)
+        {
+            backend.unsubscribe(uri).await;
+        }
+    }
+
+    /// The servers that are down, with the reason each is.
+    pub fn failures(&self) -> Vec<(ServerName, String)> {
+        self.shared
+            .slots
+            .iter()
+            .filter_map(|slot| match &*slot.state.borrow() {
+                SlotState::Failed { reason, .. } => Some((slot.name.clone(), reason.to_string())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn backend(&self, index: usize) -> Result<Backend, ErrorData> {
+        let slot = &self.shared.slots[index];
+        match &*slot.state.borrow() {
+            SlotState::Ready { backend, .. } if !backend.is_closed() => Ok(backend.clone()),
+            SlotState::Ready { .. } => Err(unavailable(&slot.name, "its session has ended")),
+            SlotState::Starting => Err(unavailable(&slot.name, "it is still starting")),
+            SlotState::Failed { reason, .. } => Err(unavailable(&slot.name, reason)),
+            SlotState::Idle { .. } => Err(unavailable(&slot.name, "it is stopped while unused")),
+        }
+    }
+
+    /// The backend of server `index`, starting it first if it is idle.
+    async fn awake_backend(&self, index: usize) -> Result<Backend, ErrorData> {
+        let slot = &self.shared.slots[index];
+        if matches!(*slot.state.borrow(), SlotState::Idle { .. }) {
+            tracing::info!(server = %slot.name, "starting an idle on-demand server for a call");
+            slot.wake.notify_one();
+            let mut state = slot.state.subscribe();
+            let woken =
+                state.wait_for(|s| matches!(s, SlotState::Ready { .. } | SlotState::Failed { .. }));
+            let _ = tokio::time::timeout(slot.wake_timeout, woken).await;
+        }
+        self.backend(index)
+    }
+
+    /// Forwards `request` to server `index`: admitted within the server's
+    /// concurrency bounds, bounded by its deadline, and, if the backend dies
+    /// meanwhile, answered with why it died.
+    async fn forward(
+        &self,
+        index: usize,
+        what: &str,
+        request: ClientRequest,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        let slot = &self.shared.slots[index];
+        let backend = self.awake_backend(index).await?;
+        let _activity = Activity::begin(slot);
+        let Some(_permit) = slot.limit.admit().await else {
+            return Err(ErrorData::internal_error(
+                format!(
+                    "server `{}` is busy: {} calls in flight and {} waiting, its limits; try again shortly",
+                    slot.name, slot.limit.in_flight, slot.limit.queue
+                ),
+                None,
+            ));
+        };
+        // A request the client cancelled while it waited (for start-up, an
+        // idle server or a place in the queue) is never sent.
+        if context.ct.is_cancelled() {
+            return Err(ErrorData::internal_error(
+                format!("{what} was cancelled by the client"),
+                None,
+            ));
+        }
+        let progress = context
+            .meta
+            .get_progress_token()
+            .map(|token| forward_progress(context.peer.clone(), token));
+        let outcome = tokio::select! {
+            outcome = backend.request(request, slot.deadline, progress) => outcome,
+            // The client cancelled: dropping the request cancels it at the
+            // backend too. rmcp sends the client no response.
+            () = context.ct.cancelled() => {
+                return Err(ErrorData::internal_error(format!("{what} was cancelled by the client"), None));
+            }
+        };
+        match outcome {
+            Ok(result) => Ok(result),
+            Err(ServiceError::McpError(e)) => Err(e),
+            Err(ServiceError::Timeout { timeout }) => {
+                let hint = match self.shared.diagnosis.get() {
+                    Some(d) => d.diagnose(index).await,
+                    None => None,
+                };
+                let hint = hint.map_or_else(String::new, |h| format!("; its container is {h}"));
+                Err(ErrorData::internal_error(
+                    format!(
+                        "server `{}` did not answer {what} within {timeout:?}; the request was cancelled at the server{hint}",
+                        slot.name
+                    ),
+                    None,
+                ))
+            }
+            Err(ServiceError::TransportClosed | ServiceError::TransportSend(_)) => {
+                Err(self.failure_during_call(index, what).await)
+            }
+            Err(other) => Err(ErrorData::internal_error(
+                format!("server `{}`: {what} failed: {other}", slot.name),
+                None,
+            )),
+        }
+    }
+
+    /// The backend's session ended under a call: wait briefly for the
+    /// runtime's report (exit code, OOM, stderr) and pass it on.
+    async fn failure_during_call(&self, index: usize, what: &str) -> ErrorData {
+        let slot = &self.shared.slots[index];
+        let mut state = slot.state.subscribe();
+        let reported = tokio::time::timeout(
+            FAILURE_REPORT_WAIT,
+            state.wait_for(|s| matches!(s, SlotState::Failed { .. })),
+        )
+        .await;
+        let reason = match reported {
+            Ok(Ok(state)) => match &*state {
+                SlotState::Failed { reason, .. } => reason.to_string(),
+                _ => String::new(),
+            },
+            _ => "its session ended".to_string(),
+        };
+        ErrorData::internal_error(
+            format!("server `{}` failed during {what}: {reason}", slot.name),
+            None,
+        )
+    }
+
+    fn remember_client(&self, peer: &Peer<RoleServer>) {
+        // Every request passes here; only the first takes the write lock.
+        if !read(&self.shared.clients).is_empty() {
+            return;
+        }
+        let mut clients = write(&self.shared.clients);
+        if clients.is_empty() {
+            clients.push(peer.clone());
+        }
+    }
+}
+
+impl Slots {
+    /// Server `index` is up, offering `inventory`.
+    pub fn ready(&self, index: usize, backend: Backend, inventory: Inventory) {
+        if let Some(level) = *read(&self.shared.log_level) {
+            let backend = backend.clone();
+            tokio::spawn(async move { backend.set_level(level).await });
+        }
+        self.set(
+            index,
+            SlotState::Ready {
+                backend,
+                inventory: Arc::new(inventory),
+            },
+        );
+    }
+
+    /// Where server `index`'s server-to-client requests go: the client
+    /// session, when it supports them.
+    pub fn relay(&self, index: usize) -> Arc<dyn Relay> {
+        Arc::new(ClientRelay {
+            shared: Arc::downgrade(&self.shared),
+            server: self.shared.slots[index].name.clone(),
+        })
+    }
+
+    /// Installs what explains a server that stopped answering.
+    pub fn set_diagnosis(&self, diagnosis: Arc<dyn Diagnose>) {
+        let _ = self.shared.diagnosis.set(diagnosis);
+    }
+
+    /// Server `index` is down, for `reason` (shown to clients that call it).
+    pub fn failed(&self, index: usize, reason: &str) {
+        let last = self.shared.slots[index]
+            .state
+            .borrow()
+            .inventory()
+            .map(|i| Arc::new(i.clone()));
+        self.set(
+            index,
+            SlotState::Failed {
+                reason: Arc::from(reason),
+                last,
+            },
+        );
+    }
+
+    /// How long server `index` has gone without calls, or `None` while a
+    /// call is in flight or waiting.
+    pub fn unused_for(&self, index: usize) -> Option<Duration> {
+        let slot = &self.shared.slots[index];
+        let busy = slot.limit.permits.available_permits() < slot.limit.in_flight
+            || slot.limit.waiting.load(Ordering::Acquire) > 0;
+        if busy {
+            return None;
+        }
+        Some(
+            slot.last_used
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .elapsed(),
+        )
+    }
+
+    /// Server `index` was stopped while unused; its tools stay listed.
+    pub fn idle(&self, index: usize) {
+        let last = self.shared.slots[index]
+            .state
+            .borrow()
+            .inventory()
+            .map(|i| Arc::new(i.clone()))
+            .unwrap_or_default();
+        self.set(index, SlotState::Idle { last });
+    }
+
+    /// Resolves when a call asks for idle server `index` to start.
+    pub async fn woken(&self, index: usize) {
+        self.shared.slots[index].wake.notified().await;
+    }
+
+    /// Every backend session currently open.
+    pub fn backends(&self) -> Vec<Backend> {
+        self.shared
+            .slots
+            .iter()
+            .filter_map(|slot| match &*slot.state.borrow() {
+                SlotState::Ready { backend, .. } => Some(backend.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn set(&self, index: usize, state: SlotState) {
+        // Change, rebuild and publish under the table's lock: two backends
+        // reporting at once must not publish their tables out of order.
+        let mut table = write(&self.shared.table);
+        self.shared.slots[index].state.send_replace(state);
+        let rebuilt = Arc::new(self.rebuild());
+        let change = ListChange::between(&table, &rebuilt);
+        *table = rebuilt;
+        drop(table);
+        let all_settled = self
+            .shared
+            .slots
+            .iter()
+            .all(|s| !matches!(*s.state.borrow(), SlotState::Starting));
+        let was_settled = *self.shared.settled.borrow();
+        if all_settled && !was_settled {
+            self.shared.settled.send_replace(true);
+        } else if was_settled && change.any() {
+            // Lists changed after clients may have read them.
+            let _ = self.shared.changes.send(change);
+        }
+    }
+
+    fn rebuild(&self) -> RoutingTable {
+        let states: Vec<SlotState> = self
+            .shared
+            .slots
+            .iter()
+            .map(|s| s.state.borrow().clone())
+            .collect();
+        let entries: Vec<ServerEntry<'_>> = self
+            .shared
+            .slots
+            .iter()
+            .zip(&states)
+            .map(|(slot, state)| ServerEntry {
+                name: slot.name.as_str(),
+                filter: &slot.filter,
+                inventory: state.inventory(),
+            })
+            .collect();
+        RoutingTable::build(&self.shared.separator, &entries)
+    }
+}
+
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub(crate) fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn unavailable(server: &ServerName, reason: &str) -> ErrorData {
+    ErrorData::internal_error(
+        format!("server `{server}` is not available: {reason}"),
+        None,
+    )
+}
+
+/// A handshake-era backend's results carry no `resultType`; a `2026-07-28`
+/// client requires one. rmcp removes it again for handshake-era clients.
+fn complete(result_type: &mut Option<ResultType>) {
+    result_type.get_or_insert(ResultType::COMPLETE);
+}
+
+fn unexpected(server: &ServerName, what: &str) -> ErrorData {
+    ErrorData::internal_error(
+        format!("server `{server}` answered {what} with a result of the wrong kind"),
+        None,
+    )
+}
+
+/// Marks a slot used when a call starts and again when it ends.
+struct Activity<'a>(&'a Slot);
+
+impl<'a> Activity<'a> {
+    fn begin(slot: &'a Slot) -> Self {
+        *slot
+            .last_used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+        Self(slot)
+    }
+}
+
+impl Drop for Activity<'_> {
+    fn drop(&mut self) {
+        *self
+            .0
+            .last_used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+    }
+}
+
+/// How long a call whose backend died waits for the report of why.
+const FAILURE_REPORT_WAIT: Duration = Duration::from_millis(1500);
+
+impl ServerHandler for Mux {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .enable_prompts()
+                .enable_prompts_list_changed()
+                .enable_resources()
+                .enable_resources_list_changed()
+                .enable_resources_subscribe()
+                .enable_completions()
+                .enable_logging()
+                .build(),
+        )
+        .with_server_info(Implementation::new("mcpgw", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "mcpgw gateway: tools and prompts are named <server>__<name>; each server runs in its own container.",
+        )
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        self.remember_client(&context.peer);
+        let table = self.table().await;
+        let (page, next) = page(table.tools(), request.as_ref())?;
+        let mut result = ListToolsResult::with_all_items(page);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        self.remember_client(&context.peer);
+        let table = self.routing(&context).await?;
+        let route = match table.tool(&request.name) {
+            ToolLookup::Found(route) => route.clone(),
+            ToolLookup::Hidden { server } => {
+                let server = &self.shared.slots[server].name;
+                return Err(ErrorData::invalid_params(
+                    format!(
+                        "tool `{}` is not allowed: the catalog's `servers.{server}.tools` hides it",
+                        request.name
+                    ),
+                    None,
+                ));
+            }
+            ToolLookup::Unknown => {
+                // A server that never came up has no tools in the table;
+                // a name in its namespace gets its reason, not "unknown".
+                let separator = &self.shared.separator;
+                if let Some(index) = self
+                    .shared
+                    .slots
+                    .iter()
+                    .position(|s| request.name.starts_with(&format!("{}{separator}", s.name)))
+                    && !matches!(
+                        *self.shared.slots[index].state.borrow(),
+                        SlotState::Ready { .. }
+                    )
+                {
+                    self.backend(index)?;
+                }
+                return Err(ErrorData::invalid_params(
+                    format!("unknown tool `{}`", request.name),
+                    None,
+                ));
+            }
+        };
+        let mut upstream = request;
+        let what = format!("tools/call `{}`", upstream.name);
+        upstream.meta = None;
+        upstream.name = route.upstream.into();
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(upstream));
+        match self.forward(route.server, &what, request, &context).await? {
+            ServerResult::CallToolResult(mut result) => {
+                complete(&mut result.result_type);
+                Ok(CallToolResponse::Complete(result))
+            }
+            ServerResult::InputRequiredResult(result) => {
+                Ok(CallToolResponse::InputRequired(result))
+            }
+            ServerResult::CreateTaskResult(result) => Ok(CallToolResponse::Task(result)),
+            // A tool result with nothing in it can arrive as an empty result.
+            ServerResult::EmptyResult(_) => Ok(CallToolResponse::Complete(
+                CallToolResult::success(Vec::new()),
+            )),
+            _ => Err(unexpected(&self.shared.slots[route.server].name, &what)),
+        }
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        self.remember_client(&context.peer);
+        let table = self.table().await;
+        let (page, next) = page(table.prompts(), request.as_ref())?;
+        let mut result = ListPromptsResult::with_all_items(page);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let table = self.routing(&context).await?;
+        let route = table.prompt(&request.name).cloned().ok_or_else(|| {
+            ErrorData::invalid_params(format!("unknown prompt `{}`", request.name), None)
+        })?;
+        let mut upstream = request;
+        let what = format!("prompts/get `{}`", upstream.name);
+        upstream.meta = None;
+        upstream.name = route.upstream;
+        let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(upstream));
+        match self.forward(route.server, &what, request, &context).await? {
+            ServerResult::GetPromptResult(mut result) => {
+                complete(&mut result.result_type);
+                Ok(GetPromptResponse::Complete(result))
+            }
+            ServerResult::InputRequiredResult(result) => {
+                Ok(GetPromptResponse::InputRequired(result))
+            }
+            _ => Err(unexpected(&self.shared.slots[route.server].name, &what)),
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        self.remember_client(&context.peer);
+        let table = self.table().await;
+        let (page, next) = page(table.resources(), request.as_ref())?;
+        let mut result = ListResourcesResult::with_all_items(page);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let table = self.table().await;
+        let templates: Vec<ResourceTemplate> = table.resource_templates().cloned().collect();
+        let (page, next) = page(&templates, request.as_ref())?;
+        let mut result = ListResourceTemplatesResult::with_all_items(page);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    /// `logging/setLevel`: remembered for the session, passed on to every
+    /// backend that is up (and to those that come up later).
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.remember_client(&context.peer);
+        *write(&self.shared.log_level) = Some(request.level);
+        let backends: Vec<Backend> = self
+            .shared
+            .slots
+            .iter()
+            .filter_map(|slot| match &*slot.state.borrow() {
+                SlotState::Ready { backend, .. } => Some(backend.clone()),
+                _ => None,
+            })
+            .collect();
+        for backend in backends {
+            backend.set_level(request.level).await;
+        }
+        Ok(())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        // Resources are accepted when a server routes them; the table may
+        // still be settling, in which case the stream starts without them.
+        let table = read(&self.shared.table).clone();
+        let routable = requested
+            .resource_subscriptions
+            .iter()
+            .flatten()
+            .filter(|uri| table.resource(uri).is_some())
+            .cloned()
+            .collect::<Vec<_>>();
+        let offered = SubscriptionFilter::builder()
+            .tools_list_changed()
+            .prompts_list_changed()
+            .resources_list_changed()
+            .resource_subscriptions(routable)
+            .build();
+        Some(requested.intersection(&offered))
+    }
+
+    /// `resources/subscribe` (handshake era): one backend subscription per
+    /// URI however many sessions ask, updates sent to those that asked.
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.remember_client(&context.peer);
+        let newly = lock(&self.shared.subscribed).insert(request.uri.clone());
+        if newly && let Err(err) = self.acquire(&request.uri, &context).await {
+            lock(&self.shared.subscribed).remove(&request.uri);
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if lock(&self.shared.subscribed).remove(&request.uri) {
+            self.release(&request.uri).await;
+        }
+        Ok(())
+    }
+
+    /// A `2026-07-28` client's `subscriptions/listen` stream: list changes,
+    /// debounced, for the lists it asked about.
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let mut changes = self.shared.changes.subscribe();
+        let mut updates = self.shared.updates.subscribe();
+        let accepted = context.accepted().clone();
+        let resources: Vec<String> = accepted.resource_subscriptions.clone().unwrap_or_default();
+        let mut held = Vec::new();
+        for uri in &resources {
+            if self.acquire(uri, context.request_context()).await.is_ok() {
+                held.push(uri.clone());
+            }
+        }
+        let outcome = self
+            .stream(&context, &mut changes, &mut updates, &resources)
+            .await;
+        for uri in held {
+            self.release(&uri).await;
+        }
+        outcome
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let table = self.routing(&context).await?;
+        let mut upstream = request;
+        upstream.meta = None;
+        let (index, what) = match &upstream.r#ref {
+            Reference::Prompt(prompt) => {
+                let route = table.prompt(&prompt.name).cloned().ok_or_else(|| {
+                    ErrorData::invalid_params(format!("unknown prompt `{}`", prompt.name), None)
+                })?;
+                let what = format!("completion/complete for prompt `{}`", prompt.name);
+                upstream.r#ref = Reference::for_prompt(route.upstream);
+                (route.server, what)
+            }
+            Reference::Resource(template) => {
+                let index = table
+                    .template(&template.uri)
+                    .or_else(|| table.resource(&template.uri))
+                    .ok_or_else(|| {
+                        ErrorData::invalid_params(
+                            format!("no server offers resource template `{}`", template.uri),
+                            None,
+                        )
+                    })?;
+                (index, format!("completion/complete for `{}`", template.uri))
+            }
+            _ => {
+                return Err(ErrorData::invalid_params(
+                    "completion/complete for an unknown kind of reference",
+                    None,
+                ));
+            }
+        };
+        let request = ClientRequest::CompleteRequest(CompleteRequest::new(upstream));
+        match self.forward(index, &what, request, &context).await? {
+            ServerResult::CompleteResult(mut result) => {
+                complete(&mut result.result_type);
+                Ok(result)
+            }
+            _ => Err(unexpected(&self.shared.slots[index].name, &what)),
+        }
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let table = self.routing(&context).await?;
+        let index = table.resource(&request.uri).ok_or_else(|| {
+            ErrorData::resource_not_found(
+                format!("no server offers resource `{}`", request.uri),
+                None,
+            )
+        })?;
+        let mut upstream = request;
+        upstream.meta = None;
+        let what = format!("resources/read `{}`", upstream.uri);
+        let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(upstream));
+        match self.forward(index, &what, request, &context).await? {
+            ServerResult::ReadResourceResult(mut result) => {
+                complete(&mut result.result_type);
+                Ok(ReadResourceResponse::Complete(result))
+            }
+            ServerResult::InputRequiredResult(result) => {
+                Ok(ReadResourceResponse::InputRequired(result))
+            }
+            _ => Err(unexpected(&self.shared.slots[index].name, &what)),
+        }
+    }
+}
+
+impl Mux {
+    /// Delivers list changes and resource updates on one listen stream
+    /// until it is cancelled.
+    async fn stream(
+        &self,
+        context: &SubscriptionContext,
+        changes: &mut broadcast::Receiver<ListChange>,
+        updates: &mut broadcast::Receiver<String>,
+        resources: &[String],
+    ) -> Result<(), ErrorData> {
+        let accepted = context.accepted().clone();
+        loop {
+            let change = tokio::select! {
+                () = context.cancelled() => return Ok(()),
+                change = next_change(changes) => change,
+                update = updates.recv() => {
+                    if let Ok(uri) = update
+                        && resources.contains(&uri)
+                    {
+                        let _ = context.sink().notify_resource_updated(uri).await;
+                    }
+                    continue;
+                }
+            };
+            let Some(change) = change else { return Ok(()) };
+            let sink = context.sink();
+            if change.tools && accepted.tools_list_changed == Some(true) {
+                let _ = sink.notify_tool_list_changed().await;
+            }
+            if change.prompts && accepted.prompts_list_changed == Some(true) {
+                let _ = sink.notify_prompt_list_changed().await;
+            }
+            if change.resources && accepted.resources_list_changed == Some(true) {
+                let _ = sink.notify_resource_list_changed().await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

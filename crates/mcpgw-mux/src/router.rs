@@ -1,0 +1,246 @@
+//! The routing table: exposed names to `(server, upstream name)` and back.
+//!
+//! Pure data and no I/O: built from each server's inventory and the
+//! catalog's filters, rebuilt whenever a backend joins or leaves, and read by
+//! every request. Deterministic: the same inputs give the same names and
+//! order, so exposed names are stable across restarts.
+//!
+//! Naming rules:
+//! - tools and prompts are exposed as `<server><separator><name>`;
+//! - an exposed tool name must match `^[A-Za-z0-9_-]{1,64}$`: other
+//!   characters become `_`, and a name that is too long, or that collides
+//!   with one taken earlier (catalog order, then upstream order), is cut and
+//!   given an 8-hex-digit suffix hashed from `(server, upstream name)`;
+//! - resources keep their URIs; when two servers claim one URI, the server
+//!   listed first in the catalog wins and the other's is not listed;
+//! - a tool the catalog's `tools.allow`/`tools.deny` hides is absent from the
+//!   list and cannot be routed; the table remembers it only to say why.
+
+use std::collections::{HashMap, HashSet};
+
+use mcpgw_backend::Inventory;
+use mcpgw_catalog::ToolFilter;
+use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
+use sha2::{Digest, Sha256};
+
+/// The longest exposed tool name MCP clients accept.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Where a request for an exposed name goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Index of the server in catalog order.
+    pub server: usize,
+    /// The name the backend knows the tool or prompt by.
+    pub upstream: String,
+}
+
+/// One server's input to the table.
+#[derive(Debug)]
+pub struct ServerEntry<'a> {
+    /// The server's name.
+    pub name: &'a str,
+    /// Its tool filter.
+    pub filter: &'a ToolFilter,
+    /// What it offers, when it is up.
+    pub inventory: Option<&'a Inventory>,
+}
+
+/// How a lookup of an exposed tool name came out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolLookup<'a> {
+    /// Route the call here.
+    Found(&'a Route),
+    /// The server has this tool, but the catalog hides it.
+    Hidden {
+        /// The server's index.
+        server: usize,
+    },
+    /// No such tool.
+    Unknown,
+}
+
+/// Exposed lists and the routes behind them.
+#[derive(Debug, Clone, Default)]
+pub struct RoutingTable {
+    tools: Vec<Tool>,
+    tool_routes: HashMap<String, Route>,
+    hidden_tools: HashMap<String, usize>,
+    prompts: Vec<Prompt>,
+    prompt_routes: HashMap<String, Route>,
+    resources: Vec<Resource>,
+    resource_routes: HashMap<String, usize>,
+    templates: Vec<(ResourceTemplate, usize)>,
+}
+
+impl RoutingTable {
+    /// Builds the table for `servers` (in catalog order).
+    pub fn build(separator: &str, servers: &[ServerEntry<'_>]) -> Self {
+        let mut table = Self::default();
+        let mut taken_tools = HashSet::new();
+        let mut taken_prompts = HashSet::new();
+        for (index, entry) in servers.iter().enumerate() {
+            let Some(inventory) = entry.inventory else {
+                continue;
+            };
+            for tool in &inventory.tools {
+                let exposed = expose(entry.name, separator, &tool.name, &mut taken_tools);
+                if !entry.filter.permits(&tool.name) {
+                    table.hidden_tools.insert(exposed, index);
+                    continue;
+                }
+                let mut listed = tool.clone();
+                listed.name = exposed.clone().into();
+                table.tools.push(listed);
+                table.tool_routes.insert(
+                    exposed,
+                    Route {
+                        server: index,
+                        upstream: tool.name.to_string(),
+                    },
+                );
+            }
+            for prompt in &inventory.prompts {
+                let exposed = expose(entry.name, separator, &prompt.name, &mut taken_prompts);
+                let mut listed = prompt.clone();
+                listed.name.clone_from(&exposed);
+                table.prompts.push(listed);
+                table.prompt_routes.insert(
+                    exposed,
+                    Route {
+                        server: index,
+                        upstream: prompt.name.clone(),
+                    },
+                );
+            }
+            for resource in &inventory.resources {
+                if let Some(&owner) = table.resource_routes.get(&resource.uri) {
+                    tracing::warn!(
+                        uri = %resource.uri,
+                        winner = servers[owner].name,
+                        shadowed = entry.name,
+                        "two servers list the same resource URI; the one listed first in the catalog serves it"
+                    );
+                    continue;
+                }
+                table.resource_routes.insert(resource.uri.clone(), index);
+                table.resources.push(resource.clone());
+            }
+            for template in &inventory.resource_templates {
+                table.templates.push((template.clone(), index));
+            }
+        }
+        table
+    }
+
+    /// The merged tool list, in catalog order then upstream order.
+    pub fn tools(&self) -> &[Tool] {
+        &self.tools
+    }
+
+    /// The merged prompt list.
+    pub fn prompts(&self) -> &[Prompt] {
+        &self.prompts
+    }
+
+    /// The merged resource list.
+    pub fn resources(&self) -> &[Resource] {
+        &self.resources
+    }
+
+    /// The merged resource templates.
+    pub fn resource_templates(&self) -> impl Iterator<Item = &ResourceTemplate> {
+        self.templates.iter().map(|(t, _)| t)
+    }
+
+    /// Where the exposed tool `name` goes.
+    pub fn tool(&self, name: &str) -> ToolLookup<'_> {
+        if let Some(route) = self.tool_routes.get(name) {
+            ToolLookup::Found(route)
+        } else if let Some(&server) = self.hidden_tools.get(name) {
+            ToolLookup::Hidden { server }
+        } else {
+            ToolLookup::Unknown
+        }
+    }
+
+    /// Where the exposed prompt `name` goes.
+    pub fn prompt(&self, name: &str) -> Option<&Route> {
+        self.prompt_routes.get(name)
+    }
+
+    /// Which server lists the resource template `uri_template`.
+    pub fn template(&self, uri_template: &str) -> Option<usize> {
+        self.templates
+            .iter()
+            .find(|(t, _)| t.uri_template == uri_template)
+            .map(|&(_, server)| server)
+    }
+
+    /// Which server serves resource `uri`: a listed resource first, then the
+    /// first template (catalog order) that matches.
+    pub fn resource(&self, uri: &str) -> Option<usize> {
+        self.resource_routes.get(uri).copied().or_else(|| {
+            self.templates
+                .iter()
+                .find(|(t, _)| template_matches(&t.uri_template, uri))
+                .map(|&(_, server)| server)
+        })
+    }
+}
+
+/// The exposed name for `upstream` on `server`, unique within `taken`.
+pub fn expose(
+    server: &str,
+    separator: &str,
+    upstream: &str,
+    taken: &mut HashSet<String>,
+) -> String {
+    let joined = format!("{server}{separator}{upstream}");
+    let clean: String = joined
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let name = if clean.len() <= MAX_NAME_LEN && !taken.contains(&clean) {
+        clean
+    } else {
+        let digest = Sha256::digest(format!("{server}\0{upstream}").as_bytes());
+        let suffix: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        let keep = clean.len().min(MAX_NAME_LEN - suffix.len() - 1);
+        format!("{}_{suffix}", &clean[..keep])
+    };
+    taken.insert(name.clone());
+    name
+}
+
+/// Whether `uri` matches an RFC 6570 template, treating each `{var}` as one
+/// or more characters other than `/` and `{+var}` as one or more of any.
+fn template_matches(template: &str, uri: &str) -> bool {
+    fn go(t: &str, u: &str) -> bool {
+        let Some(open) = t.find('{') else {
+            return t == u;
+        };
+        let (literal, rest) = t.split_at(open);
+        let Some(u) = u.strip_prefix(literal) else {
+            return false;
+        };
+        let Some(close) = rest.find('}') else {
+            return false;
+        };
+        let reserved = rest[1..close].starts_with('+');
+        let after = &rest[close + 1..];
+        (1..=u.len()).any(|n| {
+            u.is_char_boundary(n) && (reserved || !u[..n].contains('/')) && go(after, &u[n..])
+        })
+    }
+    go(template, uri)
+}
+
+#[cfg(test)]
+mod tests;

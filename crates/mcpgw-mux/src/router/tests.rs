@@ -1,0 +1,150 @@
+//! Routing and namespacing, data-driven.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::*;
+
+fn tool(name: &str) -> Tool {
+    Tool::new(
+        name.to_string(),
+        "d".to_string(),
+        Arc::new(serde_json::Map::new()),
+    )
+}
+
+fn filter(yaml: &str) -> ToolFilter {
+    let catalog = format!("version: 1\nservers:\n  s:\n    image: a\n    tools: {yaml}\n");
+    let dir = std::env::temp_dir();
+    mcpgw_catalog::parse(&catalog, std::path::Path::new("t.yaml"), &dir)
+        .unwrap()
+        .servers[0]
+        .tools
+        .clone()
+}
+
+#[test]
+fn exposes_namespaced_names() {
+    let cases = [
+        ("time", "__", "get_time", "time__get_time"),
+        ("a-b", "-", "x", "a-b-x"),
+        ("git", "__", "git.status", "git__git_status"),
+        ("s", "__", "dots.and spaces/слэш", "s__dots_and_spaces_____"),
+    ];
+    for (server, sep, upstream, expect) in cases {
+        let mut taken = HashSet::new();
+        assert_eq!(expose(server, sep, upstream, &mut taken), expect);
+    }
+}
+
+#[test]
+fn long_and_colliding_names_get_a_stable_hash_suffix() {
+    let mut taken = HashSet::new();
+    let long = "a".repeat(80);
+    let name = expose("srv", "__", &long, &mut taken);
+    assert_eq!(name.len(), MAX_NAME_LEN);
+    assert_eq!(name, format!("srv__{}_{}", "a".repeat(50), "3b75b5cc"));
+    // The same input gives the same name in a fresh table: stable across restarts.
+    assert_eq!(expose("srv", "__", &long, &mut HashSet::new()), name);
+
+    let mut taken = HashSet::new();
+    let first = expose("s", "__", "a.b", &mut taken);
+    let second = expose("s", "__", "a_b", &mut taken);
+    assert_eq!(first, "s__a_b");
+    assert_ne!(first, second, "a collision is renamed, never fatal");
+    assert!(second.starts_with("s__a_b_") && second.len() == "s__a_b_".len() + 8);
+    for name in [&first, &second] {
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        );
+    }
+}
+
+#[test]
+fn filters_hide_and_refuse_tools() {
+    let inv = Inventory {
+        tools: vec![tool("get_time"), tool("convert_time"), tool("other")],
+        ..Inventory::default()
+    };
+    let allow = filter("{ allow: ['*_time'], deny: [convert_time] }");
+    let table = RoutingTable::build(
+        "__",
+        &[ServerEntry {
+            name: "time",
+            filter: &allow,
+            inventory: Some(&inv),
+        }],
+    );
+    let listed: Vec<_> = table.tools().iter().map(|t| t.name.to_string()).collect();
+    assert_eq!(listed, ["time__get_time"]);
+    assert_eq!(
+        table.tool("time__get_time"),
+        ToolLookup::Found(&Route {
+            server: 0,
+            upstream: "get_time".into()
+        })
+    );
+    assert_eq!(
+        table.tool("time__convert_time"),
+        ToolLookup::Hidden { server: 0 }
+    );
+    assert_eq!(table.tool("time__other"), ToolLookup::Hidden { server: 0 });
+    assert_eq!(table.tool("time__nope"), ToolLookup::Unknown);
+}
+
+#[test]
+fn merges_servers_in_catalog_order_and_resolves_resource_conflicts() {
+    let all = ToolFilter::default();
+    let a = Inventory {
+        tools: vec![tool("x")],
+        resources: vec![
+            Resource::new("file:///shared", "shared"),
+            Resource::new("a://only", "a"),
+        ],
+        resource_templates: vec![ResourceTemplate::new("a://items/{id}", "items")],
+        ..Inventory::default()
+    };
+    let b = Inventory {
+        tools: vec![tool("x"), tool("y")],
+        resources: vec![Resource::new("file:///shared", "shared-too")],
+        resource_templates: vec![ResourceTemplate::new("repo://{+path}", "files")],
+        ..Inventory::default()
+    };
+    let table = RoutingTable::build(
+        "__",
+        &[
+            ServerEntry {
+                name: "a",
+                filter: &all,
+                inventory: Some(&a),
+            },
+            ServerEntry {
+                name: "down",
+                filter: &all,
+                inventory: None,
+            },
+            ServerEntry {
+                name: "b",
+                filter: &all,
+                inventory: Some(&b),
+            },
+        ],
+    );
+    let listed: Vec<_> = table.tools().iter().map(|t| t.name.to_string()).collect();
+    assert_eq!(listed, ["a__x", "b__x", "b__y"]);
+    assert_eq!(
+        table.resources().len(),
+        2,
+        "the shadowed duplicate is not listed"
+    );
+    assert_eq!(
+        table.resource("file:///shared"),
+        Some(0),
+        "first in catalog order wins"
+    );
+    assert_eq!(table.resource("a://items/42"), Some(0));
+    assert_eq!(table.resource("a://items/4/2"), None);
+    assert_eq!(table.resource("repo://src/main.rs"), Some(2));
+    assert_eq!(table.resource("nope://x"), None);
+}

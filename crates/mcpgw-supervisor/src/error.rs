@@ -1,0 +1,100 @@
+//! Errors of container lifecycle operations, each naming the server and what
+//! to do about it.
+
+/// Why a container operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    /// No Docker engine answered.
+    #[error(
+        "cannot reach the Docker engine: {source}; fix: start Docker, or set DOCKER_HOST to its socket (mcpgw runs every server in a container and cannot work without an engine)"
+    )]
+    EngineUnavailable {
+        /// What bollard reported.
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// The image is not present and was not (or could not be) pulled.
+    #[error("server `{server}`: image `{image}` is not present locally{reason}; fix: {fix}")]
+    ImageMissing {
+        /// The catalog server.
+        server: String,
+        /// The image reference.
+        image: String,
+        /// Why pulling did not help, if it was tried.
+        reason: String,
+        /// How to get the image.
+        fix: String,
+    },
+    /// The engine could not inspect an image.
+    #[error("server `{server}`: cannot inspect image `{image}`: {source}")]
+    Inspect {
+        /// The catalog server.
+        server: String,
+        /// The image reference.
+        image: String,
+        /// What the engine said.
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// The engine refused to create the container.
+    #[error("server `{server}`: the engine refused to create its container: {source}")]
+    Create {
+        /// The catalog server.
+        server: String,
+        /// What the engine said.
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// Attaching to the container's stdio failed.
+    #[error("server `{server}`: cannot attach to its container: {source}")]
+    Attach {
+        /// The catalog server.
+        server: String,
+        /// What the engine said.
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// The container was created but would not start.
+    #[error("server `{server}`: its container would not start: {source}")]
+    Start {
+        /// The catalog server.
+        server: String,
+        /// What the engine said.
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// Listing containers failed.
+    #[error("cannot list containers: {source}")]
+    List {
+        /// What the engine said.
+        #[source]
+        source: bollard::errors::Error,
+    },
+}
+
+impl SupervisorError {
+    /// Whether retrying cannot help until someone acts (an image to build,
+    /// a catalog to fix), as opposed to a failure that may pass.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::ImageMissing { .. })
+    }
+
+    /// Whether the engine itself could not be reached (as opposed to the
+    /// engine refusing a request): not the server's fault.
+    pub fn is_engine_down(&self) -> bool {
+        let source = match self {
+            Self::EngineUnavailable { .. } => return true,
+            Self::ImageMissing { .. } => return false,
+            Self::Inspect { source, .. }
+            | Self::Create { source, .. }
+            | Self::Attach { source, .. }
+            | Self::Start { source, .. }
+            | Self::List { source } => source,
+        };
+        !matches!(
+            source,
+            bollard::errors::Error::DockerResponseServerError { .. }
+                | bollard::errors::Error::DockerStreamError { .. }
+        )
+    }
+}

@@ -1,0 +1,523 @@
+//! The supervisor: the only part of mcpgw that knows Docker exists.
+//!
+//! It turns a validated [`ServerSpec`] into a running, hardened container and
+//! hands back the container's attached stdio as plain byte streams
+//! ([`Container::stdin`], [`Container::stdout`]); stderr goes to the log,
+//! tagged with the server name, and its tail is kept for error reports.
+//! It never speaks MCP: what flows over stdio is someone else's business.
+//!
+//! Hardening is not optional: see [`hardening`] for what every container
+//! gets and why.
+
+mod error;
+mod exits;
+pub mod hardening;
+mod image;
+mod orphans;
+pub mod restart;
+mod stderr;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bollard::Docker;
+use bollard::container::{AttachContainerResults, LogOutput};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
+    WaitContainerOptionsBuilder,
+};
+use futures::{Stream, StreamExt};
+use mcpgw_catalog::ServerSpec;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use error::SupervisorError;
+pub use stderr::StderrTail;
+
+/// How long `remove` waits for the engine to stop listing a container.
+const REMOVAL_WAIT: Duration = Duration::from_secs(10);
+
+/// Label keys every container carries, so a gateway can find its own
+/// containers and those of gateways that died.
+pub mod labels {
+    /// Marks a container as started by mcpgw.
+    pub const MANAGED: &str = "io.mcpgw.managed";
+    /// The gateway instance that owns the container.
+    pub const INSTANCE: &str = "io.mcpgw.instance";
+    /// The catalog server the container runs.
+    pub const SERVER: &str = "io.mcpgw.server";
+    /// The owning gateway's process id.
+    pub const PID: &str = "io.mcpgw.pid";
+    /// The owning gateway's start time, in seconds since the epoch.
+    pub const STARTED: &str = "io.mcpgw.started";
+    /// The host the owning gateway runs on.
+    pub const HOST: &str = "io.mcpgw.host";
+}
+
+/// A connection to the Docker engine plus this gateway's identity.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    docker: Docker,
+    instance: String,
+    pid: u32,
+    started: u64,
+    host: String,
+    exits: exits::Exits,
+    /// Stops the event watcher when the last clone is dropped.
+    _watcher: Arc<tokio_util::sync::DropGuard>,
+}
+
+/// A container some mcpgw gateway started, as `mcpgw ps` shows it.
+#[derive(Debug, Clone)]
+pub struct Managed {
+    /// The container id.
+    pub id: String,
+    /// The container name.
+    pub name: String,
+    /// The catalog server it runs.
+    pub server: String,
+    /// The owning gateway's instance id.
+    pub instance: String,
+    /// The owning gateway's pid and host.
+    pub pid: u32,
+    /// The owning gateway's host.
+    pub host: String,
+    /// The engine's state (`running`, `exited`, ...).
+    pub state: String,
+    /// Whether its gateway is known to be gone.
+    pub orphan: bool,
+}
+
+/// A started container with its attached stdio.
+pub struct Container {
+    /// The Docker container id.
+    pub id: String,
+    /// The container's name (`mcpgw-<server>-<instance>`).
+    pub name: String,
+    /// Writes to the server's stdin.
+    pub stdin: Pin<Box<dyn AsyncWrite + Send>>,
+    /// Reads the server's stdout, demultiplexed from the attach stream.
+    pub stdout: Pin<Box<dyn AsyncRead + Send>>,
+    /// The last bytes the server wrote to stderr.
+    pub stderr: StderrTail,
+}
+
+impl std::fmt::Debug for Container {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Container")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a container ended, as far as the engine knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitState {
+    /// The exit code, when the container has exited.
+    pub code: Option<i64>,
+    /// Whether the kernel's OOM killer ended it.
+    pub oom_killed: bool,
+    /// Whether it is still running.
+    pub running: bool,
+}
+
+impl std::fmt::Display for ExitState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.running, self.code) {
+            (true, _) => f.write_str("still running"),
+            (false, Some(code)) if self.oom_killed => {
+                write!(
+                    f,
+                    "exited with code {code}, killed for exceeding its memory limit"
+                )
+            }
+            (false, Some(code)) => write!(f, "exited with code {code}"),
+            (false, None) => f.write_str("not running"),
+        }
+    }
+}
+
+impl Supervisor {
+    /// Connects to the local Docker engine and checks that it answers.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::EngineUnavailable`] when no engine answers.
+    pub async fn connect() -> Result<Self, SupervisorError> {
+        let unavailable = |source| SupervisorError::EngineUnavailable { source };
+        let docker = Docker::connect_with_local_defaults().map_err(unavailable)?;
+        // Talk the engine's API version, whatever bollard defaults to: older
+        // engines (20.10 speaks 1.41) refuse newer versions.
+        let docker = docker.negotiate_version().await.map_err(unavailable)?;
+        docker.ping().await.map_err(unavailable)?;
+        let pid = std::process::id();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        // The process start time, not the clock now: that is what an orphan
+        // check can compare against /proc later.
+        let started = orphans::process_start_epoch(pid).unwrap_or(now.as_secs());
+        let instance = format!(
+            "{:x}{:05x}",
+            now.as_secs() & 0xff_ffff,
+            (pid ^ now.subsec_nanos()) & 0xf_ffff
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        let exits = exits::Exits::watch(docker.clone(), &instance, stop.clone());
+        Ok(Self {
+            docker,
+            instance,
+            pid,
+            started,
+            host: orphans::host_name(),
+            exits,
+            _watcher: Arc::new(stop.drop_guard()),
+        })
+    }
+
+    /// Whether the engine answers a ping now.
+    pub async fn engine_up(&self) -> bool {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(3), self.docker.ping()).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// This gateway's instance id, as found in container labels and names.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Creates, attaches and starts the container for `spec`.
+    ///
+    /// `extra_env` holds values resolved outside the catalog (secrets); they
+    /// are passed to the engine and never logged.
+    ///
+    /// # Errors
+    ///
+    /// A missing image, an engine refusal, or a container that could not
+    /// start. A container created before the failure is removed.
+    pub async fn start(
+        &self,
+        spec: &ServerSpec,
+        extra_env: Vec<String>,
+    ) -> Result<Container, SupervisorError> {
+        let image_user = image::ensure(&self.docker, spec).await?;
+        let name = format!("mcpgw-{}-{}", spec.name, self.instance);
+        let labels = HashMap::from([
+            (labels::MANAGED.to_string(), "true".to_string()),
+            (labels::INSTANCE.to_string(), self.instance.clone()),
+            (labels::SERVER.to_string(), spec.name.to_string()),
+            (labels::PID.to_string(), self.pid.to_string()),
+            (labels::STARTED.to_string(), self.started.to_string()),
+            (labels::HOST.to_string(), self.host.clone()),
+        ]);
+        let body = hardening::container_body(spec, image_user.as_deref(), labels, extra_env);
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+                body,
+            )
+            .await
+            .map_err(|source| SupervisorError::Create {
+                server: spec.name.to_string(),
+                source,
+            })?;
+        let id = created.id;
+        match self.attach_and_start(spec, &id).await {
+            Ok((stdin, stdout, stderr)) => Ok(Container {
+                id,
+                name,
+                stdin,
+                stdout,
+                stderr,
+            }),
+            Err(err) => {
+                self.remove(&id).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn attach_and_start(
+        &self,
+        spec: &ServerSpec,
+        id: &str,
+    ) -> Result<
+        (
+            Pin<Box<dyn AsyncWrite + Send>>,
+            Pin<Box<dyn AsyncRead + Send>>,
+            StderrTail,
+        ),
+        SupervisorError,
+    > {
+        let server = spec.name.to_string();
+        // Attach before start: output written before the attach would be lost.
+        let AttachContainerResults { output, input } = self
+            .docker
+            .attach_container(
+                id,
+                Some(
+                    AttachContainerOptionsBuilder::default()
+                        .stream(true)
+                        .stdin(true)
+                        .stdout(true)
+                        .stderr(true)
+                        .logs(false)
+                        .build(),
+                ),
+            )
+            .await
+            .map_err(|source| SupervisorError::Attach {
+                server: server.clone(),
+                source,
+            })?;
+        self.docker
+            .start_container(id, None::<StartContainerOptions>)
+            .await
+            .map_err(|source| SupervisorError::Start {
+                server: server.clone(),
+                source,
+            })?;
+        let stderr = StderrTail::new(server);
+        let stdout = demux(output, stderr.clone());
+        Ok((input, Box::pin(stdout), stderr))
+    }
+
+    /// How the container `id` ended (or stands, if it still runs). An
+    /// exited container is removed at once (auto-remove), so once it is
+    /// gone its end is read from the engine's events.
+    pub async fn exit_state(&self, id: &str) -> Option<ExitState> {
+        match self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(inspect) => {
+                let state = inspect.state?;
+                Some(ExitState {
+                    code: state.exit_code,
+                    oom_killed: state.oom_killed.unwrap_or(false),
+                    running: state.running.unwrap_or(false),
+                })
+            }
+            Err(_) => self.exits.take(id, Duration::from_secs(2)).await,
+        }
+    }
+
+    /// Which of its limits container `id` is pressing against now, in
+    /// words, for error reports ("at its pids limit (32 of 32)").
+    pub async fn limits_reached(&self, id: &str) -> Vec<String> {
+        let options = bollard::query_parameters::StatsOptions {
+            stream: false,
+            one_shot: true,
+        };
+        let mut stats = self.docker.stats(id, Some(options));
+        let Ok(Some(Ok(stats))) = tokio::time::timeout(Duration::from_secs(3), stats.next()).await
+        else {
+            return Vec::new();
+        };
+        let mut reached = Vec::new();
+        if let Some(pids) = stats.pids_stats
+            && let (Some(current), Some(limit)) = (pids.current, pids.limit)
+            && limit > 0
+            && current >= limit
+        {
+            reached.push(format!(
+                "at its pids limit ({current} of {limit} processes)"
+            ));
+        }
+        if let Some(memory) = stats.memory_stats
+            && let (Some(usage), Some(limit)) = (memory.usage, memory.limit)
+            && limit > 0
+            && usage.saturating_mul(100) >= limit.saturating_mul(95)
+        {
+            reached.push(format!(
+                "at its memory limit ({} of {} MiB)",
+                usage >> 20,
+                limit >> 20
+            ));
+        }
+        reached
+    }
+
+    /// Waits up to `grace` for the container to exit by itself (its stdin
+    /// has been closed), then removes it, killing it if it still runs.
+    /// Errors are logged, not returned: removal is best effort at shutdown.
+    pub async fn stop(&self, id: &str, grace: Duration) {
+        let mut wait = self.docker.wait_container(
+            id,
+            Some(
+                WaitContainerOptionsBuilder::default()
+                    .condition("not-running")
+                    .build(),
+            ),
+        );
+        // A non-zero exit is reported as an error by bollard; either way the
+        // container is no longer running.
+        let _ = tokio::time::timeout(grace, wait.next()).await;
+        self.remove(id).await;
+    }
+
+    /// Removes the container `id`, killing it if it runs, and returns once
+    /// the engine no longer lists it (auto-remove may still be under way
+    /// when the engine answers 409).
+    pub async fn remove(&self, id: &str) {
+        let options = RemoveContainerOptionsBuilder::default().force(true).build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => tracing::debug!(container = id, "container removed"),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return,
+            // Going: auto-remove got there first.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {}
+            Err(err) => {
+                tracing::warn!(container = id, error = %err, "could not remove container");
+                return;
+            }
+        }
+        self.wait_gone(id, REMOVAL_WAIT).await;
+    }
+
+    /// Polls until the engine answers 404 for `id`, for at most `limit`.
+    async fn wait_gone(&self, id: &str, limit: Duration) {
+        let gone = async {
+            loop {
+                match self
+                    .docker
+                    .inspect_container(id, None::<InspectContainerOptions>)
+                    .await
+                {
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => return,
+                    Err(err) => {
+                        tracing::debug!(container = id, error = %err, "inspect failed while waiting for removal");
+                        return;
+                    }
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        };
+        if tokio::time::timeout(limit, gone).await.is_err() {
+            tracing::warn!(
+                container = id,
+                "container still listed {limit:?} after removal"
+            );
+        }
+    }
+
+    /// Every container any mcpgw gateway started, with whether its gateway
+    /// is gone.
+    ///
+    /// # Errors
+    ///
+    /// When the engine cannot list containers.
+    pub async fn managed(&self) -> Result<Vec<Managed>, SupervisorError> {
+        let list = self.labelled(&format!("{}=true", labels::MANAGED)).await?;
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
+                let pid: u32 = label(labels::PID).parse().unwrap_or(0);
+                let started: u64 = label(labels::STARTED).parse().unwrap_or(0);
+                let host = label(labels::HOST);
+                // Containers from before the host label are taken to be local.
+                let local = host.is_empty() || host == self.host;
+                let orphan = local && !orphans::gateway_alive(pid, started);
+                Managed {
+                    id: c.id.unwrap_or_default(),
+                    name: c
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .to_string(),
+                    server: label(labels::SERVER),
+                    instance: label(labels::INSTANCE),
+                    pid,
+                    host,
+                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    orphan,
+                }
+            })
+            .collect())
+    }
+
+    /// Removes the containers of gateways that are gone; returns them.
+    ///
+    /// # Errors
+    ///
+    /// When the engine cannot list containers.
+    pub async fn reap_orphans(&self) -> Result<Vec<Managed>, SupervisorError> {
+        let orphans: Vec<Managed> = self
+            .managed()
+            .await?
+            .into_iter()
+            .filter(|m| m.orphan)
+            .collect();
+        for orphan in &orphans {
+            tracing::info!(container = %orphan.name, gateway_pid = orphan.pid, "removing a container whose gateway is gone");
+            self.remove(&orphan.id).await;
+        }
+        Ok(orphans)
+    }
+
+    /// The ids of the containers this gateway instance owns.
+    ///
+    /// # Errors
+    ///
+    /// When the engine cannot list containers.
+    pub async fn own_containers(&self) -> Result<Vec<String>, SupervisorError> {
+        let list = self
+            .labelled(&format!("{}={}", labels::INSTANCE, self.instance))
+            .await?;
+        Ok(list.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    /// Every container, in any state, carrying `label` (`key=value`).
+    async fn labelled(
+        &self,
+        label: &str,
+    ) -> Result<Vec<bollard::models::ContainerSummary>, SupervisorError> {
+        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        self.docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|source| SupervisorError::List { source })
+    }
+}
+
+/// Splits Docker's multiplexed attach stream: stdout frames become the
+/// returned reader, stderr frames go to `stderr`. The stderr side is driven by
+/// reads of stdout, which the MCP client performs continuously.
+fn demux(
+    output: Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>,
+    stderr: StderrTail,
+) -> impl AsyncRead + Send {
+    let frames = output.filter_map(move |item| {
+        let out = match item {
+            Ok(LogOutput::StdOut { message }) => Some(Ok(message)),
+            Ok(LogOutput::StdErr { message }) => {
+                stderr.push(&message);
+                None
+            }
+            Ok(_) => None,
+            Err(err) => Some(Err(std::io::Error::other(err))),
+        };
+        std::future::ready(out)
+    });
+    tokio_util::io::StreamReader::new(frames)
+}

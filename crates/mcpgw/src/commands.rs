@@ -1,0 +1,300 @@
+//! The commands behind the CLI: `run`, `validate`, `tools`, `call`, `ps`
+//! and `gc`.
+//!
+//! `tools` and `call` talk to the mux as an MCP client over an in-memory
+//! pipe, so they see exactly what a real client sees, filters included.
+
+use std::fmt;
+use std::path::Path;
+
+use anyhow::{Context as _, anyhow};
+use mcpgw_catalog::Catalog;
+use mcpgw_mux::Mux;
+use mcpgw_supervisor::Supervisor;
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::RunningService;
+use rmcp::{RoleClient, ServiceExt};
+
+use crate::cli::{Command, Transport};
+use crate::runtime::Gateway;
+
+/// A failed command and the exit code it maps to.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    /// Usage and catalog errors exit with 2.
+    fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: 2,
+            error: error.into(),
+        }
+    }
+
+    pub(crate) fn exit_code(&self) -> u8 {
+        self.code
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Self {
+            code: 1,
+            error: error.into(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+pub(crate) async fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Run {
+            catalog,
+            transport,
+            listen,
+        } => serve(&catalog, transport, &listen).await,
+        Command::Validate { catalog } => validate(&catalog),
+        Command::Tools { catalog } => tools(&catalog).await,
+        Command::Call {
+            catalog,
+            name,
+            arguments,
+        } => call(&catalog, &name, &arguments).await,
+        Command::Ps => ps().await,
+        Command::Gc => gc().await,
+    }
+}
+
+/// Connects to the engine and removes what dead gateways left behind.
+async fn connect() -> Result<Supervisor, Failure> {
+    let supervisor = Supervisor::connect().await?;
+    match supervisor.reap_orphans().await {
+        Ok(reaped) if !reaped.is_empty() => {
+            tracing::info!(
+                count = reaped.len(),
+                "removed containers left by gateways that are gone"
+            );
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!("could not look for orphaned containers: {err}"),
+    }
+    Ok(supervisor)
+}
+
+async fn ps() -> Result<(), Failure> {
+    let supervisor = Supervisor::connect().await?;
+    let managed = supervisor.managed().await?;
+    let mut out = format!(
+        "{:<36}  {:<12}  {:<20}  {:<9}  OWNER\n",
+        "CONTAINER", "SERVER", "GATEWAY", "STATE"
+    );
+    for m in &managed {
+        let owner = if m.orphan { "orphan" } else { "running" };
+        let gateway = format!("{}@{}", m.pid, m.host);
+        out.push_str(&format!(
+            "{:<36}  {:<12}  {gateway:<20}  {:<9}  {owner}\n",
+            m.name, m.server, m.state
+        ));
+    }
+    print_stdout(&out);
+    Ok(())
+}
+
+async fn gc() -> Result<(), Failure> {
+    let supervisor = Supervisor::connect().await?;
+    let reaped = supervisor.reap_orphans().await?;
+    print_stdout(&format!("removed {} orphaned container(s)\n", reaped.len()));
+    Ok(())
+}
+
+fn load(path: &Path) -> Result<Catalog, Failure> {
+    mcpgw_catalog::load(path).map_err(Failure::usage)
+}
+
+fn validate(path: &Path) -> Result<(), Failure> {
+    let catalog = load(path)?;
+    let mut out = String::new();
+    for server in &catalog.servers {
+        let relaxed = server.relaxations();
+        let note = if relaxed.is_empty() {
+            "default confinement".to_string()
+        } else {
+            format!("relaxed: {}", relaxed.join(", "))
+        };
+        out.push_str(&format!(
+            "  {:<20} {:<36} {note}\n",
+            server.name, server.image
+        ));
+    }
+    print_stdout(&format!(
+        "{}: valid, {} server(s)\n{out}",
+        path.display(),
+        catalog.servers.len()
+    ));
+    Ok(())
+}
+
+/// Writes a one-shot command's result to stdout. Never used in stdio mode.
+#[allow(clippy::print_stdout)]
+fn print_stdout(text: &str) {
+    print!("{text}");
+}
+
+async fn serve(path: &Path, transport: Transport, listen: &str) -> Result<(), Failure> {
+    let catalog = load(path)?;
+    if transport == Transport::Http {
+        return Err(Failure::usage(anyhow!(
+            "--transport http (listen {listen}) is not available in this build yet; use the default stdio transport"
+        )));
+    }
+    let supervisor = connect().await?;
+    tracing::info!(
+        catalog = %path.display(),
+        servers = catalog.servers.len(),
+        instance = supervisor.instance(),
+        "mcpgw serving over stdio"
+    );
+    let (gateway, mux) = Gateway::start(supervisor, &catalog, None);
+    let session = async {
+        let running = mux
+            .serve(rmcp::transport::stdio_pipes())
+            .await
+            .context("the client did not open an MCP session")?;
+        running.waiting().await.context("the session task failed")?;
+        Ok::<_, anyhow::Error>(())
+    };
+    let outcome = tokio::select! {
+        outcome = session => {
+            tracing::info!("client disconnected; shutting down");
+            outcome
+        }
+        signal = shutdown_signal() => {
+            tracing::info!("received {signal}; shutting down");
+            Ok(())
+        }
+    };
+    gateway.shutdown().await;
+    if let Err(err) = outcome {
+        // A client that goes away before initializing is not our failure.
+        tracing::warn!("{err:#}");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot install signal handlers; stop mcpgw by closing its stdin");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+/// Starts the servers (`only` selects some), connects an in-memory MCP
+/// client to the mux, runs `f`, then shuts everything down.
+async fn with_client<T>(
+    catalog: &Catalog,
+    only: Option<&[usize]>,
+    f: impl AsyncFnOnce(&RunningService<RoleClient, ()>, &Mux) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let supervisor = connect().await?;
+    let (gateway, mux) = Gateway::start(supervisor, catalog, only);
+    let (client_io, server_io) = tokio::io::duplex(1 << 20);
+    let server = mux.clone();
+    let serving = tokio::spawn(async move {
+        if let Ok(running) = server.serve(server_io).await {
+            let _ = running.waiting().await;
+        }
+    });
+    let outcome = match ().serve(client_io).await {
+        Ok(client) => {
+            let outcome = f(&client, &mux).await;
+            let _ = client.cancel().await;
+            outcome
+        }
+        Err(err) => Err(anyhow!("cannot open an MCP session with the gateway: {err}").into()),
+    };
+    serving.abort();
+    gateway.shutdown().await;
+    outcome
+}
+
+async fn tools(path: &Path) -> Result<(), Failure> {
+    let catalog = load(path)?;
+    with_client(&catalog, None, async |client, mux| {
+        let tools = client.list_all_tools().await?;
+        let table = mux.table().await;
+        let width = tools.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
+        let mut out = format!("{:<width$}  {:<12}  DESCRIPTION\n", "TOOL", "SERVER");
+        for tool in &tools {
+            let server = match table.tool(&tool.name) {
+                mcpgw_mux::router::ToolLookup::Found(route) => {
+                    catalog.servers[route.server].name.as_str()
+                }
+                _ => "?",
+            };
+            let description = tool
+                .description
+                .as_deref()
+                .and_then(|d| d.lines().find(|l| !l.trim().is_empty()))
+                .unwrap_or("")
+                .trim();
+            out.push_str(&format!(
+                "{:<width$}  {server:<12}  {description}\n",
+                tool.name
+            ));
+        }
+        for (server, reason) in mux.failures() {
+            tracing::error!(server = %server, "unavailable: {reason}");
+        }
+        print_stdout(&out);
+        Ok(())
+    })
+    .await
+}
+
+async fn call(path: &Path, name: &str, arguments: &str) -> Result<(), Failure> {
+    let catalog = load(path)?;
+    let arguments: serde_json::Map<String, serde_json::Value> = serde_json::from_str(arguments)
+        .map_err(|e| Failure::usage(anyhow!("arguments must be a JSON object: {e}")))?;
+    // Start only the server whose name prefixes the tool name: one call
+    // should not wait for every container in the catalog.
+    let separator = catalog.gateway.separator.as_str();
+    let owner = catalog
+        .servers
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| name.starts_with(&format!("{}{separator}", s.name)))
+        .max_by_key(|(_, s)| s.name.as_str().len())
+        .map(|(i, _)| i)
+        .ok_or_else(|| {
+            Failure::usage(anyhow!(
+                "no server in {} owns `{name}`; exposed names are <server>{separator}<tool>, see `mcpgw tools`",
+                path.display()
+            ))
+        })?;
+    let request = CallToolRequestParams::new(name.to_string()).with_arguments(arguments);
+    with_client(&catalog, Some(&[owner]), async |client, _| {
+        let result = client.call_tool(request).await?;
+        print_stdout(&format!("{}\n", serde_json::to_string_pretty(&result)?));
+        if result.is_error == Some(true) {
+            return Err(anyhow!("the tool reported an error").into());
+        }
+        Ok(())
+    })
+    .await
+}

@@ -1,0 +1,509 @@
+//! The running gateway: starts every catalog server (container, then MCP
+//! session) in parallel, reports each to the mux, and on shutdown closes
+//! every session and removes every container it started.
+//!
+//! Each server's start-up is a task in one `JoinSet` owned by [`Gateway`];
+//! each open session has a watcher task in the same set. Shutdown cancels
+//! them all, then removes containers within [`SHUTDOWN_GRACE`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mcpgw_backend::Inventory;
+use mcpgw_backend::{Backend, Relays};
+use mcpgw_catalog::{Catalog, HealthSpec, Lifecycle, RestartSpec, ServerSpec};
+use mcpgw_mux::{Diagnose, Mux, Slots};
+use mcpgw_supervisor::restart::{Decision, Restarts};
+use mcpgw_supervisor::{Container, StderrTail, Supervisor};
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How long a server may take to exit after its stdin closes before its
+/// container is killed. Shutdown as a whole stays well under 10 seconds.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// How much of a failed server's stderr goes into its error report.
+const STDERR_IN_REPORT: usize = 2048;
+
+/// The gateway's backends and the containers behind them.
+pub(crate) struct Gateway {
+    supervisor: Supervisor,
+    slots: Slots,
+    containers: Arc<Mutex<Vec<String>>>,
+    tasks: JoinSet<()>,
+    shutdown: CancellationToken,
+}
+
+impl Gateway {
+    /// Starts the servers of `catalog` selected by `only` (all when `None`),
+    /// in parallel, without waiting for them. The mux learns of each as it
+    /// comes up or fails.
+    pub(crate) fn start(
+        supervisor: Supervisor,
+        catalog: &Catalog,
+        only: Option<&[usize]>,
+    ) -> (Self, Mux) {
+        let (mux, slots) = Mux::new(catalog);
+        let diagnoser = Diagnoser {
+            supervisor: supervisor.clone(),
+            current: Arc::new(std::sync::Mutex::new(vec![None; catalog.servers.len()])),
+        };
+        slots.set_diagnosis(Arc::new(diagnoser.clone()));
+        let mut gateway = Self {
+            supervisor,
+            slots,
+            containers: Arc::new(Mutex::new(Vec::new())),
+            tasks: JoinSet::new(),
+            shutdown: CancellationToken::new(),
+        };
+        for (index, spec) in catalog.servers.iter().enumerate() {
+            if only.is_some_and(|o| !o.contains(&index)) {
+                gateway.slots.failed(index, "not started for this command");
+                continue;
+            }
+            let starter = Starter {
+                supervisor: gateway.supervisor.clone(),
+                slots: gateway.slots.clone(),
+                containers: gateway.containers.clone(),
+                shutdown: gateway.shutdown.clone(),
+                init_timeout: catalog.gateway.init_timeout,
+                restart: catalog.gateway.restart,
+                health: catalog.gateway.health,
+                diagnoser: diagnoser.clone(),
+            };
+            let spec = spec.clone();
+            gateway
+                .tasks
+                .spawn(async move { starter.run(index, spec).await });
+        }
+        (gateway, mux)
+    }
+
+    /// Closes every session, then stops and removes every container this
+    /// gateway started, in parallel.
+    pub(crate) async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        for backend in self.slots.backends() {
+            backend.close();
+        }
+        // Start-up tasks notice the cancellation at their next await.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.tasks.abort_all();
+        let mut ids = std::mem::take(&mut *self.containers.lock().await);
+        // Anything labelled with our instance that we lost track of, too.
+        if let Ok(own) = self.supervisor.own_containers().await {
+            for id in own {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        let mut stops = JoinSet::new();
+        for id in ids {
+            let supervisor = self.supervisor.clone();
+            stops.spawn(async move { supervisor.stop(&id, SHUTDOWN_GRACE).await });
+        }
+        while stops.join_next().await.is_some() {}
+        tracing::info!("all containers removed");
+    }
+}
+
+/// Explains a server that stopped answering by asking the engine which of
+/// its container's limits it presses against.
+#[derive(Debug, Clone)]
+struct Diagnoser {
+    supervisor: Supervisor,
+    /// The current container of each server, by catalog index.
+    current: Arc<std::sync::Mutex<Vec<Option<String>>>>,
+}
+
+impl Diagnoser {
+    fn set(&self, index: usize, id: Option<String>) {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)[index] = id;
+    }
+}
+
+impl Diagnose for Diagnoser {
+    fn diagnose(&self, index: usize) -> Pin<Box<dyn Future<Output = Option<String>> + Send>> {
+        let id = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)[index]
+            .clone();
+        let supervisor = self.supervisor.clone();
+        Box::pin(async move {
+            let reached = supervisor.limits_reached(&id?).await;
+            (!reached.is_empty()).then(|| reached.join(" and "))
+        })
+    }
+}
+
+/// How serving a started server ended.
+enum Served {
+    /// The gateway is shutting down.
+    Shutdown,
+    /// The session ended, by itself or because the gateway ended it (the
+    /// reason, then): a failure.
+    Ended(Option<String>),
+    /// An on-demand server went unused for its idle timeout.
+    Unused,
+}
+
+/// Why a start failed, and whether retrying could help.
+struct Failure {
+    report: String,
+    kind: FailureKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailureKind {
+    /// The server failed; it may pass.
+    Transient,
+    /// Retrying cannot help until someone acts (a missing image).
+    Permanent,
+    /// The Docker engine could not be reached: not the server's fault.
+    EngineDown,
+}
+
+impl Failure {
+    fn transient(report: String) -> Self {
+        Self {
+            report,
+            kind: FailureKind::Transient,
+        }
+    }
+}
+
+/// A server that came up.
+struct Started {
+    backend: Backend,
+    inventory: Inventory,
+    id: String,
+    stderr: StderrTail,
+}
+
+/// Everything one server's start-up task needs.
+struct Starter {
+    supervisor: Supervisor,
+    slots: Slots,
+    containers: Arc<Mutex<Vec<String>>>,
+    shutdown: CancellationToken,
+    init_timeout: Duration,
+    restart: RestartSpec,
+    health: HealthSpec,
+    diagnoser: Diagnoser,
+}
+
+impl Starter {
+    /// Supervises server `index` until shutdown: start it, serve until its
+    /// session ends, report why, remove its container, then restart it after
+    /// a jittered backoff, or open the circuit after repeated quick failures.
+    /// At most one container per server exists at any time.
+    async fn run(self, index: usize, spec: ServerSpec) {
+        let name = spec.name.to_string();
+        for relaxation in spec.relaxations() {
+            tracing::warn!(server = %name, "relaxed confinement: {relaxation}");
+        }
+        if !spec.secrets.is_empty() {
+            let reason = "it declares `secrets`, and this build cannot inject secrets yet; remove `secrets` from its catalog entry to run it";
+            tracing::error!(server = %name, "not started: {reason}");
+            self.slots.failed(index, reason);
+            return;
+        }
+        let mut restarts = Restarts::new(self.restart);
+        let mut engine_outage = false;
+        loop {
+            let began = Instant::now();
+            let Some(outcome) = self.shutdown.run_until_cancelled(self.start(&spec)).await else {
+                return;
+            };
+            if let Ok(started) = &outcome {
+                self.diagnoser.set(index, Some(started.id.clone()));
+            }
+            let failure = match outcome {
+                Ok(started) => {
+                    tracing::info!(
+                        server = %name,
+                        protocol = %started.backend.protocol().as_str(),
+                        tools = started.inventory.tools.len(),
+                        prompts = started.inventory.prompts.len(),
+                        resources = started.inventory.resources.len(),
+                        "server ready"
+                    );
+                    started.backend.set_relay(self.slots.relay(index));
+                    self.slots
+                        .ready(index, started.backend.clone(), started.inventory);
+                    let verdict = match self.serve(index, &spec, &started.backend).await {
+                        Served::Shutdown => return,
+                        Served::Unused => {
+                            tracing::info!(server = %name, "stopping an unused on-demand server; a call will start it again");
+                            started.backend.close();
+                            self.diagnoser.set(index, None);
+                            self.remove(&started.id).await;
+                            self.slots.idle(index);
+                            if self
+                                .shutdown
+                                .run_until_cancelled(self.slots.woken(index))
+                                .await
+                                .is_none()
+                            {
+                                return;
+                            }
+                            continue;
+                        }
+                        Served::Ended(ours) => ours,
+                    };
+                    let reason = verdict
+                        .or_else(|| started.backend.end_reason())
+                        .unwrap_or_else(|| "its session ended".to_string());
+                    let report = self.report(&started.id, &started.stderr, &reason).await;
+                    self.diagnoser.set(index, None);
+                    self.remove(&started.id).await;
+                    Failure::transient(report)
+                }
+                Err(failure) => failure,
+            };
+            // A session that ended because the engine went away is the
+            // engine's failure, not the server's.
+            let kind =
+                if failure.kind == FailureKind::Transient && !self.supervisor.engine_up().await {
+                    FailureKind::EngineDown
+                } else {
+                    failure.kind
+                };
+            let decision = match kind {
+                // Retrying cannot help until someone acts: wait as long as an
+                // open circuit does, then look again.
+                FailureKind::Permanent => restarts.give_up(),
+                FailureKind::EngineDown => restarts.engine_down(),
+                FailureKind::Transient => restarts.failed(began.elapsed()),
+            };
+            let failure = Failure {
+                report: if kind == FailureKind::EngineDown {
+                    format!("the Docker engine is unavailable ({})", failure.report)
+                } else {
+                    failure.report
+                },
+                kind,
+            };
+            let (message, pause) = match decision {
+                Decision::WaitForEngine { delay } => (
+                    format!(
+                        "{}; trying again in {} ms",
+                        failure.report,
+                        delay.as_millis()
+                    ),
+                    delay,
+                ),
+                Decision::RetryAfter { delay, failures } => (
+                    format!(
+                        "{}; restarting in {} ms (failure {failures} in a row)",
+                        failure.report,
+                        delay.as_millis()
+                    ),
+                    delay,
+                ),
+                Decision::OpenCircuit { open_for, failures } => (
+                    format!(
+                        "{}; circuit open after {failures} failure(s) in a row: calls fail at once for {}s, then one probe start",
+                        failure.report,
+                        open_for.as_secs()
+                    ),
+                    open_for,
+                ),
+            };
+            // One error per engine outage, not one per retry.
+            if kind == FailureKind::EngineDown && engine_outage {
+                tracing::debug!(server = %name, "{message}");
+            } else {
+                tracing::error!(server = %name, "{message}");
+            }
+            engine_outage = kind == FailureKind::EngineDown;
+            self.slots.failed(index, &message);
+            if self
+                .shutdown
+                .run_until_cancelled(tokio::time::sleep(pause))
+                .await
+                .is_none()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Container, then session, then inventory. On failure, the report
+    /// carries the container's exit state and the tail of its stderr.
+    async fn start(&self, spec: &ServerSpec) -> Result<Started, Failure> {
+        let container = self
+            .supervisor
+            .start(spec, Vec::new())
+            .await
+            .map_err(|e| Failure {
+                kind: if e.is_permanent() {
+                    FailureKind::Permanent
+                } else if e.is_engine_down() {
+                    FailureKind::EngineDown
+                } else {
+                    FailureKind::Transient
+                },
+                report: e.to_string(),
+            })?;
+        self.containers.lock().await.push(container.id.clone());
+        tracing::info!(server = %spec.name, container = %container.name, "container started");
+        let Container {
+            id,
+            stdin,
+            stdout,
+            stderr,
+            ..
+        } = container;
+        let session = async {
+            let backend = Backend::connect(
+                spec.name.as_str(),
+                stdout,
+                stdin,
+                self.init_timeout,
+                Relays {
+                    sampling: spec.relay.sampling,
+                    elicitation: spec.relay.elicitation,
+                    roots: spec.relay.roots,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let inventory = backend.inventory().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((backend, inventory))
+        };
+        match session.await {
+            Ok((backend, inventory)) => Ok(Started {
+                backend,
+                inventory,
+                id,
+                stderr,
+            }),
+            Err(reason) => {
+                let report = self.report(&id, &stderr, &reason).await;
+                self.remove(&id).await;
+                Err(Failure::transient(report))
+            }
+        }
+    }
+
+    /// Serves until the session ends, the gateway shuts down, an
+    /// on-demand server has gone unused for its idle timeout, or an idle
+    /// backend misses too many pings in a row.
+    async fn serve(&self, index: usize, spec: &ServerSpec, backend: &Backend) -> Served {
+        let idle_after = match spec.lifecycle {
+            Lifecycle::OnDemand { idle } => Some(idle),
+            Lifecycle::Warm => None,
+        };
+        let pinging = backend.can_ping();
+        let period = [
+            idle_after
+                .map(|idle| (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))),
+            pinging.then_some(self.health.interval),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let closed = backend.closed();
+        tokio::pin!(closed);
+        let mut lists = backend.list_changes();
+        let mut missed = 0;
+        loop {
+            let tick = async {
+                match period {
+                    Some(period) => tokio::time::sleep(period).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = self.shutdown.cancelled() => return Served::Shutdown,
+                () = &mut closed => {
+                    // Shutdown closes sessions too; only an unrequested end
+                    // is a failure.
+                    return if self.shutdown.is_cancelled() { Served::Shutdown } else { Served::Ended(None) };
+                }
+                () = tick => {}
+                changed = lists.changed() => {
+                    if changed.is_ok() {
+                        self.relist(index, spec, backend, &mut lists).await;
+                    }
+                    continue;
+                }
+            }
+            let Some(unused) = self.slots.unused_for(index) else {
+                continue;
+            };
+            if idle_after.is_some_and(|idle| unused >= idle) {
+                return Served::Unused;
+            }
+            if pinging && unused >= self.health.interval {
+                match backend.ping(self.health.timeout).await {
+                    Ok(()) => missed = 0,
+                    Err(err) => {
+                        missed += 1;
+                        tracing::warn!(server = %spec.name, missed, "missed a ping: {err}");
+                        if missed >= self.health.misses {
+                            backend.close();
+                            return Served::Ended(Some(format!(
+                                "it missed {missed} pings in a row, so the gateway restarted it"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The backend said a list changed: gather further notices for a moment,
+    /// read its inventory again and let the mux tell clients.
+    async fn relist(
+        &self,
+        index: usize,
+        spec: &ServerSpec,
+        backend: &Backend,
+        lists: &mut tokio::sync::watch::Receiver<u64>,
+    ) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Notices that arrived meanwhile are covered by this re-read.
+        lists.borrow_and_update();
+        match backend.inventory().await {
+            Ok(inventory) => {
+                tracing::info!(server = %spec.name, tools = inventory.tools.len(), "server's lists changed");
+                self.slots.ready(index, backend.clone(), inventory);
+            }
+            Err(err) => tracing::warn!(server = %spec.name, "could not re-read its lists: {err}"),
+        }
+    }
+
+    /// Removes container `id` and forgets it.
+    async fn remove(&self, id: &str) {
+        self.supervisor.remove(id).await;
+        self.containers.lock().await.retain(|c| c != id);
+    }
+
+    async fn report(&self, id: &str, stderr: &StderrTail, reason: &str) -> String {
+        // Give the engine a moment to record the exit.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let state = self
+            .supervisor
+            .exit_state(id)
+            .await
+            .map_or_else(String::new, |s| format!(" (container {s})"));
+        let tail = stderr.tail(STDERR_IN_REPORT);
+        if tail.is_empty() {
+            format!("{reason}{state}")
+        } else {
+            format!("{reason}{state}; its stderr ended with:\n{tail}")
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! `mcpgw run` against the real Docker engine, driven by an rmcp client over
+//! the gateway's stdio: hardening seen from inside a container, allowlists,
+//! failing backends, and clean-up on stdin EOF, SIGINT and SIGTERM.
+//!
+//! These tests need a Docker engine and the images `make images` builds.
+//! Without an engine they fail, loudly, with a message that says so.
+
+mod harness;
+
+
+use harness::{Gateway, call, catalog, containers_of, text_of};
+use serde_json::json;
+
+#[tokio::test]
+async fn hardening_is_visible_from_inside_the_container() {
+    let dir = catalog(
+        "
+servers:
+  t:
+    image: mcpgw/testserver:dev
+    pull: never
+",
+    );
+    let gw = Gateway::start(&dir).await;
+    let probe = gw
+        .client
+        .call_tool(call("t__probe", json!({})))
+        .await
+        .unwrap();
+    let report = probe
+        .structured_content
+        .expect("probe reports structured content");
+    assert_eq!(
+        report["cap_eff"], "0000000000000000",
+        "all capabilities dropped: {report}"
+    );
+    assert_eq!(report["cap_prm"], "0000000000000000", "{report}");
+    assert_eq!(report["cap_bnd"], "0000000000000000", "{report}");
+    assert_eq!(report["no_new_privs"], "1", "{report}");
+    assert_eq!(report["root_writable"], false, "read-only root: {report}");
+    assert_eq!(report["tmp_writable"], true, "writable /tmp: {report}");
+    assert_eq!(
+        report["interfaces"],
+        json!(["lo"]),
+        "no network but loopback: {report}"
+    );
+    assert_eq!(report["pids_max"], "256", "{report}");
+    assert_eq!(
+        report["memory_max"],
+        (512 * 1024 * 1024).to_string(),
+        "{report}"
+    );
+    assert_eq!(report["cpu_max"], "100000", "one CPU: {report}");
+    assert_eq!(report["docker_socket_visible"], false, "{report}");
+    assert_eq!(
+        report["uid"], "65534",
+        "non-root when the image names no user: {report}"
+    );
+    assert_ne!(
+        report["pid"], 1,
+        "init runs as pid 1, not the server: {report}"
+    );
+    gw.stop_with_eof().await;
+}
+
+#[tokio::test]
+async fn catalog_limits_and_user_reach_the_container() {
+    let dir = catalog(
+        "
+servers:
+  t:
+    image: mcpgw/testserver:dev
+    pull: never
+    user: '1234:4321'
+    resources: { memory: 64m, pids: 32, cpus: 0.5 }
+    env: { GREETING: hello }
+",
+    );
+    let gw = Gateway::start(&dir).await;
+    let probe = gw
+        .client
+        .call_tool(call("t__probe", json!({})))
+        .await
+        .unwrap();
+    let report = probe.structured_content.unwrap();
+    assert_eq!(report["uid"], "1234", "{report}");
+    assert_eq!(report["gid"], "4321", "{report}");
+    assert_eq!(report["pids_max"], "32", "{report}");
+    assert_eq!(
+        report["memory_max"],
+        (64 * 1024 * 1024).to_string(),
+        "{report}"
+    );
+    assert_eq!(report["cpu_max"], "50000", "{report}");
+    let env = gw
+        .client
+        .call_tool(call("t__env", json!({"name": "GREETING"})))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&env), "hello");
+    gw.stop_with_eof().await;
+}
+
+#[tokio::test]
+async fn allowlists_hide_tools_and_refuse_calls_before_the_backend() {
+    let dir = catalog(
+        "
+servers:
+  a:
+    image: mcpgw/testserver:dev
+    pull: never
+    tools: { allow: [echo, stats, 'a*'], deny: [add] }
+  b:
+    image: mcpgw/testserver:dev
+    pull: never
+    tools: { deny: [echo] }
+",
+    );
+    let gw = Gateway::start(&dir).await;
+    let tools = gw.tool_names().await;
+    assert!(tools.contains(&"a__echo".to_string()), "{tools:?}");
+    assert!(
+        !tools.contains(&"a__add".to_string()),
+        "deny applies after allow: {tools:?}"
+    );
+    assert!(
+        !tools.contains(&"a__probe".to_string()),
+        "not allowed: {tools:?}"
+    );
+    assert!(!tools.contains(&"b__echo".to_string()), "{tools:?}");
+    assert!(tools.contains(&"b__probe".to_string()), "{tools:?}");
+
+    for refused in ["a__add", "a__probe", "b__echo"] {
+        let err = gw
+            .client
+            .call_tool(call(refused, json!({"text": "x", "a": 1, "b": 2})))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not allowed"), "{refused}: {err}");
+    }
+    // The backends never received the refused calls.
+    let stats_a = gw
+        .client
+        .call_tool(call("a__stats", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(stats_a.structured_content.unwrap(), json!({"stats": 1}));
+    let stats_b = gw
+        .client
+        .call_tool(call("b__stats", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(stats_b.structured_content.unwrap(), json!({"stats": 1}));
+    gw.stop_with_eof().await;
+}
+
+#[tokio::test]
+async fn a_failing_backend_does_not_take_down_the_others() {
+    let dir = catalog(
+        "
+gateway:
+  init_timeout: 3s
+servers:
+  good:
+    image: mcpgw/testserver:dev
+    pull: never
+  exits:
+    image: mcpgw/testserver:dev
+    pull: never
+    env: { MCPGW_TEST_EXIT_AT_START: '7' }
+  mute:
+    image: mcpgw/testserver:dev
+    pull: never
+    env: { MCPGW_TEST_NEVER_INITIALIZE: '1' }
+  missing:
+    image: mcpgw/does-not-exist:dev
+    pull: never
+",
+    );
+    let gw = Gateway::start(&dir).await;
+    let tools = gw.tool_names().await;
+    assert!(tools.iter().all(|t| t.starts_with("good__")), "{tools:?}");
+    assert!(tools.contains(&"good__echo".to_string()));
+    let echoed = gw
+        .client
+        .call_tool(call("good__echo", json!({"text": "still here"})))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&echoed), "still here");
+    // The failed ones are reported with their cause.
+    let log = gw.stderr_so_far();
+    assert!(
+        log.contains("container exited with code 7")
+            && log.contains("testserver: exiting at start with code 7"),
+        "{log}"
+    );
+    assert!(
+        log.contains("server `mute` did not answer the MCP handshake within 3s"),
+        "{log}"
+    );
+    assert!(
+        log.contains("image `mcpgw/does-not-exist:dev` is not present locally"),
+        "{log}"
+    );
+    // Only the good server's container remains while running.
+    assert_eq!(containers_of(gw.pid()).await.len(), 1);
+    gw.stop_with_eof().await;
+}
+
+#[tokio::test]
+async fn stdin_eof_removes_every_container() {
+    cleanup_after(None).await;
+}
+
+#[tokio::test]
+async fn sigint_removes_every_container() {
+    cleanup_after(Some(nix_signal::SIGINT)).await;
+}
+
+#[tokio::test]
+async fn sigterm_removes_every_container() {
+    cleanup_after(Some(nix_signal::SIGTERM)).await;
+}
+
+mod nix_signal {
+    pub(crate) const SIGINT: i32 = 2;
+    pub(crate) const SIGTERM: i32 = 15;
+}
+
+async fn cleanup_after(signal: Option<i32>) {
+    let dir = catalog(
+        "
+servers:
+  one:
+    image: mcpgw/testserver:dev
+    pull: never
+  two:
+    image: mcpgw/testserver:dev
+    pull: never
+  three:
+    image: mcpgw/testserver:dev
+    pull: never
+",
+    );
+    let gw = Gateway::start(&dir).await;
+    let tools = gw.tool_names().await;
+    for server in ["one", "two", "three"] {
+        assert!(tools.contains(&format!("{server}__echo")), "{tools:?}");
+    }
+    let pid = gw.pid();
+    assert_eq!(
+        containers_of(pid).await.len(),
+        3,
+        "one container per server"
+    );
+    let status = match signal {
+        None => gw.stop_with_eof().await,
+        Some(sig) => gw.stop_with_signal(sig).await,
+    };
+    assert!(
+        status.success(),
+        "mcpgw exits 0 on a requested shutdown: {status:?}"
+    );
+    assert!(
+        containers_of(pid).await.is_empty(),
+        "no container left after shutdown"
+    );
+}

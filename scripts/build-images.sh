@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# Build the local test images used by mcpgw's integration tests:
+#
+#   mcpgw/testserver:dev      static mcpgw-testserver binary in a FROM scratch image
+#   mcpgw/python-servers:dev  Debian bookworm rootfs (mmdebstrap) + venv /opt/mcp with
+#                             the reference servers mcp-server-time and mcp-server-git
+#
+# No registry is needed: nothing is pulled. Both images carry the label
+# io.mcpgw.inputs-hash; when it matches the current inputs the build is skipped.
+# The python rootfs tarball is also cached under .cache/images/ (keyed by the same
+# hash), so re-creating a deleted image only costs a `docker import`.
+#
+# Usage (from anywhere): scripts/build-images.sh
+# Env: MCPGW_DEBIAN_MIRROR   Debian mirror (default http://deb.debian.org)
+#      MCPGW_IMAGES_FORCE=1  ignore the caches and rebuild everything
+set -euo pipefail
+
+# ---- pins (changing anything in this file changes the python image hash) ----
+MCP_SERVER_TIME_VERSION="2026.10.19"
+MCP_SERVER_GIT_VERSION="2026.10.19"
+DEBIAN_SUITE="bookworm"     # python3 is 3.11 in bookworm; wheels are fetched for cp311
+PYTHON_ABI="cp311"
+PYTHON_VERSION="3.11"
+DEBIAN_PACKAGES="python3,python3-venv,git,ca-certificates,tzdata"
+# Removed with `dpkg --force-depends` after the venv is built. git Depends on perl, but
+# the commands GitPython runs (status, diff, log, add, commit, reset, branch, checkout,
+# show) are C builtins; the rest is only needed at install time. Saves ~50 MB.
+PRUNE_PACKAGES="perl perl-modules-5.36 libperl5.36 liberror-perl git-man usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl python3-pip-whl python3-setuptools-whl"
+
+TESTSERVER_IMAGE="mcpgw/testserver:dev"
+PYTHON_IMAGE="mcpgw/python-servers:dev"
+LABEL_KEY="io.mcpgw.inputs-hash"
+RUST_TARGET="x86_64-unknown-linux-gnu"
+
+MIRROR="${MCPGW_DEBIAN_MIRROR:-http://deb.debian.org}"
+FORCE="${MCPGW_IMAGES_FORCE:-0}"
+
+SCRIPT_PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
+REPO_ROOT="$(cd "$(dirname "$SCRIPT_PATH")/.." && pwd)"
+CACHE_DIR="$REPO_ROOT/.cache/images"
+
+INIT_REQ='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"build-images","version":"1"}}}'
+
+log() { printf 'build-images: %s\n' "$*" >&2; }
+die() { printf 'build-images: error: %s\n' "$*" >&2; exit 1; }
+
+sha256() { sha256sum | cut -d' ' -f1; }
+
+current_label() {
+    docker image inspect -f "{{ index .Config.Labels \"$LABEL_KEY\" }}" "$1" 2>/dev/null || true
+}
+
+TMP_DIRS=()
+cleanup() {
+    local d
+    for d in "${TMP_DIRS[@]+"${TMP_DIRS[@]}"}"; do rm -rf "$d"; done
+}
+trap cleanup EXIT
+mktempdir() {
+    local d
+    d="$(mktemp -d "${TMPDIR:-/tmp}/mcpgw-images.XXXXXX")"
+    TMP_DIRS+=("$d")
+    printf '%s\n' "$d"
+}
+
+# Send $INIT_REQ to a container and require a JSON-RPC result.
+smoke_test() {
+    local what="$1"; shift
+    local out
+    if ! out="$(printf '%s\n' "$INIT_REQ" | timeout 60 docker run -i --rm "$@" 2>/dev/null)"; then
+        : # servers may exit non-zero when stdin closes; judge by the output
+    fi
+    if ! grep -q '"result"' <<<"$out"; then
+        die "$what: initialize did not return a result; output was: ${out:-<empty>}"
+    fi
+    log "$what: initialize OK"
+}
+
+command -v docker >/dev/null || die "docker not found"
+docker info >/dev/null 2>&1 || die "docker daemon not reachable"
+
+# --------------------------------------------------------------------------
+# 1. mcpgw/testserver:dev
+# --------------------------------------------------------------------------
+build_testserver() {
+    log "testserver: cargo build (static, $RUST_TARGET, +crt-static)"
+    local target_dir="$REPO_ROOT/target/static"
+    (
+        cd "$REPO_ROOT"
+        CARGO_TARGET_DIR="$target_dir" \
+        CARGO_PROFILE_RELEASE_STRIP=symbols \
+        RUSTFLAGS="-C target-feature=+crt-static" \
+            cargo build --release --quiet -p mcpgw-testserver --target "$RUST_TARGET"
+    )
+    local bin="$target_dir/$RUST_TARGET/release/mcpgw-testserver"
+    [[ -x "$bin" ]] || die "testserver: binary not found at $bin"
+
+    # Must be statically linked (a scratch image has no libc / loader).
+    if command -v file >/dev/null; then
+        local desc
+        desc="$(file -b "$bin")"
+        if [[ "$desc" == *"dynamically linked"* ]]; then
+            die "testserver: binary is dynamically linked: $desc"
+        fi
+    else
+        if ldd "$bin" 2>&1 | grep -q '=>'; then
+            die "testserver: binary has dynamic dependencies: $(ldd "$bin" 2>&1)"
+        fi
+    fi
+
+    local dockerfile
+    dockerfile='FROM scratch
+COPY mcpgw-testserver /mcpgw-testserver
+ENTRYPOINT ["/mcpgw-testserver"]
+'
+    local hash
+    hash="$( { sha256sum <"$bin"; printf '%s' "$dockerfile"; } | sha256)"
+
+    if [[ "$FORCE" != 1 && "$(current_label "$TESTSERVER_IMAGE")" == "$hash" ]]; then
+        log "testserver: $TESTSERVER_IMAGE up to date (${hash:0:12})"
+        return
+    fi
+
+    log "testserver: docker build $TESTSERVER_IMAGE (${hash:0:12})"
+    local ctx
+    ctx="$(mktempdir)"
+    cp "$bin" "$ctx/mcpgw-testserver"
+    printf '%s' "$dockerfile" >"$ctx/Dockerfile"
+    local build_log
+    if ! build_log="$(docker build --quiet --label "$LABEL_KEY=$hash" -t "$TESTSERVER_IMAGE" "$ctx" 2>&1)"; then
+        printf '%s\n' "$build_log" >&2
+        die "testserver: docker build failed"
+    fi
+    smoke_test "testserver" "$TESTSERVER_IMAGE"
+}
+
+# --------------------------------------------------------------------------
+# 2. mcpgw/python-servers:dev
+# --------------------------------------------------------------------------
+build_python_rootfs() {
+    local out="$1"
+    command -v mmdebstrap >/dev/null \
+        || die "mmdebstrap not found; install it with: apt-get install -y mmdebstrap"
+    command -v python3 >/dev/null || die "python3 (with pip) is needed on the host to download wheels"
+
+    local work wheels
+    work="$(mktempdir)"
+    wheels="$work/wheels"
+    mkdir -p "$wheels"
+
+    log "python-servers: downloading wheels (mcp-server-time==$MCP_SERVER_TIME_VERSION, mcp-server-git==$MCP_SERVER_GIT_VERSION)"
+    python3 -m pip download --quiet --disable-pip-version-check \
+        --only-binary=:all: \
+        --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux_2_28_x86_64 --platform any \
+        --python-version "$PYTHON_VERSION" --implementation cp --abi "$PYTHON_ABI" \
+        -d "$wheels" \
+        "mcp-server-time==$MCP_SERVER_TIME_VERSION" \
+        "mcp-server-git==$MCP_SERVER_GIT_VERSION" >&2
+
+    log "python-servers: mmdebstrap $DEBIAN_SUITE ($DEBIAN_PACKAGES)"
+    # Hooks run on the host with "$1" = the rootfs; mmdebstrap mounts /proc,/dev for chroot.
+    # Commands inside the chroot get a clean environment so host PIP_* settings don't leak in.
+    local in_root='chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8'
+    mmdebstrap \
+        --quiet \
+        --format=tar \
+        --variant=essential \
+        --include="$DEBIAN_PACKAGES" \
+        --dpkgopt='path-exclude=/usr/share/man/*' \
+        --dpkgopt='path-exclude=/usr/share/info/*' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' \
+        --dpkgopt='path-exclude=/usr/share/doc/*' \
+        --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+        --dpkgopt='path-exclude=/usr/share/lintian/*' \
+        --customize-hook="mkdir -p \"\$1/wheels\" && cp -a '$wheels'/. \"\$1/wheels/\"" \
+        --customize-hook="$in_root python3 -m venv /opt/mcp" \
+        --customize-hook="$in_root /opt/mcp/bin/pip install --quiet --no-index --no-cache-dir --disable-pip-version-check --find-links /wheels mcp-server-time==$MCP_SERVER_TIME_VERSION mcp-server-git==$MCP_SERVER_GIT_VERSION" \
+        --customize-hook="$in_root /opt/mcp/bin/pip uninstall --quiet --yes pip setuptools" \
+        --customize-hook='test -x "$1/opt/mcp/bin/mcp-server-time" && test -x "$1/opt/mcp/bin/mcp-server-git"' \
+        --customize-hook="$in_root /opt/mcp/bin/python -c 'import mcp_server_time, mcp_server_git'" \
+        --customize-hook="$in_root dpkg --purge --force-depends $PRUNE_PACKAGES >/dev/null 2>&1" \
+        --customize-hook="$in_root git --version >/dev/null" \
+        --customize-hook='rm -rf "$1/wheels" "$1/root/.cache" "$1"/var/cache/* "$1"/var/lib/apt/lists/* "$1"/var/log/* "$1"/tmp/* "$1"/usr/share/python-wheels/*' \
+        --customize-hook='chmod 1777 "$1/tmp"' \
+        "$DEBIAN_SUITE" "$out" \
+        "deb $MIRROR/debian $DEBIAN_SUITE main" \
+        "deb $MIRROR/debian $DEBIAN_SUITE-updates main" \
+        "deb $MIRROR/debian-security $DEBIAN_SUITE-security main"
+}
+
+build_python_servers() {
+    local hash
+    hash="$(sha256 <"$SCRIPT_PATH")"
+
+    if [[ "$FORCE" != 1 && "$(current_label "$PYTHON_IMAGE")" == "$hash" ]]; then
+        log "python-servers: $PYTHON_IMAGE up to date (${hash:0:12})"
+        return
+    fi
+
+    mkdir -p "$CACHE_DIR"
+    local tarball="$CACHE_DIR/python-servers-$hash.tar"
+    if [[ "$FORCE" == 1 || ! -f "$tarball" ]]; then
+        local tmp="$CACHE_DIR/.tmp-$$-python-servers.tar"
+        TMP_DIRS+=("$tmp")
+        build_python_rootfs "$tmp"
+        mv -f "$tmp" "$tarball"
+        # Drop rootfs tarballs from older inputs.
+        find "$CACHE_DIR" -maxdepth 1 -name 'python-servers-*.tar' ! -name "python-servers-$hash.tar" -delete
+    else
+        log "python-servers: using cached rootfs ${tarball#"$REPO_ROOT"/}"
+    fi
+
+    log "python-servers: docker import $PYTHON_IMAGE (${hash:0:12})"
+    docker import \
+        --change 'ENV PATH=/opt/mcp/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'ENV LANG=C.UTF-8' \
+        --change 'ENV HOME=/tmp' \
+        --change 'ENV PYTHONDONTWRITEBYTECODE=1' \
+        --change 'ENV PYTHONUNBUFFERED=1' \
+        --change 'WORKDIR /' \
+        --change "LABEL $LABEL_KEY=$hash" \
+        --change "LABEL io.mcpgw.mcp-server-time=$MCP_SERVER_TIME_VERSION io.mcpgw.mcp-server-git=$MCP_SERVER_GIT_VERSION" \
+        --message "mcpgw python MCP reference servers ($DEBIAN_SUITE)" \
+        "$tarball" "$PYTHON_IMAGE" >/dev/null
+
+    smoke_test "python-servers (mcp-server-time, read-only, uid 65534)" \
+        --read-only --tmpfs /tmp --user 65534:65534 --network none \
+        --cap-drop ALL --security-opt no-new-privileges \
+        "$PYTHON_IMAGE" /opt/mcp/bin/mcp-server-time --local-timezone UTC
+}
+
+build_testserver
+build_python_servers
+log "done"

@@ -1,0 +1,50 @@
+"""JSON-RPC hygiene on the gateway's stdio, with raw lines (no SDK): a batch is
+refused with -32600, malformed JSON never ends the session, and request ids
+from the client never reach a backend (the gateway numbers its own)."""
+
+import json
+import pathlib
+import subprocess
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def exchange(proc, line):
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+    return json.loads(proc.stdout.readline())
+
+
+def test_batches_are_refused_and_garbage_does_not_end_the_session(mcpgw_bin, tmp_path):
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("version: 1\nservers:\n  t:\n    image: mcpgw/testserver:dev\n    pull: never\n")
+    proc = subprocess.Popen(
+        [mcpgw_bin, "run", "--catalog", str(catalog)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        init = exchange(
+            proc,
+            json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}),
+        )
+        assert init["result"]["protocolVersion"] == "2025-11-25"
+        proc.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
+        batch = exchange(proc, json.dumps([
+            {"jsonrpc": "2.0", "id": 2, "method": "ping"},
+            {"jsonrpc": "2.0", "id": 3, "method": "ping"},
+        ]))
+        assert batch["error"]["code"] == -32600, batch
+        # Malformed JSON is skipped; the next request is answered.
+        proc.stdin.write("{this is not json\n")
+        # A client id that a backend request of the gateway's own will also
+        # use: the gateway renumbers, so the answer is this call's.
+        echoed = exchange(proc, json.dumps({"jsonrpc": "2.0", "id": 0, "method": "tools/call",
+                                            "params": {"name": "t__echo", "arguments": {"text": "same id"}}}))
+        assert echoed["id"] == 0 and echoed["result"]["content"][0]["text"] == "same id", echoed
+    finally:
+        proc.stdin.close()
+        assert proc.wait(timeout=10) == 0
