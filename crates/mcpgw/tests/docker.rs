@@ -7,7 +7,6 @@
 
 mod harness;
 
-
 use harness::{Gateway, call, catalog, containers_of, text_of};
 use serde_json::json;
 
