@@ -25,8 +25,9 @@ use std::path::{Path, PathBuf};
 pub use error::CatalogError;
 pub use names::{SecretName, Separator, ServerName};
 pub use spec::{
-    Catalog, Concurrency, GatewaySpec, HealthSpec, Lifecycle, Network, PullPolicy, Relay,
-    Resources, RestartSpec, ServerSpec, ToolFilter, Volume,
+    Catalog, Concurrency, Delivery, GatewaySpec, HealthSpec, Lifecycle, Network, PullPolicy,
+    Redaction, Relay, Resources, RestartSpec, SECRETS_DIR, SecretRef, ServerSpec, ToolFilter,
+    Volume,
 };
 
 /// The largest catalog file we read. Catalogs are hand-written and small; a

@@ -101,7 +101,35 @@ pub struct GatewaySpec {
     pub restart: RestartSpec,
     /// How idle backends are checked.
     pub health: HealthSpec,
+    /// What happens to a message to a client that carries a secret's value.
+    pub redaction: Redaction,
 }
+
+/// What the gateway does with a message to a client that carries the value
+/// of an injected secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Redaction {
+    /// Replace each value with `[REDACTED:<secret-name>]` (the default).
+    #[default]
+    Redact,
+    /// Fail the request instead; notifications that carry a value are dropped.
+    Block,
+}
+
+impl TryFrom<String> for Redaction {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "redact" => Ok(Self::Redact),
+            "block" => Ok(Self::Block),
+            other => Err(invalid(
+                format_args!("redaction `{other}` is not known"),
+                "use `redact` (the default) or `block`",
+            )),
+        }
+    }
+}
+deserialize_checked!(Redaction, str);
 
 /// Pings for idle backends (those whose protocol has `ping`): a backend that
 /// misses `misses` in a row is restarted.
@@ -226,6 +254,7 @@ impl Default for GatewaySpec {
             max_call_timeout: Duration::from_secs(600),
             restart: RestartSpec::default(),
             health: HealthSpec::default(),
+            redaction: Redaction::default(),
         }
     }
 }
@@ -239,6 +268,7 @@ struct RawGateway {
     max_call_timeout: Option<CatalogDuration>,
     restart: Option<RestartSpec>,
     health: Option<HealthSpec>,
+    redaction: Option<Redaction>,
 }
 
 impl<'de> Deserialize<'de> for GatewaySpec {
@@ -254,6 +284,7 @@ impl<'de> Deserialize<'de> for GatewaySpec {
                 .map_or(defaults.max_call_timeout, |d| d.0),
             restart: raw.restart.unwrap_or_default(),
             health: raw.health.unwrap_or_default(),
+            redaction: raw.redaction.unwrap_or_default(),
         })
     }
 }
@@ -273,8 +304,9 @@ pub struct ServerSpec {
     pub command: Option<Vec<String>>,
     /// Plain environment variables, by name.
     pub env: BTreeMap<String, String>,
-    /// Environment variables filled from the secret store: variable -> secret.
-    pub secrets: BTreeMap<String, SecretName>,
+    /// Secrets the server receives, by environment variable: the variable
+    /// holds the value, or with `as: file` the path of a file holding it.
+    pub secrets: BTreeMap<String, SecretRef>,
     /// Which of the server's tools clients may see and call.
     pub tools: ToolFilter,
     /// The container's network.
@@ -373,7 +405,7 @@ struct RawServer {
     #[serde(default)]
     env: UniqueMap<EnvName, EnvValue>,
     #[serde(default)]
-    secrets: UniqueMap<EnvName, SecretName>,
+    secrets: UniqueMap<EnvName, SecretRef>,
     #[serde(default)]
     tools: ToolFilter,
     #[serde(default)]
@@ -433,7 +465,7 @@ impl TryFrom<RawServer> for ServerBody {
         }
         let env: BTreeMap<String, String> =
             raw.env.0.into_iter().map(|(k, v)| (k.0, v.0)).collect();
-        let secrets: BTreeMap<String, SecretName> =
+        let secrets: BTreeMap<String, SecretRef> =
             raw.secrets.0.into_iter().map(|(k, v)| (k.0, v)).collect();
         if let Some(clash) = secrets.keys().find(|k| env.contains_key(*k)) {
             return Err(invalid(
@@ -840,5 +872,89 @@ impl<'de, R: Reason> Deserialize<'de> for Forbidden<R> {
             }
         }
         d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// Where secret files appear inside a container.
+pub const SECRETS_DIR: &str = "/run/secrets";
+
+/// One secret a server receives: `VAR: name`, or
+/// `VAR: { secret: name, as: file }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRef {
+    /// The secret's name in the secret sources.
+    pub name: SecretName,
+    /// How the container receives it.
+    pub delivery: Delivery,
+}
+
+impl SecretRef {
+    /// The path of the secret's file inside the container, for `as: file`.
+    pub fn file_path(&self) -> Option<String> {
+        matches!(self.delivery, Delivery::File).then(|| format!("{SECRETS_DIR}/{}", self.name))
+    }
+}
+
+/// How a container receives a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// As the value of the environment variable (the default).
+    #[default]
+    Env,
+    /// As a read-only file under `/run/secrets/`, whose path the variable
+    /// holds.
+    File,
+}
+
+impl TryFrom<String> for Delivery {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "env" => Ok(Self::Env),
+            "file" => Ok(Self::File),
+            other => Err(invalid(
+                format_args!("secret delivery `{other}` is not known"),
+                "use `as: env` (the default) or `as: file`",
+            )),
+        }
+    }
+}
+deserialize_checked!(Delivery, str);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecretRef {
+    secret: SecretName,
+    #[serde(default, rename = "as")]
+    delivery: Delivery,
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct RefVisitor;
+        impl<'de> serde::de::Visitor<'de> for RefVisitor {
+            type Value = SecretRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a secret name, or a mapping with `secret` and `as`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecretRef, E> {
+                Ok(SecretRef {
+                    name: SecretName::try_from(v.to_string()).map_err(E::custom)?,
+                    delivery: Delivery::Env,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<SecretRef, A::Error> {
+                let raw =
+                    RawSecretRef::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(SecretRef {
+                    name: raw.secret,
+                    delivery: raw.delivery,
+                })
+            }
+        }
+        d.deserialize_any(RefVisitor)
     }
 }

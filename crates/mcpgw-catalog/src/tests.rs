@@ -77,7 +77,8 @@ servers:
     let t = &cat.servers[0];
     assert_eq!(t.env["PORT"], "8080");
     assert_eq!(t.env["DEBUG"], "true");
-    assert_eq!(t.secrets["GITHUB_TOKEN"].as_str(), "github.token");
+    assert_eq!(t.secrets["GITHUB_TOKEN"].name.as_str(), "github.token");
+    assert_eq!(t.secrets["GITHUB_TOKEN"].delivery, Delivery::Env);
     assert!(t.tools.permits("get_current_time"));
     assert!(!t.tools.permits("convert_time"), "deny applies after allow");
     assert!(!t.tools.permits("other"));
@@ -136,6 +137,54 @@ fn rejects_structure_errors() {
     check_err(
         "version: 1\nservers:\n  s: {image: a\n",
         "cat.yaml:4:1: did not find expected ',' or '}' at line 4 column 1, while parsing a flow mapping; fix: correct the YAML syntax at this position",
+    );
+}
+
+#[test]
+fn secrets_come_as_names_or_as_files() {
+    let cat = check_ok(
+        "version: 1\ngateway:\n  redaction: block\nservers:\n  s:\n    image: a\n    secrets:\n      TOKEN: api.token\n      KEY_FILE: { secret: tls.key, as: file }\n      AGAIN: { secret: api.token }\n",
+    );
+    assert_eq!(cat.gateway.redaction, Redaction::Block);
+    let s = &cat.servers[0];
+    assert_eq!(s.secrets["TOKEN"].delivery, Delivery::Env);
+    assert_eq!(s.secrets["TOKEN"].file_path(), None);
+    assert_eq!(s.secrets["KEY_FILE"].name.as_str(), "tls.key");
+    assert_eq!(
+        s.secrets["KEY_FILE"].file_path().as_deref(),
+        Some("/run/secrets/tls.key")
+    );
+    assert_eq!(s.secrets["AGAIN"].delivery, Delivery::Env);
+    assert_eq!(
+        check_ok("version: 1\nservers:\n  s:\n    image: a\n")
+            .gateway
+            .redaction,
+        Redaction::Redact
+    );
+    let base = "version: 1\nservers:\n  s:\n    image: a\n    secrets:\n";
+    for (entry, expect) in [
+        (
+            "      T: { secret: x, as: volume }\n",
+            "cat.yaml:6:27: servers.s.secrets.T.as: secret delivery `volume` is not known; fix: use `as: env` (the default) or `as: file`",
+        ),
+        (
+            "      T: { secret: x, mode: file }\n",
+            "cat.yaml:6:23: servers.s.secrets.T: unknown field `mode`, expected `secret` or `as`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+        ),
+        (
+            "      T: { as: file }\n",
+            "cat.yaml:6:10: servers.s.secrets.T: missing field `secret`; fix: add the missing key",
+        ),
+        (
+            "      T: { secret: 'a b', as: file }\n",
+            "cat.yaml:6:20: servers.s.secrets.T.secret: secret name `a b` is not allowed; fix: use 1 to 128 characters of letters, digits, `.`, `_` and `-`",
+        ),
+    ] {
+        check_err(&format!("{base}{entry}"), expect);
+    }
+    check_err(
+        "version: 1\ngateway:\n  redaction: off\nservers:\n  s:\n    image: a\n",
+        "cat.yaml:3:14: gateway.redaction: redaction `off` is not known; fix: use `redact` (the default) or `block`",
     );
 }
 

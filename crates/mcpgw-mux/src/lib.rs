@@ -35,6 +35,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mcpgw_backend::{Backend, Deadline, Inventory, Relay};
 use mcpgw_catalog::{Catalog, Concurrency, ServerName, ToolFilter};
+use mcpgw_secrets::Redactor;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, CallToolResult, ClientRequest,
     CompleteRequest, CompleteRequestParams, CompleteResult, GetPromptRequest,
@@ -102,6 +103,8 @@ struct Slot {
     wake: Notify,
     /// How long a stopped server may take to come back for a call.
     wake_timeout: Duration,
+    /// The secrets the catalog gives this server, by name.
+    secrets: std::collections::BTreeSet<String>,
 }
 
 /// Bounded admission to one backend: `in_flight` calls at once, `queue`
@@ -157,6 +160,8 @@ struct Shared {
     /// Lists that changed after start-up, for notifications and streams.
     changes: broadcast::Sender<ListChange>,
     diagnosis: OnceLock<Arc<dyn Diagnose>>,
+    /// Finds the values of injected secrets in requests.
+    secrets: OnceLock<Redactor>,
 }
 
 /// What the runtime can say about a server that stopped answering: which of
@@ -197,6 +202,7 @@ impl Mux {
                 last_used: std::sync::Mutex::new(Instant::now()),
                 wake: Notify::new(),
                 wake_timeout: catalog.gateway.init_timeout + Duration::from_secs(30),
+                secrets: s.secrets.values().map(|r| r.name.to_string()).collect(),
             })
             .collect();
         let shared = Arc::new(Shared {
@@ -213,6 +219,7 @@ impl Mux {
             log_level: RwLock::new(None),
             changes: broadcast::channel(64).0,
             diagnosis: OnceLock::new(),
+            secrets: OnceLock::new(),
         });
         notify_handshake_clients(&shared);
         (
@@ -234,6 +241,39 @@ impl Mux {
             tracing::warn!("some backends are still starting; listing those that are up");
         }
         read(&self.shared.table).clone()
+    }
+
+    /// Refuses a request that carries the value of a secret its server is
+    /// not given: a client (or a prompt injection) must not move one
+    /// server's credentials to another.
+    fn refuse_foreign_secrets(
+        &self,
+        slot: &Slot,
+        what: &str,
+        request: &ClientRequest,
+    ) -> Result<(), ErrorData> {
+        let Some(redactor) = self.shared.secrets.get().filter(|r| !r.is_empty()) else {
+            return Ok(());
+        };
+        let text = serde_json::to_string(request).unwrap_or_default();
+        let foreign: Vec<String> = redactor
+            .found(&text)
+            .into_iter()
+            .filter(|name| !slot.secrets.contains(*name))
+            .map(|name| format!("`{name}`"))
+            .collect();
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        let names = foreign.join(", ");
+        tracing::warn!(server = %slot.name, "refused {what}: it carries the value of secret {names}, which this server is not given");
+        Err(ErrorData::invalid_params(
+            format!(
+                "{what} was refused: it carries the value of secret {names}, which server `{}` is not given",
+                slot.name
+            ),
+            None,
+        ))
     }
 
     /// The routing table for a request, unless its client cancels it while
@@ -356,6 +396,7 @@ impl Mux {
         context: &RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
         let slot = &self.shared.slots[index];
+        self.refuse_foreign_secrets(slot, what, &request)?;
         let backend = self.awake_backend(index).await?;
         let _activity = Activity::begin(slot);
         let Some(_permit) = slot.limit.admit().await else {
@@ -477,6 +518,12 @@ impl Slots {
     /// Installs what explains a server that stopped answering.
     pub fn set_diagnosis(&self, diagnosis: Arc<dyn Diagnose>) {
         let _ = self.shared.diagnosis.set(diagnosis);
+    }
+
+    /// Gives the mux the injected secrets' values, so that a request that
+    /// carries one to a server not given it is refused. Set once.
+    pub fn set_secrets(&self, redactor: Redactor) {
+        let _ = self.shared.secrets.set(redactor);
     }
 
     /// Server `index` is down, for `reason` (shown to clients that call it).

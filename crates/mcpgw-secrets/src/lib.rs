@@ -1,6 +1,64 @@
 //! Secret sources (OS keyring, environment, files), `secrecy` types and the
 //! redaction of known secret values.
 //!
-//! Empty for now: secret injection is a separate piece of work, and until it
-//! lands the gateway refuses to start a server that declares `secrets`
-//! rather than start it without them.
+//! A value is read into a [`SecretString`] and stays one until the
+//! supervisor hands it to the engine at container creation. Nothing here
+//! implements `Debug`, `Display` or `Serialize` in a way that shows a value,
+//! and errors name secrets, never values.
+//!
+//! - [`Sources`]: where values come from, tried in order (`keyring,env` by
+//!   default; `--secrets` on the command line).
+//! - [`store::Keyring`]: the OS keyring, called off the async threads with a
+//!   deadline so a locked keyring or a missing D-Bus session is an error,
+//!   never a hang.
+//! - [`Redactor`]: finds known values, raw and encoded, in text bound for a
+//!   client or a log, and replaces them with `[REDACTED:<name>]`.
+
+mod error;
+mod panic;
+mod redact;
+mod source;
+pub mod store;
+
+use std::collections::BTreeMap;
+
+pub use error::SecretsError;
+pub use panic::install_panic_hook;
+pub use redact::{MIN_SECRET_BYTES, Redactor, global, set_global};
+pub use secrecy::{ExposeSecret, SecretString};
+pub use source::{DEFAULT_SOURCES, Missing, Resolution, Source, Sources, env_var_for};
+
+/// The service name mcpgw's entries carry in the OS keyring.
+pub const KEYRING_SERVICE: &str = "mcpgw";
+
+/// What one container receives: environment variables holding values, and
+/// files (by name, under `/run/secrets/`) holding values.
+#[derive(Default)]
+pub struct Injection {
+    /// `(variable, value)` pairs.
+    pub env: Vec<(String, SecretString)>,
+    /// `(file name, value)` pairs.
+    pub files: Vec<(String, SecretString)>,
+}
+
+impl Injection {
+    /// Whether nothing is injected.
+    pub fn is_empty(&self) -> bool {
+        self.env.is_empty() && self.files.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Injection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |pairs: &[(String, SecretString)]| -> Vec<String> {
+            pairs.iter().map(|(k, _)| k.clone()).collect()
+        };
+        f.debug_struct("Injection")
+            .field("env", &names(&self.env))
+            .field("files", &names(&self.files))
+            .finish()
+    }
+}
+
+/// Secret values by name, as resolved from the sources.
+pub type Values = BTreeMap<String, SecretString>;

@@ -36,6 +36,15 @@ pub enum SupervisorError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// Staging `as: file` secrets on the host failed.
+    #[error("server `{server}`: cannot write its secret files to a host tmpfs: {source}")]
+    SecretFiles {
+        /// The catalog server.
+        server: String,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The engine refused to create the container.
     #[error("server `{server}`: the engine refused to create its container: {source}")]
     Create {
@@ -84,7 +93,7 @@ impl SupervisorError {
     pub fn is_engine_down(&self) -> bool {
         let source = match self {
             Self::EngineUnavailable { .. } => return true,
-            Self::ImageMissing { .. } => return false,
+            Self::ImageMissing { .. } | Self::SecretFiles { .. } => return false,
             Self::Inspect { source, .. }
             | Self::Create { source, .. }
             | Self::Attach { source, .. }

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, HostConfig};
 use mcpgw_catalog::ServerSpec;
+use mcpgw_secrets::{ExposeSecret, SecretString};
 
 /// The user a container runs as when neither the catalog nor the image names
 /// a non-root one.
@@ -49,10 +50,20 @@ pub fn container_body(
     spec: &ServerSpec,
     image_user: Option<&str>,
     labels: HashMap<String, String>,
-    extra_env: Vec<String>,
+    secret_env: &[(String, SecretString)],
+    secret_binds: &[String],
 ) -> ContainerCreateBody {
     let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    env.extend(extra_env);
+    env.extend(
+        spec.secrets
+            .iter()
+            .filter_map(|(var, secret)| Some(format!("{var}={}", secret.file_path()?))),
+    );
+    env.extend(
+        secret_env
+            .iter()
+            .map(|(var, value)| format!("{var}={}", value.expose_secret())),
+    );
     let memory = i64::try_from(spec.resources.memory_bytes).unwrap_or(i64::MAX);
     let host_config = HostConfig {
         cap_drop: Some(vec!["ALL".to_string()]),
@@ -76,6 +87,7 @@ pub fn container_body(
             spec.volumes
                 .iter()
                 .map(mcpgw_catalog::Volume::to_bind)
+                .chain(secret_binds.iter().cloned())
                 .collect(),
         ),
         ..Default::default()

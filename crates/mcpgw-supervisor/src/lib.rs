@@ -15,6 +15,7 @@ pub mod hardening;
 mod image;
 mod orphans;
 pub mod restart;
+mod secret_files;
 mod stderr;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ use bollard::query_parameters::{
 };
 use futures::{Stream, StreamExt};
 use mcpgw_catalog::ServerSpec;
+use mcpgw_secrets::Injection;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use error::SupervisorError;
@@ -193,8 +195,9 @@ impl Supervisor {
 
     /// Creates, attaches and starts the container for `spec`.
     ///
-    /// `extra_env` holds values resolved outside the catalog (secrets); they
-    /// are passed to the engine and never logged.
+    /// `secrets` holds the values resolved for the server's `secrets`: they
+    /// are passed to the engine, as environment variables or as files under
+    /// `/run/secrets/`, and never logged.
     ///
     /// # Errors
     ///
@@ -203,7 +206,7 @@ impl Supervisor {
     pub async fn start(
         &self,
         spec: &ServerSpec,
-        extra_env: Vec<String>,
+        secrets: &Injection,
     ) -> Result<Container, SupervisorError> {
         let image_user = image::ensure(&self.docker, spec).await?;
         let name = format!("mcpgw-{}-{}", spec.name, self.instance);
@@ -215,7 +218,19 @@ impl Supervisor {
             (labels::STARTED.to_string(), self.started.to_string()),
             (labels::HOST.to_string(), self.host.clone()),
         ]);
-        let body = hardening::container_body(spec, image_user.as_deref(), labels, extra_env);
+        let staged = secret_files::Staged::write(&self.instance, &name, &secrets.files).map_err(
+            |source| SupervisorError::SecretFiles {
+                server: spec.name.to_string(),
+                source,
+            },
+        )?;
+        let body = hardening::container_body(
+            spec,
+            image_user.as_deref(),
+            labels,
+            &secrets.env,
+            staged.binds(),
+        );
         let created = self
             .docker
             .create_container(
@@ -228,7 +243,10 @@ impl Supervisor {
                 source,
             })?;
         let id = created.id;
-        match self.attach_and_start(spec, &id).await {
+        let started = self.attach_and_start(spec, &id).await;
+        // The container's mounts now hold the files; the host keeps nothing.
+        drop(staged);
+        match started {
             Ok((stdin, stdout, stderr)) => Ok(Container {
                 id,
                 name,

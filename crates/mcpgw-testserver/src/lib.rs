@@ -119,6 +119,18 @@ impl TestServer {
                 &["name"],
             ),
             tool(
+                "read_file",
+                "Returns the contents of the file at `path` (at most 64 KiB).",
+                &json!({"path": {"type": "string"}}),
+                &["path"],
+            ),
+            tool(
+                "leak",
+                "Puts the value of environment variable `name` everywhere a value can go: result text, hex, structuredContent, an embedded resource, stderr, a log and a progress notification; with `as_error`, an error instead of a result.",
+                &json!({"name": {"type": "string"}, "as_error": {"type": "boolean"}}),
+                &["name"],
+            ),
+            tool(
                 "probe",
                 "Reports the container's confinement as seen from inside.",
                 &json!({}),
@@ -373,6 +385,47 @@ impl TestServer {
                         "{name} is not set"
                     ))]),
                 })
+            }
+            "read_file" => {
+                let path = arg_str(args, "path")?;
+                let mut contents = String::new();
+                match std::fs::File::open(path).and_then(|f| {
+                    std::io::Read::read_to_string(&mut std::io::Read::take(f, 65536), &mut contents)
+                }) {
+                    Ok(_) => Ok(text(contents)),
+                    Err(err) => Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                        "cannot read {path}: {err}"
+                    ))])),
+                }
+            }
+            "leak" => {
+                let value = std::env::var(arg_str(args, "name")?).unwrap_or_default();
+                eprintln!("testserver: stderr says {value}");
+                let mut log = LoggingMessageNotificationParam::new(
+                    LoggingLevel::Error,
+                    json!(format!("log says {value}")),
+                );
+                log.logger = Some("testserver".to_string());
+                let _ = context.peer.notify_logging_message(log).await;
+                if let Some(token) = context.meta.get_progress_token() {
+                    let param = ProgressNotificationParam::new(token, 1.0)
+                        .with_message(format!("progress says {value}"));
+                    let _ = context.peer.notify_progress(param).await;
+                }
+                if args.get("as_error").and_then(Value::as_bool) == Some(true) {
+                    return Err(ErrorData::internal_error(
+                        format!("error says {value}"),
+                        None,
+                    ));
+                }
+                let hex: String = value.bytes().map(|b| format!("{b:02x}")).collect();
+                let mut result = CallToolResult::success(vec![
+                    ContentBlock::text(format!("text says {value}")),
+                    ContentBlock::text(format!("hex says {hex}")),
+                    ContentBlock::embedded_text("test://leak", format!("resource says {value}")),
+                ]);
+                result.structured_content = Some(json!({"value": value}));
+                Ok(result)
             }
             "probe" => {
                 let report = probe::report();

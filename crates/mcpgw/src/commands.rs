@@ -15,8 +15,10 @@ use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
 use rmcp::{RoleClient, ServiceExt};
 
-use crate::cli::{Command, Transport};
+use crate::cli::{Command, SecretsArg, Transport};
+use crate::redaction::{Filter, FilteredWriter};
 use crate::runtime::Gateway;
+use crate::secrets::{self, Resolved};
 
 /// A failed command and the exit code it maps to.
 #[derive(Debug)]
@@ -27,7 +29,7 @@ pub(crate) struct Failure {
 
 impl Failure {
     /// Usage and catalog errors exit with 2.
-    fn usage(error: impl Into<anyhow::Error>) -> Self {
+    pub(crate) fn usage(error: impl Into<anyhow::Error>) -> Self {
         Self {
             code: 2,
             error: error.into(),
@@ -60,14 +62,17 @@ pub(crate) async fn run(command: Command) -> Result<(), Failure> {
             catalog,
             transport,
             listen,
-        } => serve(&catalog, transport, &listen).await,
+            secrets,
+        } => serve(&catalog, transport, &listen, &secrets).await,
         Command::Validate { catalog } => validate(&catalog),
-        Command::Tools { catalog } => tools(&catalog).await,
+        Command::Tools { catalog, secrets } => tools(&catalog, &secrets).await,
         Command::Call {
             catalog,
             name,
             arguments,
-        } => call(&catalog, &name, &arguments).await,
+            secrets,
+        } => call(&catalog, &name, &arguments, &secrets).await,
+        Command::Secret { action } => secrets::command(action).await,
         Command::Ps => ps().await,
         Command::Gc => gc().await,
     }
@@ -115,7 +120,7 @@ async fn gc() -> Result<(), Failure> {
     Ok(())
 }
 
-fn load(path: &Path) -> Result<Catalog, Failure> {
+pub(crate) fn load(path: &Path) -> Result<Catalog, Failure> {
     mcpgw_catalog::load(path).map_err(Failure::usage)
 }
 
@@ -144,17 +149,23 @@ fn validate(path: &Path) -> Result<(), Failure> {
 
 /// Writes a one-shot command's result to stdout. Never used in stdio mode.
 #[allow(clippy::print_stdout)]
-fn print_stdout(text: &str) {
+pub(crate) fn print_stdout(text: &str) {
     print!("{text}");
 }
 
-async fn serve(path: &Path, transport: Transport, listen: &str) -> Result<(), Failure> {
+async fn serve(
+    path: &Path,
+    transport: Transport,
+    listen: &str,
+    secrets: &SecretsArg,
+) -> Result<(), Failure> {
     let catalog = load(path)?;
     if transport == Transport::Http {
         return Err(Failure::usage(anyhow!(
             "--transport http (listen {listen}) is not available in this build yet; use the default stdio transport"
         )));
     }
+    let resolved = secrets::resolve(&catalog, None, secrets).await?;
     let supervisor = connect().await?;
     tracing::info!(
         catalog = %path.display(),
@@ -162,10 +173,12 @@ async fn serve(path: &Path, transport: Transport, listen: &str) -> Result<(), Fa
         instance = supervisor.instance(),
         "mcpgw serving over stdio"
     );
-    let (gateway, mux) = Gateway::start(supervisor, &catalog, None);
+    let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
+    let (gateway, mux) = Gateway::start(supervisor, &catalog, None, &resolved);
     let session = async {
+        let (stdin, stdout) = rmcp::transport::stdio_pipes();
         let running = mux
-            .serve(rmcp::transport::stdio_pipes())
+            .serve((stdin, FilteredWriter::new(stdout, filter)))
             .await
             .context("the client did not open an MCP session")?;
         running.waiting().await.context("the session task failed")?;
@@ -209,14 +222,21 @@ async fn shutdown_signal() -> &'static str {
 async fn with_client<T>(
     catalog: &Catalog,
     only: Option<&[usize]>,
+    secrets: &SecretsArg,
     f: impl AsyncFnOnce(&RunningService<RoleClient, ()>, &Mux) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
+    let resolved: Resolved = secrets::resolve(catalog, only, secrets).await?;
     let supervisor = connect().await?;
-    let (gateway, mux) = Gateway::start(supervisor, catalog, only);
+    let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
+    let (gateway, mux) = Gateway::start(supervisor, catalog, only, &resolved);
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
     let server = mux.clone();
     let serving = tokio::spawn(async move {
-        if let Ok(running) = server.serve(server_io).await {
+        let (read, write) = tokio::io::split(server_io);
+        if let Ok(running) = server
+            .serve((read, FilteredWriter::new(write, filter)))
+            .await
+        {
             let _ = running.waiting().await;
         }
     });
@@ -233,9 +253,9 @@ async fn with_client<T>(
     outcome
 }
 
-async fn tools(path: &Path) -> Result<(), Failure> {
+async fn tools(path: &Path, secrets: &SecretsArg) -> Result<(), Failure> {
     let catalog = load(path)?;
-    with_client(&catalog, None, async |client, mux| {
+    with_client(&catalog, None, secrets, async |client, mux| {
         let tools = client.list_all_tools().await?;
         let table = mux.table().await;
         let width = tools.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
@@ -267,7 +287,12 @@ async fn tools(path: &Path) -> Result<(), Failure> {
     .await
 }
 
-async fn call(path: &Path, name: &str, arguments: &str) -> Result<(), Failure> {
+async fn call(
+    path: &Path,
+    name: &str,
+    arguments: &str,
+    secrets: &SecretsArg,
+) -> Result<(), Failure> {
     let catalog = load(path)?;
     let arguments: serde_json::Map<String, serde_json::Value> = serde_json::from_str(arguments)
         .map_err(|e| Failure::usage(anyhow!("arguments must be a JSON object: {e}")))?;
@@ -288,7 +313,7 @@ async fn call(path: &Path, name: &str, arguments: &str) -> Result<(), Failure> {
             ))
         })?;
     let request = CallToolRequestParams::new(name.to_string()).with_arguments(arguments);
-    with_client(&catalog, Some(&[owner]), async |client, _| {
+    with_client(&catalog, Some(&[owner]), secrets, async |client, _| {
         let result = client.call_tool(request).await?;
         print_stdout(&format!("{}\n", serde_json::to_string_pretty(&result)?));
         if result.is_error == Some(true) {

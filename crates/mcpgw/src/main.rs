@@ -8,7 +8,9 @@
 
 mod cli;
 mod commands;
+mod redaction;
 mod runtime;
+mod secrets;
 
 use std::process::ExitCode;
 
@@ -16,6 +18,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    mcpgw_secrets::install_panic_hook();
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -45,7 +48,7 @@ fn init_tracing() {
         EnvFilter::try_from_env("MCPGW_LOG").unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| redaction::RedactingStderr)
         .with_target(false)
         .init();
 }

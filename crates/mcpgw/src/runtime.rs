@@ -21,6 +21,8 @@ use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::secrets::Resolved;
+
 /// How long a server may take to exit after its stdin closes before its
 /// container is killed. Shutdown as a whole stays well under 10 seconds.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -45,8 +47,10 @@ impl Gateway {
         supervisor: Supervisor,
         catalog: &Catalog,
         only: Option<&[usize]>,
+        secrets: &Resolved,
     ) -> (Self, Mux) {
         let (mux, slots) = Mux::new(catalog);
+        slots.set_secrets(secrets.redactor().clone());
         let diagnoser = Diagnoser {
             supervisor: supervisor.clone(),
             current: Arc::new(std::sync::Mutex::new(vec![None; catalog.servers.len()])),
@@ -73,6 +77,7 @@ impl Gateway {
                 restart: catalog.gateway.restart,
                 health: catalog.gateway.health,
                 diagnoser: diagnoser.clone(),
+                secrets: secrets.clone(),
             };
             let spec = spec.clone();
             gateway
@@ -200,6 +205,7 @@ struct Starter {
     restart: RestartSpec,
     health: HealthSpec,
     diagnoser: Diagnoser,
+    secrets: Resolved,
 }
 
 impl Starter {
@@ -211,12 +217,6 @@ impl Starter {
         let name = spec.name.to_string();
         for relaxation in spec.relaxations() {
             tracing::warn!(server = %name, "relaxed confinement: {relaxation}");
-        }
-        if !spec.secrets.is_empty() {
-            let reason = "it declares `secrets`, and this build cannot inject secrets yet; remove `secrets` from its catalog entry to run it";
-            tracing::error!(server = %name, "not started: {reason}");
-            self.slots.failed(index, reason);
-            return;
         }
         let mut restarts = Restarts::new(self.restart);
         let mut engine_outage = false;
@@ -344,7 +344,7 @@ impl Starter {
     async fn start(&self, spec: &ServerSpec) -> Result<Started, Failure> {
         let container = self
             .supervisor
-            .start(spec, Vec::new())
+            .start(spec, &self.secrets.injection(spec))
             .await
             .map_err(|e| Failure {
                 kind: if e.is_permanent() {

@@ -51,6 +51,32 @@ pub struct Gateway {
     pub client: RunningService<RoleClient, ()>,
     child: Child,
     stderr: Arc<Mutex<String>>,
+    /// Every byte the gateway wrote to its stdout, as the client read it.
+    stdout: Arc<Mutex<Vec<u8>>>,
+}
+
+/// Copies what it reads into a shared buffer.
+struct Tee<R> {
+    inner: R,
+    sink: Arc<Mutex<Vec<u8>>>,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tee<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &polled {
+            self.sink
+                .lock()
+                .unwrap()
+                .extend_from_slice(&buf.filled()[before..]);
+        }
+        polled
+    }
 }
 
 async fn docker() -> bollard::Docker {
@@ -100,9 +126,9 @@ impl Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mcpgw"))
             .args(["run", "--catalog"])
             .arg(catalog)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("MCPGW_LOG", "info,rmcp=warn")
             .env("NO_COLOR", "1")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -120,7 +146,11 @@ impl Gateway {
                 log.push('\n');
             }
         });
-        let stdout = child.stdout.take().unwrap();
+        let raw = Arc::new(Mutex::new(Vec::new()));
+        let stdout = Tee {
+            inner: child.stdout.take().unwrap(),
+            sink: raw.clone(),
+        };
         let stdin = child.stdin.take().unwrap();
         let client = tokio::time::timeout(Duration::from_secs(30), ().serve((stdout, stdin)))
             .await
@@ -130,7 +160,13 @@ impl Gateway {
             client,
             child,
             stderr,
+            stdout: raw,
         }
+    }
+
+    /// Everything the gateway has sent the client so far, as text.
+    pub fn client_bytes_so_far(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
     }
 
     pub fn pid(&self) -> u32 {
