@@ -9,7 +9,7 @@ VENV    := .venv
 MCPGW   := target/debug/mcpgw
 DEMO    := catalog/demo.yaml
 
-.PHONY: all build images demo test check-docker lint unit witness venv clean
+.PHONY: all build images demo test test-deps check-docker lint unit witness venv bench clean
 
 all: build
 
@@ -35,7 +35,12 @@ demo: images build
 
 # Everything: formatting, lints, unit and in-memory tests, tests against the
 # real Docker engine, and the official Python MCP client as an outside witness.
-test: check-docker lint images unit witness
+test: check-docker test-deps lint images unit witness
+
+# System packages the tests need (a Secret Service among them); installs
+# what is missing when run as root, as in CI.
+test-deps:
+	scripts/test-deps.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -53,6 +58,11 @@ venv: $(VENV)/.installed
 
 witness: venv build
 	MCPGW_BIN=$(CURDIR)/$(MCPGW) $(VENV)/bin/python -m pytest -v tests/witness
+
+# Benchmarks (not tests): each prints a Markdown table; BENCHMARKS.md
+# records the numbers and the machine they came from.
+bench:
+	$(CARGO) bench -p mcpgw-secrets --bench redact
 
 clean:
 	$(CARGO) clean

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use secrecy::{ExposeSecret, SecretString};
@@ -72,7 +72,9 @@ impl Redactor {
             return Self(None);
         }
         // Leftmost-longest: a secret that contains another is replaced whole.
+        // A full DFA: a few hundred KiB for 50 secrets, and the fastest scan.
         let matcher = AhoCorasickBuilder::new()
+            .kind(Some(AhoCorasickKind::DFA))
             .match_kind(MatchKind::LeftmostLongest)
             .build(&patterns)
             .unwrap_or_else(|err| panic!("the secret matcher could not be built: {err}"));
