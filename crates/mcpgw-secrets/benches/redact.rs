@@ -37,7 +37,8 @@ fn fastrand_u64(seed: u64) -> u64 {
 
 /// 1 MiB of JSON-ish text, like a large tool result.
 fn payload(values: &[&str]) -> String {
-    let line = r#"{"type":"text","text":"The quick brown fox jumps over the lazy dog 0123456789"},"#;
+    let line =
+        r#"{"type":"text","text":"The quick brown fox jumps over the lazy dog 0123456789"},"#;
     let mut text = String::with_capacity(MIB + 4096);
     // About 100 values, and every one at least once.
     let every = 12_000 / values.len().max(100);
@@ -78,9 +79,7 @@ fn main() {
         let (median, p95, iters) = measure(|| {
             black_box(Redactor::new(owned.iter().map(|(k, v)| (k.as_str(), v))));
         });
-        println!(
-            "| build the matcher | {n} | {median:.2?} | {p95:.2?} | - | {iters} |"
-        );
+        println!("| build the matcher | {n} | {median:.2?} | {p95:.2?} | - | {iters} |");
         let clean = payload(&[]);
         let (median, p95, iters) = measure(|| {
             black_box(redactor.redact(black_box(&clean)));

@@ -33,3 +33,42 @@ pub fn install_panic_hook() {
         let _ = std::io::stderr().write_all(text.as_bytes());
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use crate::{Redactor, set_global};
+
+    const VALUE: &str = "panic-canary-7f3e9d2c";
+    const CHILD: &str = "MCPGW_PANIC_TEST_CHILD";
+
+    /// Runs itself again as a child that installs the hook and panics with
+    /// a secret value in the message; the child's stderr must show the
+    /// redaction and not the value.
+    #[test]
+    fn panic_messages_are_redacted() {
+        if std::env::var_os(CHILD).is_some() {
+            let value = SecretString::from(VALUE);
+            set_global(Redactor::new([("canary", &value)]));
+            super::install_panic_hook();
+            panic!("failed while holding {VALUE}");
+        }
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "panic::tests::panic_messages_are_redacted",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "the child panicked");
+        assert!(
+            stderr.contains("failed while holding [REDACTED:canary]"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(VALUE), "{stderr}");
+    }
+}

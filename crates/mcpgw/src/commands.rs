@@ -129,11 +129,22 @@ fn validate(path: &Path) -> Result<(), Failure> {
     let mut out = String::new();
     for server in &catalog.servers {
         let relaxed = server.relaxations();
-        let note = if relaxed.is_empty() {
+        let mut note = if relaxed.is_empty() {
             "default confinement".to_string()
         } else {
             format!("relaxed: {}", relaxed.join(", "))
         };
+        if !server.secrets.is_empty() {
+            let secrets: Vec<String> = server
+                .secrets
+                .iter()
+                .map(|(var, secret)| match secret.file_path() {
+                    Some(path) => format!("{var}={path}"),
+                    None => format!("{var}<-{}", secret.name),
+                })
+                .collect();
+            note.push_str(&format!("; secrets: {}", secrets.join(", ")));
+        }
         out.push_str(&format!(
             "  {:<20} {:<36} {note}\n",
             server.name, server.image

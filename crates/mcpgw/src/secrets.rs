@@ -230,7 +230,8 @@ async fn ls(catalog: Option<&Path>, store: &StoreArg, arg: &SecretsArg) -> Resul
     let mut out = String::new();
     match &stored {
         Ok(names) => {
-            let _ = writeln!(out, "{:<32}  USED BY", format!("{} SECRET", kind.label()));
+            let _ = writeln!(out, "in the {}:", kind.label());
+            let _ = writeln!(out, "{:<32}  USED BY", "SECRET");
             for name in names {
                 let used = users.get(name).map_or("-".to_string(), |u| u.join(", "));
                 let _ = writeln!(out, "{name:<32}  {used}");
