@@ -1,3 +1,5 @@
+//! Errors from secret sources: they name secrets and stores, never values.
+
 use std::time::Duration;
 
 /// What can go wrong reading or writing secrets. Messages name secrets and
