@@ -190,7 +190,11 @@ async def test_a_tool_added_at_run_time_reaches_the_client(mode, backend, mcpgw_
 
 
 @pytest.mark.anyio
-async def test_server_requests_are_relayed_to_a_handshake_era_client(mcpgw_bin):
+@pytest.mark.parametrize("mode", MODES)
+async def test_server_requests_are_relayed_to_the_client(mode, mcpgw_bin):
+    """Handshake-era clients are asked directly, during the call; a
+    2026-07-28 client gets an input-required result, answers it, and
+    retries with the gateway's sealed requestState (SEP-2322)."""
     from mcp_types import CreateMessageResult, ElicitResult, ListRootsResult, Root, TextContent
 
     asked = []
@@ -208,7 +212,7 @@ async def test_server_requests_are_relayed_to_a_handshake_era_client(mcpgw_bin):
         return ListRootsResult(roots=[Root(uri="file:///workspace", name="workspace")])
 
     async with gateway(
-        mcpgw_bin, "legacy", sampling_callback=sampling, elicitation_callback=elicitation, list_roots_callback=roots
+        mcpgw_bin, mode, sampling_callback=sampling, elicitation_callback=elicitation, list_roots_callback=roots
     ) as client:
         answer = await client.call_tool("sampler__sample", {"prompt": "the meaning of life?"})
         assert not answer.is_error, text(answer)
@@ -225,13 +229,10 @@ async def test_server_requests_are_relayed_to_a_handshake_era_client(mcpgw_bin):
 
 
 @pytest.mark.anyio
-async def test_server_requests_to_a_2026_client_fail_clearly(mcpgw_bin):
-    async def sampling(context, params):
-        raise AssertionError("a 2026-07-28 session takes no server-to-client requests")
-
-    async with gateway(mcpgw_bin, "auto", sampling_callback=sampling) as client:
+async def test_a_2026_client_without_the_capability_gets_a_clear_error(mcpgw_bin):
+    async with gateway(mcpgw_bin, "auto") as client:
         answer = await client.call_tool("sampler__sample", {"prompt": "x"})
-        assert answer.is_error and "2026-07-28" in text(answer), text(answer)
+        assert answer.is_error and "did not declare the capability" in text(answer), text(answer)
 
 
 @pytest.mark.anyio

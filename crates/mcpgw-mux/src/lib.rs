@@ -22,6 +22,7 @@
 mod changes;
 mod paging;
 mod relay;
+mod rounds;
 pub mod router;
 
 pub use paging::PAGE_SIZE;
@@ -39,7 +40,7 @@ use mcpgw_secrets::Redactor;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, CallToolResult, ClientRequest,
     CompleteRequest, CompleteRequestParams, CompleteResult, GetPromptRequest,
-    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    GetPromptRequestParams, GetPromptResponse, Implementation, InputResponses, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
     ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference,
     ResourceTemplate, ServerCapabilities, ServerConfig, ServerResult,
@@ -162,6 +163,8 @@ struct Shared {
     diagnosis: OnceLock<Arc<dyn Diagnose>>,
     /// Finds the values of injected secrets in requests.
     secrets: OnceLock<Redactor>,
+    /// Calls from `2026-07-28` clients that wait for their input.
+    rounds: Arc<rounds::Rounds>,
 }
 
 /// What the runtime can say about a server that stopped answering: which of
@@ -220,6 +223,7 @@ impl Mux {
             changes: broadcast::channel(64).0,
             diagnosis: OnceLock::new(),
             secrets: OnceLock::new(),
+            rounds: Arc::new(rounds::Rounds::new()),
         });
         notify_handshake_clients(&shared);
         (
@@ -455,6 +459,53 @@ impl Mux {
         }
     }
 
+    /// Forwards a request that may need client input (`tools/call`,
+    /// `prompts/get`, `resources/read`). A handshake-era client is asked
+    /// directly, during the call; for a `2026-07-28` client the call runs
+    /// on, and a backend's request for input ends this round with an
+    /// `InputRequiredResult` that `resume` (the client's `requestState`
+    /// and responses) picks up.
+    async fn forward_rounds(
+        &self,
+        index: usize,
+        what: &str,
+        request: ClientRequest,
+        context: &RequestContext<RoleServer>,
+        resume: Option<(String, Option<InputResponses>)>,
+    ) -> Result<ServerResult, ErrorData> {
+        let handshake = context
+            .peer
+            .peer_info()
+            .is_some_and(|info| info.protocol_version.has_initialize());
+        if handshake && resume.is_none() {
+            return self.forward(index, what, request, context).await;
+        }
+        let rounds = &self.shared.rounds;
+        let binding = format!("{index}:{what}");
+        let ttl = self.shared.slots[index].deadline.max_total;
+        let call = match resume {
+            Some((state, responses)) => rounds.resume(&state, &binding, responses.as_ref())?,
+            None => {
+                let mux = self.clone();
+                let mut detached = context.clone();
+                // The call outlives this request; dropping it cancels it.
+                detached.ct = tokio_util::sync::CancellationToken::new();
+                let what = what.to_string();
+                let capabilities = context.meta.client_capabilities().unwrap_or_default();
+                rounds.start(index, capabilities, async move {
+                    mux.forward(index, &what, request, &detached).await
+                })
+            }
+        };
+        tokio::select! {
+            result = rounds.run(call, &binding, ttl) => result,
+            () = context.ct.cancelled() => Err(ErrorData::internal_error(
+                format!("{what} was cancelled by the client"),
+                None,
+            )),
+        }
+    }
+
     /// The backend's session ended under a call: wait briefly for the
     /// runtime's report (exit code, OOM, stderr) and pass it on.
     async fn failure_during_call(&self, index: usize, what: &str) -> ErrorData {
@@ -512,6 +563,7 @@ impl Slots {
         Arc::new(ClientRelay {
             shared: Arc::downgrade(&self.shared),
             server: self.shared.slots[index].name.clone(),
+            index,
         })
     }
 
@@ -629,6 +681,19 @@ impl Slots {
             })
             .collect();
         RoutingTable::build(&self.shared.separator, &entries)
+    }
+}
+
+/// Takes a `requestState` the gateway issued (and its responses) out of a
+/// request; a backend's own state stays, for the backend.
+fn ours(
+    state: &mut Option<String>,
+    responses: &mut Option<InputResponses>,
+) -> Option<(String, Option<InputResponses>)> {
+    if state.as_deref().is_some_and(rounds::Rounds::is_ours) {
+        Some((state.take()?, responses.take()))
+    } else {
+        None
     }
 }
 
@@ -773,8 +838,12 @@ impl ServerHandler for Mux {
         let what = format!("tools/call `{}`", upstream.name);
         upstream.meta = None;
         upstream.name = route.upstream.into();
+        let resume = ours(&mut upstream.request_state, &mut upstream.input_responses);
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(upstream));
-        match self.forward(route.server, &what, request, &context).await? {
+        match self
+            .forward_rounds(route.server, &what, request, &context, resume)
+            .await?
+        {
             ServerResult::CallToolResult(mut result) => {
                 complete(&mut result.result_type);
                 Ok(CallToolResponse::Complete(result))
@@ -817,8 +886,12 @@ impl ServerHandler for Mux {
         let what = format!("prompts/get `{}`", upstream.name);
         upstream.meta = None;
         upstream.name = route.upstream;
+        let resume = ours(&mut upstream.request_state, &mut upstream.input_responses);
         let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(upstream));
-        match self.forward(route.server, &what, request, &context).await? {
+        match self
+            .forward_rounds(route.server, &what, request, &context, resume)
+            .await?
+        {
             ServerResult::GetPromptResult(mut result) => {
                 complete(&mut result.result_type);
                 Ok(GetPromptResponse::Complete(result))
@@ -1013,8 +1086,12 @@ impl ServerHandler for Mux {
         let mut upstream = request;
         upstream.meta = None;
         let what = format!("resources/read `{}`", upstream.uri);
+        let resume = ours(&mut upstream.request_state, &mut upstream.input_responses);
         let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(upstream));
-        match self.forward(index, &what, request, &context).await? {
+        match self
+            .forward_rounds(index, &what, request, &context, resume)
+            .await?
+        {
             ServerResult::ReadResourceResult(mut result) => {
                 complete(&mut result.result_type);
                 Ok(ReadResourceResponse::Complete(result))

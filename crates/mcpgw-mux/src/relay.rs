@@ -3,8 +3,9 @@
 //! and progress reports.
 //!
 //! With one client session (stdio) the target is unambiguous. A
-//! `2026-07-28` client takes no server-to-client requests; turning them into
-//! input-required results is not done here yet.
+//! `2026-07-28` client takes no server-to-client requests: those go to the
+//! client's call in flight at the server, as an input-required result
+//! (`rounds.rs`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,14 +13,18 @@ use std::pin::Pin;
 use mcpgw_backend::Relay;
 use mcpgw_catalog::ServerName;
 use rmcp::ErrorData;
+use std::sync::Arc;
+
 use rmcp::model::{
-    CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult,
+    ClientCapabilities, CreateMessageRequest, CreateMessageRequestParams, CreateMessageResult,
+    ElicitRequest, ElicitRequestParams, ElicitResult, InputRequest, ListRootsRequest,
     ListRootsResult, LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam,
     ProgressToken, ResourceUpdatedNotificationParam,
 };
 use rmcp::service::{Peer, RoleServer, ServiceError};
 use tokio::sync::mpsc;
 
+use crate::rounds::Rounds;
 use crate::{Shared, lock, read};
 
 /// Relays one server's requests to the client session. With one client (stdio)
@@ -28,15 +33,51 @@ use crate::{Shared, lock, read};
 pub(crate) struct ClientRelay {
     pub(crate) shared: std::sync::Weak<Shared>,
     pub(crate) server: ServerName,
+    pub(crate) index: usize,
+}
+
+/// Where a server-to-client request goes.
+enum Target {
+    /// A handshake-era session: asked directly.
+    Session(Peer<RoleServer>),
+    /// A `2026-07-28` client: through its call in flight.
+    Rounds(Arc<Rounds>),
 }
 
 impl ClientRelay {
-    /// The client session to relay `what` to, if it can take it.
-    fn client(
+    /// Sends `request` to the client and returns its answer as `T`.
+    async fn ask<T, F>(
         &self,
         what: &str,
-        supports: fn(&rmcp::model::ClientCapabilities) -> bool,
-    ) -> Result<Peer<RoleServer>, ErrorData> {
+        supports: fn(&ClientCapabilities) -> bool,
+        request: InputRequest,
+        direct: impl FnOnce(Peer<RoleServer>) -> F,
+    ) -> Result<T, ErrorData>
+    where
+        T: serde::de::DeserializeOwned,
+        F: Future<Output = Result<T, ServiceError>>,
+    {
+        match self.target(what, supports)? {
+            Target::Session(client) => relayed(direct(client).await),
+            Target::Rounds(rounds) => {
+                let what = format!("{what} from server `{}`", self.server);
+                let answer = rounds.ask(self.index, &what, supports, request).await?;
+                serde_json::from_value(answer).map_err(|e| {
+                    ErrorData::invalid_params(
+                        format!("the client's answer to {what} is malformed: {e}"),
+                        None,
+                    )
+                })
+            }
+        }
+    }
+
+    /// Where to relay `what`, if the client can take it.
+    fn target(
+        &self,
+        what: &str,
+        supports: fn(&ClientCapabilities) -> bool,
+    ) -> Result<Target, ErrorData> {
         let server = &self.server;
         let shared = self
             .shared
@@ -51,7 +92,7 @@ impl ClientRelay {
         match client.peer_info() {
             Some(info) if info.protocol_version.has_initialize() => {
                 if supports(&info.capabilities) {
-                    Ok(client)
+                    Ok(Target::Session(client))
                 } else {
                     Err(ErrorData::invalid_request(
                         format!("{what} from server `{server}`: the client does not support it"),
@@ -59,12 +100,7 @@ impl ClientRelay {
                     ))
                 }
             }
-            _ => Err(ErrorData::invalid_request(
-                format!(
-                    "{what} from server `{server}`: the client speaks the 2026-07-28 protocol, which has no server-to-client requests, and the gateway does not yet turn them into input-required results"
-                ),
-                None,
-            )),
+            _ => Ok(Target::Rounds(shared.rounds.clone())),
         }
     }
 }
@@ -113,8 +149,14 @@ impl Relay for ClientRelay {
         params: CreateMessageRequestParams,
     ) -> Pin<Box<dyn Future<Output = Result<CreateMessageResult, ErrorData>> + Send + '_>> {
         Box::pin(async move {
-            let client = self.client("sampling", |c| c.sampling.is_some())?;
-            relayed(client.create_message(params).await)
+            let request = InputRequest::CreateMessage(CreateMessageRequest::new(params.clone()));
+            self.ask(
+                "sampling",
+                |c| c.sampling.is_some(),
+                request,
+                |client| async move { client.create_message(params).await },
+            )
+            .await
         })
     }
 
@@ -123,8 +165,14 @@ impl Relay for ClientRelay {
         params: ElicitRequestParams,
     ) -> Pin<Box<dyn Future<Output = Result<ElicitResult, ErrorData>> + Send + '_>> {
         Box::pin(async move {
-            let client = self.client("elicitation", |c| c.elicitation.is_some())?;
-            relayed(client.create_elicitation(params).await)
+            let request = InputRequest::Elicitation(ElicitRequest::new(params.clone()));
+            self.ask(
+                "elicitation",
+                |c| c.elicitation.is_some(),
+                request,
+                |client| async move { client.create_elicitation(params).await },
+            )
+            .await
         })
     }
 
@@ -159,8 +207,14 @@ impl Relay for ClientRelay {
         &self,
     ) -> Pin<Box<dyn Future<Output = Result<ListRootsResult, ErrorData>> + Send + '_>> {
         Box::pin(async move {
-            let client = self.client("roots/list", |c| c.roots.is_some())?;
-            relayed(client.list_roots().await)
+            let request = InputRequest::ListRoots(ListRootsRequest::default());
+            self.ask(
+                "roots/list",
+                |c| c.roots.is_some(),
+                request,
+                |client| async move { client.list_roots().await },
+            )
+            .await
         })
     }
 }
