@@ -1,5 +1,5 @@
 """JSON-RPC hygiene on the gateway's stdio, with raw lines (no SDK): a batch is
-refused with -32600, malformed JSON never ends the session, and request ids
+refused with -32600, malformed JSON gets -32700 and never ends the session, and request ids
 from the client never reach a backend (the gateway numbers its own)."""
 
 import json
@@ -15,7 +15,7 @@ def exchange(proc, line):
     return json.loads(proc.stdout.readline())
 
 
-def test_batches_are_refused_and_garbage_does_not_end_the_session(mcpgw_bin, tmp_path):
+def test_batches_are_refused_and_garbage_gets_a_parse_error(mcpgw_bin, tmp_path):
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text("version: 1\nservers:\n  t:\n    image: mcpgw/testserver:dev\n    pull: never\n")
     proc = subprocess.Popen(
@@ -38,8 +38,10 @@ def test_batches_are_refused_and_garbage_does_not_end_the_session(mcpgw_bin, tmp
             {"jsonrpc": "2.0", "id": 3, "method": "ping"},
         ]))
         assert batch["error"]["code"] == -32600, batch
-        # Malformed JSON is skipped; the next request is answered.
-        proc.stdin.write("{this is not json\n")
+        # Malformed JSON is answered with a parse error (id null, as it
+        # cannot be read); the session goes on.
+        parse_error = exchange(proc, "{this is not json")
+        assert parse_error["error"]["code"] == -32700 and parse_error["id"] is None, parse_error
         # A client id that a backend request of the gateway's own will also
         # use: the gateway renumbers, so the answer is this call's.
         echoed = exchange(proc, json.dumps({"jsonrpc": "2.0", "id": 0, "method": "tools/call",

@@ -16,7 +16,8 @@ use rmcp::service::RunningService;
 use rmcp::{RoleClient, ServiceExt};
 
 use crate::cli::{Command, SecretsArg, Transport};
-use crate::redaction::{Filter, FilteredWriter};
+use crate::front::{Front, front};
+use crate::redaction::Filter;
 use crate::runtime::Gateway;
 use crate::secrets::{self, Resolved};
 
@@ -188,11 +189,18 @@ async fn serve(
     let (gateway, mux) = Gateway::start(supervisor, &catalog, None, &resolved);
     let session = async {
         let (stdin, stdout) = rmcp::transport::stdio_pipes();
+        let Front {
+            reader,
+            writer,
+            pump,
+        } = front(stdin, stdout, filter);
         let running = mux
-            .serve((stdin, FilteredWriter::new(stdout, filter)))
+            .serve((reader, writer))
             .await
             .context("the client did not open an MCP session")?;
         running.waiting().await.context("the session task failed")?;
+        // What rmcp wrote last still goes out.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), pump).await;
         Ok::<_, anyhow::Error>(())
     };
     let outcome = tokio::select! {
@@ -244,10 +252,8 @@ async fn with_client<T>(
     let server = mux.clone();
     let serving = tokio::spawn(async move {
         let (read, write) = tokio::io::split(server_io);
-        if let Ok(running) = server
-            .serve((read, FilteredWriter::new(write, filter)))
-            .await
-        {
+        let Front { reader, writer, .. } = front(read, write, filter);
+        if let Ok(running) = server.serve((reader, writer)).await {
             let _ = running.waiting().await;
         }
     });

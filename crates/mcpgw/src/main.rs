@@ -8,6 +8,7 @@
 
 mod cli;
 mod commands;
+mod front;
 mod redaction;
 mod runtime;
 mod secrets;

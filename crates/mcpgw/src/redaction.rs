@@ -1,24 +1,17 @@
 //! Where redaction meets the outside: every line written to the client and
 //! every line logged passes through the run's [`Redactor`].
 //!
-//! Client messages are redacted as they are written, one JSON-RPC line at a
-//! time, after serialization: whatever the message (a result, an error, a
-//! progress or log notification, a request to the client), its bytes are
-//! scanned once, and a value split across writes is still found because
-//! lines are reassembled first.
+//! Client messages are redacted one JSON-RPC line at a time, after
+//! serialization (`front.rs` feeds every line through [`Filter`]): whatever
+//! the message (a result, an error, a progress or log notification, a
+//! request to the client), its bytes are scanned once, and a value split
+//! across writes is still found because lines are reassembled first.
 
 use std::borrow::Cow;
-
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 
 use mcpgw_catalog::Redaction;
 use mcpgw_secrets::Redactor;
 use serde_json::{Value, json};
-use tokio::io::AsyncWrite;
-
-/// Output buffered beyond this makes writes wait for the client to read.
-const HIGH_WATER: usize = 1 << 20;
 
 /// What happens to client-bound lines.
 #[derive(Debug, Clone)]
@@ -91,85 +84,6 @@ fn withheld(message: &Value, names: &[&str]) -> Option<Value> {
     }))
 }
 
-/// An `AsyncWrite` that passes each complete line through a [`Filter`].
-#[derive(Debug)]
-pub(crate) struct FilteredWriter<W> {
-    inner: W,
-    filter: Filter,
-    /// The incomplete line written so far.
-    partial: Vec<u8>,
-    /// Filtered bytes not yet accepted by `inner`.
-    out: Vec<u8>,
-}
-
-impl<W> FilteredWriter<W> {
-    pub(crate) fn new(inner: W, filter: Filter) -> Self {
-        Self {
-            inner,
-            filter,
-            partial: Vec::new(),
-            out: Vec::new(),
-        }
-    }
-}
-
-impl<W: AsyncWrite + Unpin> FilteredWriter<W> {
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        while !self.out.is_empty() {
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out))?;
-            if n == 0 {
-                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
-            }
-            self.out.drain(..n);
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    fn take_lines(&mut self) {
-        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=end).collect();
-            let filtered = self.filter.line(&line);
-            self.out.extend_from_slice(&filtered);
-        }
-    }
-}
-
-impl<W: AsyncWrite + Unpin> AsyncWrite for FilteredWriter<W> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        if this.out.len() >= HIGH_WATER {
-            ready!(this.poll_drain(cx))?;
-        }
-        this.partial.extend_from_slice(buf);
-        this.take_lines();
-        // Push what we can now; a full pipe is retried on flush.
-        if let Poll::Ready(Err(err)) = this.poll_drain(cx) {
-            return Poll::Ready(Err(err));
-        }
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
-        Pin::new(&mut this.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if !this.partial.is_empty() {
-            this.partial.push(b'\n');
-            this.take_lines();
-        }
-        ready!(this.poll_drain(cx))?;
-        Pin::new(&mut this.inner).poll_shutdown(cx)
-    }
-}
-
 /// The log writer: each formatted event goes to stderr through the global
 /// redactor, once the run's secrets are known.
 #[derive(Debug, Clone, Copy)]
@@ -194,7 +108,6 @@ impl std::io::Write for RedactingStderr {
 #[cfg(test)]
 mod tests {
     use mcpgw_secrets::SecretString;
-    use tokio::io::AsyncWriteExt as _;
 
     use super::*;
 
@@ -203,72 +116,6 @@ mod tests {
     fn filter(mode: Redaction) -> Filter {
         let value = SecretString::from(VALUE);
         Filter::new(Redactor::new([("api.token", &value)]), mode)
-    }
-
-    async fn through(mode: Redaction, chunks: &[&[u8]]) -> String {
-        let mut out = Vec::new();
-        {
-            let mut writer = FilteredWriter::new(&mut out, filter(mode));
-            for chunk in chunks {
-                writer.write_all(chunk).await.unwrap();
-            }
-            writer.flush().await.unwrap();
-        }
-        String::from_utf8(out).unwrap()
-    }
-
-    #[tokio::test]
-    async fn redacts_values_split_across_writes() {
-        let line = format!(
-            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":\"x {VALUE} y\"}}]}}}}\n"
-        );
-        let (a, b) = line.as_bytes().split_at(line.find(VALUE).unwrap() + 5);
-        let out = through(
-            Redaction::Redact,
-            &[a, b, b"{\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n"],
-        )
-        .await;
-        assert!(!out.contains(VALUE), "{out}");
-        let first: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
-        assert_eq!(
-            first["result"]["content"][0]["text"],
-            "x [REDACTED:api.token] y"
-        );
-        assert_eq!(out.lines().count(), 2);
-    }
-
-    #[tokio::test]
-    async fn block_mode_turns_a_response_into_an_error_and_drops_notifications() {
-        let response =
-            format!("{{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{{\"v\":\"{VALUE}\"}}}}\n");
-        let notification = format!(
-            "{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{{\"data\":\"{VALUE}\"}}}}\n"
-        );
-        let clean = "{\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{}}\n";
-        let out = through(
-            Redaction::Block,
-            &[
-                response.as_bytes(),
-                notification.as_bytes(),
-                clean.as_bytes(),
-            ],
-        )
-        .await;
-        assert!(!out.contains(VALUE), "{out}");
-        let lines: Vec<Value> = out
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(lines.len(), 2, "{out}");
-        assert_eq!(lines[0]["id"], 7);
-        assert_eq!(lines[0]["error"]["code"], -32603);
-        assert!(
-            lines[0]["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("`api.token`")
-        );
-        assert_eq!(lines[1]["id"], 8);
     }
 
     #[test]

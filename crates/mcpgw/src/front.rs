@@ -1,0 +1,306 @@
+//! The stdio front: the pipes between a client and the mux's rmcp session.
+//!
+//! Inbound, every line is checked to be JSON before rmcp sees it; a line
+//! that is not gets a `-32700` parse error (rmcp would drop it without an
+//! answer) and the session goes on. Outbound, one pump task writes every
+//! line rmcp produces, after the redaction [`Filter`], and the parse errors,
+//! so that each line reaches the client whole and exactly once.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::redaction::Filter;
+
+/// The longest line a client may send; longer ones are refused.
+const MAX_LINE: usize = 16 << 20;
+
+/// The pipe between rmcp's writer and the pump.
+const PIPE_BYTES: usize = 64 << 10;
+
+/// Parse errors waiting for the pump; beyond this they are dropped.
+const ERROR_BACKLOG: usize = 16;
+
+/// What rmcp reads and writes, and the task that writes to the client.
+pub(crate) struct Front<R> {
+    pub(crate) reader: CheckedReader<R>,
+    pub(crate) writer: tokio::io::DuplexStream,
+    /// Ends once rmcp's writer is closed and everything is written.
+    pub(crate) pump: JoinHandle<std::io::Result<()>>,
+}
+
+/// Wraps the client's `input` and `output`.
+pub(crate) fn front<R, W>(input: R, output: W, filter: Filter) -> Front<R>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (errors, pending) = mpsc::channel(ERROR_BACKLOG);
+    let (writer, from_rmcp) = tokio::io::duplex(PIPE_BYTES);
+    Front {
+        reader: CheckedReader {
+            inner: input,
+            incoming: Vec::new(),
+            ready: Vec::new(),
+            handed: 0,
+            discarding: false,
+            eof: false,
+            errors,
+        },
+        writer,
+        pump: tokio::spawn(pump(from_rmcp, pending, output, filter)),
+    }
+}
+
+async fn pump<W: AsyncWrite + Unpin>(
+    from_rmcp: tokio::io::DuplexStream,
+    mut errors: mpsc::Receiver<Vec<u8>>,
+    mut output: W,
+    filter: Filter,
+) -> std::io::Result<()> {
+    let mut lines = tokio::io::BufReader::with_capacity(PIPE_BYTES, from_rmcp);
+    let mut line = Vec::new();
+    loop {
+        tokio::select! {
+            // `read_until` keeps a partial line in `line` when cancelled.
+            read = lines.read_until(b'\n', &mut line) => {
+                if read? == 0 {
+                    break;
+                }
+                output.write_all(&filter.line(&line)).await?;
+                output.flush().await?;
+                line.clear();
+            }
+            Some(error) = errors.recv() => {
+                output.write_all(&error).await?;
+                output.flush().await?;
+            }
+        }
+    }
+    if !line.is_empty() {
+        output.write_all(&filter.line(&line)).await?;
+    }
+    while let Ok(error) = errors.try_recv() {
+        output.write_all(&error).await?;
+    }
+    output.flush().await
+}
+
+/// Hands rmcp only lines that are JSON; answers the others with `-32700`.
+pub(crate) struct CheckedReader<R> {
+    inner: R,
+    /// Bytes read but not yet checked (an incomplete line).
+    incoming: Vec<u8>,
+    /// Checked lines for rmcp, from `handed` on.
+    ready: Vec<u8>,
+    handed: usize,
+    /// Skipping the rest of a line that was too long.
+    discarding: bool,
+    eof: bool,
+    errors: mpsc::Sender<Vec<u8>>,
+}
+
+impl<R> CheckedReader<R> {
+    /// Moves the complete lines of `incoming` to `ready`, or answers them.
+    fn check_lines(&mut self) {
+        let mut start = 0;
+        while let Some(end) = self.incoming[start..].iter().position(|&b| b == b'\n') {
+            let end = start + end + 1;
+            if self.discarding {
+                self.discarding = false;
+            } else {
+                self.check(start, end);
+            }
+            start = end;
+        }
+        self.incoming.drain(..start);
+        if self.incoming.len() > MAX_LINE {
+            self.incoming.clear();
+            self.discarding = true;
+            self.refuse(&format!("a line longer than {} MiB", MAX_LINE >> 20));
+        }
+    }
+
+    fn check(&mut self, start: usize, end: usize) {
+        let line = &self.incoming[start..end];
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
+            Ok(_) => self.ready.extend_from_slice(line),
+            Err(err) => self.refuse(&format!("the line is not JSON ({err})")),
+        }
+    }
+
+    fn refuse(&self, why: &str) {
+        tracing::warn!("answered a malformed client message with a parse error: {why}");
+        let error = json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {"code": -32700, "message": format!("Parse error: {why}")},
+        });
+        if self
+            .errors
+            .try_send(format!("{error}\n").into_bytes())
+            .is_err()
+        {
+            tracing::debug!("parse error not sent: the client is not reading");
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for CheckedReader<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.handed < this.ready.len() {
+                let n = out.remaining().min(this.ready.len() - this.handed);
+                out.put_slice(&this.ready[this.handed..this.handed + n]);
+                this.handed += n;
+                if this.handed == this.ready.len() {
+                    this.ready.clear();
+                    this.handed = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            let mut chunk = [0u8; 8192];
+            let mut buf = ReadBuf::new(&mut chunk);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut buf))?;
+            if buf.filled().is_empty() {
+                this.eof = true;
+                // A last line without its line break is still a line.
+                if !this.incoming.is_empty() && !this.discarding {
+                    this.incoming.push(b'\n');
+                    this.check_lines();
+                }
+                continue;
+            }
+            this.incoming.extend_from_slice(buf.filled());
+            this.check_lines();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mcpgw_catalog::Redaction;
+    use mcpgw_secrets::{Redactor, SecretString};
+    use serde_json::Value;
+    use tokio::io::AsyncReadExt as _;
+
+    use super::*;
+
+    const VALUE: &str = "tok-3f9a8b7c6d5e";
+
+    fn filter(mode: Redaction) -> Filter {
+        let value = SecretString::from(VALUE);
+        Filter::new(Redactor::new([("api.token", &value)]), mode)
+    }
+
+    /// Writes `chunks` as rmcp would, and returns what the client got.
+    async fn through(mode: Redaction, chunks: &[&[u8]]) -> String {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let (mut from_gateway, to_gateway) = tokio::io::split(client);
+        let (server_in, server_out) = tokio::io::split(server);
+        let Front {
+            reader,
+            mut writer,
+            pump,
+        } = front(server_in, server_out, filter(mode));
+        for chunk in chunks {
+            writer.write_all(chunk).await.unwrap();
+        }
+        drop(writer);
+        pump.await.unwrap().unwrap();
+        drop((reader, to_gateway));
+        let mut out = String::new();
+        from_gateway.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn redacts_values_split_across_writes() {
+        let line = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":\"x {VALUE} y\"}}]}}}}\n"
+        );
+        let (a, b) = line.as_bytes().split_at(line.find(VALUE).unwrap() + 5);
+        let out = through(
+            Redaction::Redact,
+            &[a, b, b"{\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n"],
+        )
+        .await;
+        assert!(!out.contains(VALUE), "{out}");
+        let first: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        assert_eq!(
+            first["result"]["content"][0]["text"],
+            "x [REDACTED:api.token] y"
+        );
+        assert_eq!(out.lines().count(), 2);
+    }
+
+    #[tokio::test]
+    async fn block_mode_turns_a_response_into_an_error_and_drops_notifications() {
+        let response =
+            format!("{{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{{\"v\":\"{VALUE}\"}}}}\n");
+        let notification = format!(
+            "{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{{\"data\":\"{VALUE}\"}}}}\n"
+        );
+        let clean = "{\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{}}\n";
+        let out = through(
+            Redaction::Block,
+            &[
+                response.as_bytes(),
+                notification.as_bytes(),
+                clean.as_bytes(),
+            ],
+        )
+        .await;
+        assert!(!out.contains(VALUE), "{out}");
+        let lines: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert_eq!(lines[0]["id"], 7);
+        assert_eq!(lines[0]["error"]["code"], -32603);
+        assert!(
+            lines[0]["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("`api.token`")
+        );
+        assert_eq!(lines[1]["id"], 8);
+    }
+
+    #[tokio::test]
+    async fn malformed_lines_get_parse_errors_and_good_lines_pass_whole() {
+        let input: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n{this is not json\n\n[1,2]\n{\"jsonrpc\":\"2.0\",\"method\":\"x\"}";
+        let (mut errors_out, errors_in) = tokio::io::duplex(1 << 16);
+        let mut front = front(input, errors_in, filter(Redaction::Redact));
+        let mut passed = String::new();
+        front.reader.read_to_string(&mut passed).await.unwrap();
+        assert_eq!(
+            passed,
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n[1,2]\n{\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n"
+        );
+        drop(front.reader);
+        drop(front.writer);
+        front.pump.await.unwrap().unwrap();
+        let mut answered = String::new();
+        errors_out.read_to_string(&mut answered).await.unwrap();
+        let error: Value = serde_json::from_str(answered.trim()).unwrap();
+        assert_eq!(error["error"]["code"], -32700, "{answered}");
+        assert_eq!(error["id"], Value::Null);
+    }
+}
