@@ -50,3 +50,33 @@ def test_batches_are_refused_and_garbage_gets_a_parse_error(mcpgw_bin, tmp_path)
     finally:
         proc.stdin.close()
         assert proc.wait(timeout=10) == 0
+
+
+def test_a_stateless_client_gets_the_same_answers_before_any_handshake(mcpgw_bin, tmp_path):
+    """A 2026-07-28 client sends no `initialize`: a line that is not JSON
+    and a batch get their errors all the same, and the session goes on."""
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("version: 1\nservers:\n  t:\n    image: mcpgw/testserver:dev\n    pull: never\n")
+    proc = subprocess.Popen(
+        [mcpgw_bin, "run", "--catalog", str(catalog)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        parse_error = exchange(proc, '{"jsonrpc": "2.0", "id": 1, "method": "server/discover"')
+        assert parse_error["error"]["code"] == -32700 and parse_error["id"] is None, parse_error
+        batch = exchange(proc, json.dumps([{"jsonrpc": "2.0", "id": 2, "method": "server/discover"}]))
+        assert batch["error"]["code"] == -32600, batch
+        meta = {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+        }
+        discover = exchange(proc, json.dumps(
+            {"jsonrpc": "2.0", "id": 3, "method": "server/discover", "params": {"_meta": meta}}))
+        assert discover["id"] == 3 and "2026-07-28" in json.dumps(discover["result"]), discover
+    finally:
+        proc.stdin.close()
+        assert proc.wait(timeout=10) == 0
