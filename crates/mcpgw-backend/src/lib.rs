@@ -722,7 +722,7 @@ impl Backend {
         let handle = self.peer.send_request_with_option(request, options).await?;
         // rmcp picks the request's progress token as it sends it; the route
         // is in place long before the backend can answer across its pipes.
-        let _route = progress.map(|sender| {
+        let route = progress.map(|sender| {
             ProgressRoute::new(&self.progress, handle.progress_token.clone(), sender)
         });
         let mut guard = CancelOnDrop {
@@ -731,6 +731,15 @@ impl Backend {
         };
         let result = handle.await_response().await;
         guard.peer = None;
+        // rmcp handles each notification on a task of its own, so a report
+        // the backend sent just before its answer may still be on its way
+        // to the route: let those tasks run before the route goes.
+        if route.is_some() {
+            for _ in 0..4 {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(route);
         result
     }
 

@@ -55,7 +55,7 @@ use tokio::sync::{Notify, Semaphore, SemaphorePermit, broadcast, watch};
 
 use crate::changes::{ListChange, next_change, notify_handshake_clients};
 use crate::paging::page;
-use crate::relay::{ClientRelay, forward_progress};
+use crate::relay::{ClientRelay, ProgressRelay, next_report};
 use crate::router::{RoutingTable, ServerEntry, ToolLookup};
 
 /// The state of one catalog server, as the mux sees it. There is one per
@@ -420,18 +420,34 @@ impl Mux {
                 None,
             ));
         }
-        let progress = context
+        // Progress is relayed here, between the request and its answer, so
+        // that reports the backend sent before answering reach the client
+        // before the answer does.
+        let mut progress = context
             .meta
             .get_progress_token()
-            .map(|token| forward_progress(context.peer.clone(), token));
-        let outcome = tokio::select! {
-            outcome = backend.request(request, slot.deadline, progress) => outcome,
-            // The client cancelled: dropping the request cancels it at the
-            // backend too. rmcp sends the client no response.
-            () = context.ct.cancelled() => {
-                return Err(ErrorData::internal_error(format!("{what} was cancelled by the client"), None));
+            .map(|token| ProgressRelay::new(context.peer.clone(), token));
+        let sender = progress.as_ref().map(ProgressRelay::sender);
+        let request = backend.request(request, slot.deadline, sender);
+        tokio::pin!(request);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut request => break outcome,
+                Some(report) = next_report(progress.as_mut()) => {
+                    if let Some(relay) = progress.as_mut() {
+                        relay.send(report).await;
+                    }
+                }
+                // The client cancelled: dropping the request cancels it at
+                // the backend too. rmcp sends the client no response.
+                () = context.ct.cancelled() => {
+                    return Err(ErrorData::internal_error(format!("{what} was cancelled by the client"), None));
+                }
             }
         };
+        if let Some(relay) = progress.as_mut() {
+            relay.drain().await;
+        }
         match outcome {
             Ok(result) => Ok(result),
             Err(ServiceError::McpError(e)) => Err(e),

@@ -222,25 +222,57 @@ impl Relay for ClientRelay {
 /// Relays a backend's progress for one request to the client, under the
 /// client's own token. Reports whose progress does not increase are dropped:
 /// the protocol requires increasing values, and notifications can overtake
-/// one another inside the gateway.
-pub(crate) fn forward_progress(
+/// one another inside rmcp.
+pub(crate) struct ProgressRelay {
     client: Peer<RoleServer>,
     token: ProgressToken,
-) -> mpsc::Sender<ProgressNotificationParam> {
-    let (sender, mut reports) = mpsc::channel::<ProgressNotificationParam>(32);
-    tokio::spawn(async move {
-        let mut last = f64::NEG_INFINITY;
-        while let Some(mut report) = reports.recv().await {
-            if report.progress <= last {
-                continue;
-            }
-            last = report.progress;
-            report.progress_token = token.clone();
-            report.meta = None;
-            if client.notify_progress(report).await.is_err() {
-                return;
-            }
+    sender: mpsc::Sender<ProgressNotificationParam>,
+    reports: mpsc::Receiver<ProgressNotificationParam>,
+    last: f64,
+}
+
+impl ProgressRelay {
+    pub(crate) fn new(client: Peer<RoleServer>, token: ProgressToken) -> Self {
+        let (sender, reports) = mpsc::channel(32);
+        Self {
+            client,
+            token,
+            sender,
+            reports,
+            last: f64::NEG_INFINITY,
         }
-    });
-    sender
+    }
+
+    /// Where the backend puts its reports.
+    pub(crate) fn sender(&self) -> mpsc::Sender<ProgressNotificationParam> {
+        self.sender.clone()
+    }
+
+    /// Sends one report on to the client.
+    pub(crate) async fn send(&mut self, mut report: ProgressNotificationParam) {
+        if report.progress <= self.last {
+            return;
+        }
+        self.last = report.progress;
+        report.progress_token = self.token.clone();
+        report.meta = None;
+        let _ = self.client.notify_progress(report).await;
+    }
+
+    /// Sends what arrived before the answer, so it precedes the answer.
+    pub(crate) async fn drain(&mut self) {
+        while let Ok(report) = self.reports.try_recv() {
+            self.send(report).await;
+        }
+    }
+}
+
+/// The next report, or never when there is no relay.
+pub(crate) async fn next_report(
+    relay: Option<&mut ProgressRelay>,
+) -> Option<ProgressNotificationParam> {
+    match relay {
+        Some(relay) => relay.reports.recv().await,
+        None => std::future::pending().await,
+    }
 }

@@ -411,6 +411,9 @@ impl TestServer {
                     let param = ProgressNotificationParam::new(token, 1.0)
                         .with_message(format!("progress says {value}"));
                     let _ = context.peer.notify_progress(param).await;
+                    // The tests check what the report says, not its order
+                    // against the answer: give it time to arrive first.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 if args.get("as_error").and_then(Value::as_bool) == Some(true) {
                     return Err(ErrorData::internal_error(
