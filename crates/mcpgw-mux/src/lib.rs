@@ -165,6 +165,9 @@ struct Shared {
     secrets: OnceLock<Redactor>,
     /// Calls from `2026-07-28` clients that wait for their input.
     rounds: Arc<rounds::Rounds>,
+    /// Several client sessions (HTTP): a server's request cannot be tied
+    /// to a handshake-era session.
+    many_sessions: std::sync::atomic::AtomicBool,
 }
 
 /// What the runtime can say about a server that stopped answering: which of
@@ -224,6 +227,7 @@ impl Mux {
             diagnosis: OnceLock::new(),
             secrets: OnceLock::new(),
             rounds: Arc::new(rounds::Rounds::new()),
+            many_sessions: std::sync::atomic::AtomicBool::new(false),
         });
         notify_handshake_clients(&shared);
         (
@@ -360,6 +364,31 @@ impl Mux {
             .filter_map(|slot| match &*slot.state.borrow() {
                 SlotState::Failed { reason, .. } => Some((slot.name.clone(), reason.to_string())),
                 _ => None,
+            })
+            .collect()
+    }
+
+    /// Declares that several client sessions share this mux (HTTP).
+    pub fn serve_many_sessions(&self) {
+        self.shared
+            .many_sessions
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Each server's state, by name: `starting`, `ready`, `idle` (stopped
+    /// while unused, started by the next call) or `failed`.
+    pub fn readiness(&self) -> Vec<(String, &'static str)> {
+        self.shared
+            .slots
+            .iter()
+            .map(|slot| {
+                let state = match &*slot.state.borrow() {
+                    SlotState::Starting => "starting",
+                    SlotState::Ready { .. } => "ready",
+                    SlotState::Idle { .. } => "idle",
+                    SlotState::Failed { .. } => "failed",
+                };
+                (slot.name.to_string(), state)
             })
             .collect()
     }

@@ -83,6 +83,14 @@ impl ClientRelay {
             .shared
             .upgrade()
             .ok_or_else(|| ErrorData::internal_error("the gateway is shutting down", None))?;
+        // Over HTTP, which handshake-era session a server's request belongs
+        // to is unknown: only `2026-07-28` calls (which say so) get them.
+        if shared
+            .many_sessions
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(Target::Rounds(shared.rounds.clone()));
+        }
         let client = read(&shared.clients).first().cloned().ok_or_else(|| {
             ErrorData::internal_error(
                 format!("{what} from server `{server}`: no client session yet"),

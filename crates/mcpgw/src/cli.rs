@@ -28,6 +28,8 @@ pub(crate) enum Command {
         listen: String,
         #[command(flatten)]
         secrets: SecretsArg,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// Check a catalog without starting anything.
     Validate {
@@ -55,6 +57,11 @@ pub(crate) enum Command {
         arguments: String,
         #[command(flatten)]
         secrets: SecretsArg,
+    },
+    /// Manage the bearer tokens HTTP clients present.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
     },
     /// Manage the secrets servers receive, in the OS keyring.
     Secret {
@@ -131,4 +138,76 @@ pub(crate) enum Store {
     Keyring,
     /// The Linux kernel keyutils store.
     Keyutils,
+}
+
+/// Options of the HTTP front.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct HttpArgs {
+    /// `token`: every request needs a bearer token from the token store
+    /// (required to listen beyond loopback); `none`: loopback only.
+    #[arg(long, value_enum, default_value_t = Auth::None)]
+    pub(crate) auth: Auth,
+    #[command(flatten)]
+    pub(crate) tokens: TokensArg,
+    /// A further `Host` the gateway answers to (loopback names and the
+    /// listen address always are). Repeatable.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub(crate) allow_hosts: Vec<String>,
+    /// A browser `Origin` allowed to call, such as `https://app.example:443`.
+    /// Repeatable; without any, a request carrying `Origin` is refused.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub(crate) allow_origins: Vec<String>,
+    /// The largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub(crate) max_body: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Auth {
+    /// No authentication; refused beyond loopback.
+    None,
+    /// Bearer tokens from the token store.
+    Token,
+}
+
+/// Where bearer tokens are stored.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct TokensArg {
+    /// The token store (default `~/.config/mcpgw/tokens.json`).
+    #[arg(long = "tokens", env = "MCPGW_TOKENS", value_name = "FILE")]
+    pub(crate) path: Option<PathBuf>,
+}
+
+impl TokensArg {
+    pub(crate) fn path(&self) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(crate::tokens::default_path)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenAction {
+    /// Create a token and print it, once.
+    Create {
+        /// A name for the token, to list and revoke it by.
+        name: String,
+        /// The catalog profile the token is bound to.
+        #[arg(long)]
+        profile: Option<String>,
+        #[command(flatten)]
+        tokens: TokensArg,
+    },
+    /// List tokens by name and profile.
+    Ls {
+        #[command(flatten)]
+        tokens: TokensArg,
+    },
+    /// Revoke a token.
+    Revoke {
+        /// The token's name.
+        name: String,
+        #[command(flatten)]
+        tokens: TokensArg,
+    },
 }

@@ -15,7 +15,7 @@ use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
 use rmcp::{RoleClient, ServiceExt};
 
-use crate::cli::{Command, SecretsArg, Transport};
+use crate::cli::{Auth, Command, HttpArgs, SecretsArg, Transport};
 use crate::front::{Front, front};
 use crate::redaction::Filter;
 use crate::runtime::Gateway;
@@ -64,7 +64,11 @@ pub(crate) async fn run(command: Command) -> Result<(), Failure> {
             transport,
             listen,
             secrets,
-        } => serve(&catalog, transport, &listen, &secrets).await,
+            http,
+        } => match transport {
+            Transport::Stdio => serve(&catalog, &secrets).await,
+            Transport::Http => serve_http(&catalog, &listen, &secrets, &http).await,
+        },
         Command::Validate { catalog } => validate(&catalog),
         Command::Tools { catalog, secrets } => tools(&catalog, &secrets).await,
         Command::Call {
@@ -74,6 +78,7 @@ pub(crate) async fn run(command: Command) -> Result<(), Failure> {
             secrets,
         } => call(&catalog, &name, &arguments, &secrets).await,
         Command::Secret { action } => secrets::command(action).await,
+        Command::Token { action } => crate::tokens::command(action),
         Command::Ps => ps().await,
         Command::Gc => gc().await,
     }
@@ -165,18 +170,56 @@ pub(crate) fn print_stdout(text: &str) {
     print!("{text}");
 }
 
-async fn serve(
+async fn serve_http(
     path: &Path,
-    transport: Transport,
     listen: &str,
     secrets: &SecretsArg,
+    http: &HttpArgs,
 ) -> Result<(), Failure> {
     let catalog = load(path)?;
-    if transport == Transport::Http {
-        return Err(Failure::usage(anyhow!(
-            "--transport http (listen {listen}) is not available in this build yet; use the default stdio transport"
-        )));
-    }
+    let listen: std::net::SocketAddr = listen.parse().map_err(|e| {
+        Failure::usage(anyhow!(
+            "--listen `{listen}` is not an address: {e}; fix: give IP:PORT, such as 127.0.0.1:8811"
+        ))
+    })?;
+    let tokens = match http.auth {
+        Auth::None if !listen.ip().is_loopback() => {
+            return Err(Failure::usage(anyhow!(
+                "refusing to listen on {listen} without authentication: anyone who reaches it could use every server; fix: add `--auth token` (create tokens with `mcpgw token create NAME`), or listen on 127.0.0.1"
+            )));
+        }
+        Auth::None => None,
+        Auth::Token => {
+            let store_path = http.tokens.path();
+            let tokens = crate::tokens::Tokens::load(&store_path)?;
+            if tokens.is_empty() {
+                return Err(Failure::usage(anyhow!(
+                    "--auth token, but {} holds no token; fix: `mcpgw token create NAME`",
+                    store_path.display()
+                )));
+            }
+            Some(tokens)
+        }
+    };
+    let resolved = secrets::resolve(&catalog, None, secrets).await?;
+    let supervisor = connect().await?;
+    let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
+    let (gateway, mux) = Gateway::start(supervisor, &catalog, None, &resolved);
+    mux.serve_many_sessions();
+    let options = crate::http::HttpOptions {
+        listen,
+        tokens,
+        allowed_hosts: http.allow_hosts.clone(),
+        allowed_origins: http.allow_origins.clone(),
+        max_body: http.max_body,
+    };
+    let outcome = crate::http::serve(mux, options, filter, shutdown_signal()).await;
+    gateway.shutdown().await;
+    outcome.map_err(Failure::from)
+}
+
+async fn serve(path: &Path, secrets: &SecretsArg) -> Result<(), Failure> {
+    let catalog = load(path)?;
     let resolved = secrets::resolve(&catalog, None, secrets).await?;
     let supervisor = connect().await?;
     tracing::info!(

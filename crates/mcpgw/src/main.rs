@@ -9,9 +9,11 @@
 mod cli;
 mod commands;
 mod front;
+mod http;
 mod redaction;
 mod runtime;
 mod secrets;
+mod tokens;
 
 use std::process::ExitCode;
 

@@ -25,6 +25,11 @@ impl Filter {
         Self { redactor, mode }
     }
 
+    /// Whether the filter never changes anything (the run has no secrets).
+    pub(crate) fn is_noop(&self) -> bool {
+        self.redactor.is_empty()
+    }
+
     /// One JSON-RPC line (with its line break), as the client may see it.
     pub(crate) fn line<'a>(&self, line: &'a [u8]) -> Cow<'a, [u8]> {
         let Ok(text) = std::str::from_utf8(line) else {

@@ -1,0 +1,323 @@
+//! The Streamable HTTP front: rmcp's Streamable HTTP service at `/mcp`,
+//! behind the checks a network listener needs, plus `/healthz` and
+//! `/readyz`.
+//!
+//! Every request to `/mcp` passes, in order: no token in the query string
+//! (400); the bearer token, when authentication is on (401 with
+//! `WWW-Authenticate`); the body limit (413); no JSON-RPC batch (400 with
+//! `-32600`). rmcp then checks `Host` (loopback names, the listen address
+//! and `--allow-host`) and `Origin` (only `--allow-origin`; any other,
+//! `null` included, is 403). Responses pass the redaction filter, event by
+//! event for SSE.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode, header};
+use mcpgw_mux::Mux;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tower_service::Service as _;
+
+use crate::redaction::Filter;
+use crate::tokens::Tokens;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// How long shutdown waits for open connections to finish.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// What the HTTP front needs to know.
+#[derive(Debug)]
+pub(crate) struct HttpOptions {
+    pub(crate) listen: SocketAddr,
+    /// `Some` when authentication is on.
+    pub(crate) tokens: Option<Tokens>,
+    pub(crate) allowed_hosts: Vec<String>,
+    pub(crate) allowed_origins: Vec<String>,
+    pub(crate) max_body: usize,
+}
+
+struct Gate {
+    mcp: StreamableHttpService<Mux, LocalSessionManager>,
+    mux: Mux,
+    tokens: Option<Tokens>,
+    max_body: usize,
+    filter: Filter,
+}
+
+/// Serves `mux` over HTTP until `shutdown` completes, then ends every
+/// session and drains connections for up to five seconds.
+pub(crate) async fn serve(
+    mux: Mux,
+    options: HttpOptions,
+    filter: Filter,
+    shutdown: impl std::future::Future<Output = &'static str>,
+) -> anyhow::Result<()> {
+    let sessions = CancellationToken::new();
+    let mut hosts = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    if !options.listen.ip().is_unspecified() {
+        hosts.push(options.listen.ip().to_string());
+    }
+    hosts.extend(options.allowed_hosts.iter().cloned());
+    let mut config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(hosts)
+        .with_allowed_origins(options.allowed_origins.clone())
+        .enforce_origin_validation()
+        .with_max_request_body_bytes(options.max_body);
+    config.cancellation_token = sessions.clone();
+    let factory = mux.clone();
+    let gate = Arc::new(Gate {
+        mcp: StreamableHttpService::new(
+            move || Ok(factory.clone()),
+            Arc::new(LocalSessionManager::default()),
+            config,
+        ),
+        mux,
+        tokens: options.tokens,
+        max_body: options.max_body,
+        filter,
+    });
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
+    tracing::info!(
+        "serving MCP at http://{}/mcp (authentication {})",
+        listener.local_addr()?,
+        if gate.tokens.is_some() { "on" } else { "off" }
+    );
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let gate = gate.clone();
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let gate = gate.clone();
+                        async move { Ok::<_, Infallible>(gate.handle(request).await) }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+            signal = &mut shutdown => {
+                tracing::info!("{signal}; ending HTTP sessions");
+                break;
+            }
+        }
+    }
+    drop(listener);
+    sessions.cancel();
+    let drained = tokio::time::timeout(DRAIN, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("connections still open after {DRAIN:?}; closing them");
+    }
+    connections.abort_all();
+    Ok(())
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(format!("{text}\n"))).boxed())
+        .unwrap_or_default()
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(value.to_string())).boxed())
+        .unwrap_or_default()
+}
+
+impl Gate {
+    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        match request.uri().path() {
+            "/healthz" => plain(StatusCode::OK, "ok"),
+            "/readyz" => self.ready(),
+            "/mcp" => self.mcp(request).await,
+            _ => plain(StatusCode::NOT_FOUND, "not found; MCP is served at /mcp"),
+        }
+    }
+
+    /// 200 when every server is up (or idle, ready to wake), else 503.
+    fn ready(&self) -> Response<Body> {
+        let states = self.mux.readiness();
+        let ready = states
+            .iter()
+            .all(|(_, state)| *state != "starting" && *state != "failed");
+        let body = serde_json::json!({
+            "ready": ready,
+            "servers": states.iter().map(|(n, s)| (n.clone(), *s)).collect::<std::collections::BTreeMap<_, _>>(),
+        });
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        json(status, &body)
+    }
+
+    async fn mcp(&self, request: Request<Incoming>) -> Response<Body> {
+        if request.uri().query().is_some_and(|q| {
+            q.split('&')
+                .any(|kv| kv.to_ascii_lowercase().contains("token"))
+        }) {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "tokens are accepted only in the Authorization header, never in the URL",
+            );
+        }
+        if let Some(tokens) = &self.tokens {
+            let presented = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            match presented.and_then(|t| tokens.check(t)) {
+                Some(stored) => tracing::debug!(token = %stored.name, "authenticated"),
+                None => {
+                    let mut response = plain(
+                        StatusCode::UNAUTHORIZED,
+                        "a valid bearer token is required (Authorization: Bearer <token>)",
+                    );
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        header::HeaderValue::from_static("Bearer realm=\"mcpgw\""),
+                    );
+                    return response;
+                }
+            }
+        }
+        let (parts, body) = request.into_parts();
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let too_large = || {
+            plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the request body is over {} bytes", self.max_body),
+            )
+        };
+        if declared.is_some_and(|n| n > self.max_body) {
+            return too_large();
+        }
+        let Ok(bytes) = Limited::new(body, self.max_body)
+            .collect()
+            .await
+            .map(http_body_util::Collected::to_bytes)
+        else {
+            return too_large();
+        };
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({
+                    "jsonrpc": "2.0",
+                    "id": null,
+                    "error": {"code": -32600, "message": "JSON-RPC batches are not accepted; send one message per request"},
+                }),
+            );
+        }
+        let request = Request::from_parts(parts, Full::new(bytes));
+        let response = match self.mcp.clone().call(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        self.filtered(response)
+    }
+
+    /// The response with every JSON-RPC message passed through the filter.
+    fn filtered(&self, response: Response<Body>) -> Response<Body> {
+        if self.filter.is_noop() {
+            return response;
+        }
+        let kind = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let sse = kind.starts_with("text/event-stream");
+        if !sse && !kind.starts_with("application/json") {
+            return response;
+        }
+        let filter = self.filter.clone();
+        let (parts, body) = response.into_parts();
+        let mut pending: Vec<u8> = Vec::new();
+        let body = body.map_frame(move |frame| {
+            frame.map_data(|data| {
+                pending.extend_from_slice(&data);
+                Bytes::from(if sse {
+                    take_events(&mut pending, &filter)
+                } else {
+                    take_json(&mut pending, &filter)
+                })
+            })
+        });
+        Response::from_parts(parts, body.boxed())
+    }
+}
+
+/// The complete SSE events in `pending`, their `data:` lines filtered.
+fn take_events(pending: &mut Vec<u8>, filter: &Filter) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+        let event: Vec<u8> = pending.drain(..end + 2).collect();
+        for line in event.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            match line.strip_prefix(b"data:") {
+                Some(data) => {
+                    let mut message = data.trim_ascii_start().to_vec();
+                    message.push(b'\n');
+                    let kept = filter.line(&message);
+                    if !kept.is_empty() {
+                        out.extend_from_slice(b"data: ");
+                        out.extend_from_slice(kept.trim_ascii_end());
+                        out.push(b'\n');
+                    }
+                }
+                None => {
+                    out.extend_from_slice(line);
+                    out.push(b'\n');
+                }
+            }
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+/// A JSON body, once whole (it arrives as one message).
+fn take_json(pending: &mut Vec<u8>, filter: &Filter) -> Vec<u8> {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(pending).is_err() {
+        return Vec::new();
+    }
+    let mut message = std::mem::take(pending);
+    message.push(b'\n');
+    let kept = filter.line(&message).into_owned();
+    kept.trim_ascii_end().to_vec()
+}

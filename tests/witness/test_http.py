@@ -1,0 +1,187 @@
+"""The Streamable HTTP front, driven by the official Python client in both
+eras, and by raw HTTP requests for what a client library would never send:
+many concurrent sessions with no cross-talk, bearer tokens, Host and Origin
+checks, the body limit, batches, and refusing to listen beyond loopback
+without authentication."""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+MODES = ["legacy", "auto"]
+CATALOG = """version: 1
+servers:
+  one:
+    image: mcpgw/testserver:dev
+    pull: never
+    secrets: { API_TOKEN: api.token }
+  two:
+    image: mcpgw/testserver:dev
+    pull: never
+"""
+API = "api-Zx81-Qm4r-Lp20-value"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def raw(url, method="GET", body=None, headers=None):
+    """(status, headers, body text) of one request, errors included."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, lower(response.headers), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, lower(error.headers), error.read().decode()
+
+
+def lower(headers) -> dict:
+    return {name.lower(): value for name, value in headers.items()}
+
+
+class Gateway:
+    def __init__(self, mcpgw_bin, tmp_path, *extra, env=None):
+        catalog = tmp_path / "catalog.yaml"
+        catalog.write_text(CATALOG)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        self.proc = subprocess.Popen(
+            [mcpgw_bin, "run", "--catalog", str(catalog), "--transport", "http",
+             "--listen", f"127.0.0.1:{self.port}", *extra],
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "MCPGW_LOG": "info,rmcp=warn", "NO_COLOR": "1",
+                 "MCPGW_SECRETS": "env", "MCPGW_SECRET_API_TOKEN": API, **(env or {})},
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, _, _ = raw(f"http://127.0.0.1:{self.port}/readyz")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            assert self.proc.poll() is None, self.proc.stderr.read()
+            assert time.monotonic() < deadline, "the HTTP gateway did not become ready"
+            time.sleep(0.1)
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        assert self.proc.wait(timeout=15) == 0
+        return self.proc.stderr.read()
+
+
+@pytest.fixture
+def gateway(mcpgw_bin, tmp_path):
+    gw = Gateway(mcpgw_bin, tmp_path)
+    yield gw
+    log = gw.stop()
+    assert API not in log
+
+
+def text(result) -> str:
+    return "".join(c.text for c in result.content if c.type == "text")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
+async def test_both_eras_list_and_call_over_http(mode, gateway):
+    async with Client(gateway.url, mode=mode) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {"one__echo", "two__echo"} <= names
+        assert text(await client.call_tool("two__echo", {"text": "over http"})) == "over http"
+        # Redaction holds on this front too.
+        assert text(await client.call_tool("one__env", {"name": "API_TOKEN"})) == "[REDACTED:api.token]"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
+async def test_eight_concurrent_sessions_never_cross_talk(mode, gateway):
+    async def session(n):
+        async with Client(gateway.url, mode=mode) as client:
+            for i in range(10):
+                payload = f"session {n} call {i}"
+                assert text(await client.call_tool(f"{'one' if i % 2 else 'two'}__echo", {"text": payload})) == payload
+
+    await asyncio.gather(*(session(n) for n in range(8)))
+
+
+def test_foreign_host_or_origin_oversized_bodies_and_batches_are_refused(gateway):
+    ping = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode()
+    json_headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    for origin in ["null", "https://evil.example"]:
+        status, _, _ = raw(gateway.url, "POST", ping, {**json_headers, "Origin": origin})
+        assert status == 403, origin
+    status, _, _ = raw(gateway.url, "POST", ping, {**json_headers, "Host": "rebind.example"})
+    assert status == 403
+    # An oversized body is refused as soon as its length is known, before
+    # it is read.
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+    conn.putrequest("POST", "/mcp")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(5 << 20))
+    conn.endheaders()
+    assert conn.getresponse().status == 413
+    conn.close()
+    status, _, body = raw(gateway.url, "POST", json.dumps([json.loads(ping)]).encode(), json_headers)
+    assert status == 400 and json.loads(body)["error"]["code"] == -32600, body
+    status, _, _ = raw(gateway.url + "?access_token=abc", "POST", ping, json_headers)
+    assert status == 400, "tokens never travel in URLs"
+    status, _, body = raw(f"http://127.0.0.1:{gateway.port}/healthz")
+    assert status == 200 and body.strip() == "ok"
+
+
+def test_listening_beyond_loopback_needs_authentication(mcpgw_bin, tmp_path):
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(CATALOG)
+    done = subprocess.run(
+        [mcpgw_bin, "run", "--catalog", str(catalog), "--transport", "http", "--listen", "0.0.0.0:0"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert done.returncode == 2
+    assert "refusing to listen on 0.0.0.0:0 without authentication" in done.stderr
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
+async def test_bearer_tokens_are_required_when_authentication_is_on(mode, mcpgw_bin, tmp_path):
+    store = tmp_path / "tokens.json"
+    created = subprocess.run([mcpgw_bin, "token", "create", "ci", "--tokens", str(store)],
+                             capture_output=True, text=True, check=True)
+    token = created.stdout.strip()
+    assert token.startswith("mcpgw_") and token not in store.read_text()
+    assert oct(store.stat().st_mode & 0o777) == "0o600"
+    gw = Gateway(mcpgw_bin, tmp_path, "--auth", "token", "--tokens", str(store))
+    try:
+        ping = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode()
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        for presented in [None, "Bearer wrong", f"Basic {token}"]:
+            extra = {"Authorization": presented} if presented else {}
+            status, response_headers, _ = raw(gw.url, "POST", ping, {**headers, **extra})
+            assert status == 401, presented
+            assert response_headers.get("www-authenticate", "").startswith("Bearer"), response_headers
+        http_client = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"},
+                                         timeout=httpx2.Timeout(30, read=300))
+        async with Client(streamable_http_client(gw.url, http_client=http_client), mode=mode) as client:
+            assert text(await client.call_tool("two__echo", {"text": "authorized"})) == "authorized"
+    finally:
+        log = gw.stop()
+    assert token not in log
+    revoked = subprocess.run([mcpgw_bin, "token", "revoke", "ci", "--tokens", str(store)],
+                             capture_output=True, text=True)
+    assert revoked.returncode == 0
