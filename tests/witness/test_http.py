@@ -52,10 +52,18 @@ def lower(headers) -> dict:
     return {name.lower(): value for name, value in headers.items()}
 
 
+PROFILES = """profiles:
+  echo-only:
+    tools: ["*__echo"]
+  adder:
+    tools: [two__add]
+"""
+
+
 class Gateway:
-    def __init__(self, mcpgw_bin, tmp_path, *extra, env=None):
+    def __init__(self, mcpgw_bin, tmp_path, *extra, env=None, catalog_text=CATALOG):
         catalog = tmp_path / "catalog.yaml"
-        catalog.write_text(CATALOG)
+        catalog.write_text(catalog_text)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         self.proc = subprocess.Popen(
@@ -185,3 +193,56 @@ async def test_bearer_tokens_are_required_when_authentication_is_on(mode, mcpgw_
     revoked = subprocess.run([mcpgw_bin, "token", "revoke", "ci", "--tokens", str(store)],
                              capture_output=True, text=True)
     assert revoked.returncode == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
+async def test_tokens_bound_to_profiles_see_and_call_only_their_view(mode, mcpgw_bin, tmp_path):
+    store = tmp_path / "tokens.json"
+    tokens = {}
+    for name, profile in [("echoer", "echo-only"), ("adder", "adder"), ("admin", None)]:
+        args = [mcpgw_bin, "token", "create", name, "--tokens", str(store)]
+        if profile:
+            args += ["--profile", profile]
+        tokens[name] = subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip()
+    listed = subprocess.run([mcpgw_bin, "token", "ls", "--tokens", str(store)],
+                            capture_output=True, text=True, check=True).stdout
+    assert "echoer" in listed and "echo-only" in listed and tokens["echoer"] not in listed
+    gw = Gateway(mcpgw_bin, tmp_path, "--auth", "token", "--tokens", str(store),
+                 catalog_text=CATALOG + PROFILES)
+
+    def client_for(name):
+        http_client = httpx2.AsyncClient(headers={"Authorization": f"Bearer {tokens[name]}"},
+                                         timeout=httpx2.Timeout(30, read=300))
+        return Client(streamable_http_client(gw.url, http_client=http_client), mode=mode)
+
+    try:
+        async with client_for("echoer") as echoer, client_for("adder") as adder, client_for("admin") as admin:
+            seen = {name: {t.name for t in (await c.list_tools()).tools}
+                    for name, c in [("echoer", echoer), ("adder", adder), ("admin", admin)]}
+            assert seen["echoer"] == {"one__echo", "two__echo"}, seen["echoer"]
+            assert seen["adder"] == {"two__add"}, seen["adder"]
+            assert {"one__echo", "two__add", "one__env"} <= seen["admin"]
+            assert text(await echoer.call_tool("two__echo", {"text": "mine"})) == "mine"
+            assert text(await adder.call_tool("two__add", {"a": 2, "b": 3})) == "5"
+            for client, tool, args in [(echoer, "two__add", {"a": 1, "b": 1}), (adder, "two__echo", {"text": "x"})]:
+                with pytest.raises(Exception) as refused:
+                    await client.call_tool(tool, args)
+                assert f"unknown tool `{tool}`" in str(refused.value)
+    finally:
+        gw.stop()
+
+
+def test_a_token_bound_to_an_unknown_profile_stops_the_start(mcpgw_bin, tmp_path):
+    store = tmp_path / "tokens.json"
+    subprocess.run([mcpgw_bin, "token", "create", "lost", "--profile", "nowhere", "--tokens", str(store)],
+                   capture_output=True, text=True, check=True)
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(CATALOG)
+    done = subprocess.run(
+        [mcpgw_bin, "run", "--catalog", str(catalog), "--transport", "http",
+         "--listen", f"127.0.0.1:{free_port()}", "--auth", "token", "--tokens", str(store)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert done.returncode == 2
+    assert "token `lost` is bound to profile `nowhere`" in done.stderr

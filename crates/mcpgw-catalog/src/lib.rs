@@ -25,9 +25,9 @@ use std::path::{Path, PathBuf};
 pub use error::CatalogError;
 pub use names::{SecretName, Separator, ServerName};
 pub use spec::{
-    Catalog, Concurrency, Delivery, GatewaySpec, HealthSpec, Lifecycle, Network, PullPolicy,
-    Redaction, Relay, Resources, RestartSpec, SECRETS_DIR, SecretRef, ServerSpec, ToolFilter,
-    Volume,
+    Catalog, Concurrency, Delivery, GatewaySpec, HealthSpec, Lifecycle, Network, Profile,
+    PullPolicy, Redaction, Relay, Resources, RestartSpec, SECRETS_DIR, SecretRef, ServerSpec,
+    ToolFilter, Volume,
 };
 
 /// The largest catalog file we read. Catalogs are hand-written and small; a
@@ -63,10 +63,11 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Catalog, Catalo
         return Err(CatalogError::too_large(path, text.len() as u64));
     }
     let context = volume::Context::new(base_dir.to_path_buf());
-    let raw: spec::Document = volume::with_context(context, || yaml_serde::from_str(text))
+    let mut raw: spec::Document = volume::with_context(context, || yaml_serde::from_str(text))
         .map_err(|err| CatalogError::from_yaml(path, &err))?;
     Ok(Catalog {
         path: path.to_path_buf(),
+        profiles: raw.profiles(),
         gateway: raw.gateway,
         servers: raw.servers,
     })

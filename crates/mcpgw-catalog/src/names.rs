@@ -28,16 +28,42 @@ impl TryFrom<String> for ServerName {
     type Error = String;
 
     fn try_from(name: String) -> Result<Self, String> {
-        let valid_chars = name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if name.is_empty() || name.len() > Self::MAX_LEN || !valid_chars {
-            return Err(invalid(
-                format_args!("server name `{name}` is not allowed"),
-                "use 1 to 32 characters of lowercase letters, digits and `-`",
-            ));
-        }
+        check_short_name("server", &name)?;
         Ok(Self(name))
+    }
+}
+
+/// `[a-z0-9-]{1,32}`, the rule for server and profile names.
+fn check_short_name(kind: &str, name: &str) -> Result<(), String> {
+    let valid_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if name.is_empty() || name.len() > ServerName::MAX_LEN || !valid_chars {
+        return Err(invalid(
+            format_args!("{kind} name `{name}` is not allowed"),
+            "use 1 to 32 characters of lowercase letters, digits and `-`",
+        ));
+    }
+    Ok(())
+}
+
+/// A client profile's name: `[a-z0-9-]{1,32}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ProfileName(pub(crate) String);
+
+impl TryFrom<String> for ProfileName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        check_short_name("profile", &name)?;
+        Ok(Self(name))
+    }
+}
+crate::de::deserialize_checked!(ProfileName, str);
+
+impl fmt::Display for ProfileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

@@ -17,7 +17,7 @@ use serde::de::{self, MapAccess, Visitor};
 
 use crate::de::{UniqueMap, collect_unique, deserialize_checked};
 use crate::error::invalid;
-use crate::names::{EnvName, SecretName, Separator, ServerName};
+use crate::names::{EnvName, ProfileName, SecretName, Separator, ServerName};
 use crate::units::{ByteSize, CatalogDuration, Cpus, Scalar};
 pub use crate::volume::Volume;
 
@@ -30,6 +30,49 @@ pub struct Catalog {
     pub gateway: GatewaySpec,
     /// Servers in the order the file lists them.
     pub servers: Vec<ServerSpec>,
+    /// Client views, by name: which exposed tools a client bound to the
+    /// profile may see and call.
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// A client's view of the gateway: the exposed tool names (globs) it may
+/// see and call. Clients without a profile see everything.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The profile's name.
+    pub name: String,
+    tools: Patterns,
+}
+
+impl Profile {
+    /// Whether the exposed tool `name` is in this view.
+    pub fn permits(&self, name: &str) -> bool {
+        self.tools.set.is_match(name)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProfile {
+    tools: Patterns,
+}
+
+impl Document {
+    /// The profiles, named.
+    pub(crate) fn profiles(&mut self) -> BTreeMap<String, Profile> {
+        std::mem::take(&mut self.profiles.0)
+            .into_iter()
+            .map(|(name, raw)| {
+                (
+                    name.0.clone(),
+                    Profile {
+                        name: name.0,
+                        tools: raw.tools,
+                    },
+                )
+            })
+            .collect()
+    }
 }
 
 /// The top-level document.
@@ -42,6 +85,8 @@ pub(crate) struct Document {
     pub(crate) gateway: GatewaySpec,
     #[serde(deserialize_with = "servers")]
     pub(crate) servers: Vec<ServerSpec>,
+    #[serde(default)]
+    profiles: UniqueMap<ProfileName, RawProfile>,
 }
 
 /// The catalog format version; only `1` exists.

@@ -108,7 +108,7 @@ fn rejects_structure_errors() {
     );
     check_err(
         "version: 1\nextra: 1\nservers: {}\n",
-        "cat.yaml:2:1: unknown field `extra`, expected one of `version`, `gateway`, `servers`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+        "cat.yaml:2:1: unknown field `extra`, expected one of `version`, `gateway`, `servers`, `profiles`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
     );
     check_err(
         "version: 1\nservers:\n  s:\n    image: a\n    image: b\n",
@@ -186,6 +186,40 @@ fn secrets_come_as_names_or_as_files() {
         "version: 1\ngateway:\n  redaction: off\nservers:\n  s:\n    image: a\n",
         "cat.yaml:3:14: gateway.redaction: redaction `off` is not known; fix: use `redact` (the default) or `block`",
     );
+}
+
+#[test]
+fn profiles_are_views_over_exposed_tool_names() {
+    let cat = check_ok(
+        "version: 1\nservers:\n  s:\n    image: a\nprofiles:\n  ci:\n    tools: [s__echo, 'time__*']\n  empty:\n    tools: []\n",
+    );
+    let ci = &cat.profiles["ci"];
+    assert_eq!(ci.name, "ci");
+    assert!(ci.permits("s__echo") && ci.permits("time__get_current_time"));
+    assert!(!ci.permits("s__add"));
+    assert!(!cat.profiles["empty"].permits("s__echo"));
+    assert!(
+        check_ok("version: 1\nservers:\n  s:\n    image: a\n")
+            .profiles
+            .is_empty()
+    );
+    let base = "version: 1\nservers:\n  s:\n    image: a\nprofiles:\n";
+    for (entry, expect) in [
+        (
+            "  CI:\n    tools: [x]\n",
+            "cat.yaml:6:3: profiles: profile name `CI` is not allowed; fix: use 1 to 32 characters of lowercase letters, digits and `-`",
+        ),
+        (
+            "  ci:\n    tools: ['[x']\n",
+            "cat.yaml:7:13: profiles.ci.tools[0]: tool pattern `[x` is not a valid glob: unclosed character class; missing ']'; fix: write a tool name, or a glob such as `get_*`",
+        ),
+        (
+            "  ci:\n    servers: [s]\n",
+            "cat.yaml:7:5: profiles.ci: unknown field `servers`, expected `tools`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+        ),
+    ] {
+        check_err(&format!("{base}{entry}"), expect);
+    }
 }
 
 #[test]

@@ -165,6 +165,8 @@ struct Shared {
     secrets: OnceLock<Redactor>,
     /// Calls from `2026-07-28` clients that wait for their input.
     rounds: Arc<rounds::Rounds>,
+    /// Client views, by profile name.
+    profiles: std::collections::BTreeMap<String, mcpgw_catalog::Profile>,
     /// Several client sessions (HTTP): a server's request cannot be tied
     /// to a handshake-era session.
     many_sessions: std::sync::atomic::AtomicBool,
@@ -182,6 +184,27 @@ pub trait Diagnose: Send + Sync + std::fmt::Debug + 'static {
 #[derive(Debug, Clone)]
 pub struct Mux {
     shared: Arc<Shared>,
+}
+
+/// The profile a client is bound to (its token's), which the HTTP front puts
+/// in the request's extensions. Its catalog profile decides which tools the
+/// client sees and may call.
+#[derive(Debug, Clone)]
+pub struct ClientProfile(pub String);
+
+/// What one client may see.
+enum View<'a> {
+    All,
+    Only(Option<&'a mcpgw_catalog::Profile>),
+}
+
+impl View<'_> {
+    fn permits(&self, name: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(profile) => profile.is_some_and(|p| p.permits(name)),
+        }
+    }
 }
 
 /// The runtime's handle for reporting backend state to the mux.
@@ -228,6 +251,7 @@ impl Mux {
             secrets: OnceLock::new(),
             rounds: Arc::new(rounds::Rounds::new()),
             many_sessions: std::sync::atomic::AtomicBool::new(false),
+            profiles: catalog.profiles.clone(),
         });
         notify_handshake_clients(&shared);
         (
@@ -366,6 +390,20 @@ impl Mux {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The tools the client of `context` may see and call: all without a
+    /// profile; with one, only what it lists (nothing, for a profile the
+    /// catalog lacks).
+    fn view(&self, context: &RequestContext<RoleServer>) -> View<'_> {
+        match context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<ClientProfile>())
+        {
+            None => View::All,
+            Some(name) => View::Only(self.shared.profiles.get(&name.0)),
+        }
     }
 
     /// Declares that several client sessions share this mux (HTTP).
@@ -832,7 +870,20 @@ impl ServerHandler for Mux {
     ) -> Result<ListToolsResult, ErrorData> {
         self.remember_client(&context.peer);
         let table = self.table().await;
-        let (page, next) = page(table.tools(), request.as_ref())?;
+        let visible: Vec<_>;
+        let tools = match self.view(&context) {
+            View::All => table.tools(),
+            view => {
+                visible = table
+                    .tools()
+                    .iter()
+                    .filter(|t| view.permits(&t.name))
+                    .cloned()
+                    .collect();
+                &visible
+            }
+        };
+        let (page, next) = page(tools, request.as_ref())?;
         let mut result = ListToolsResult::with_all_items(page);
         result.next_cursor = next;
         Ok(result)
@@ -845,6 +896,13 @@ impl ServerHandler for Mux {
     ) -> Result<CallToolResponse, ErrorData> {
         self.remember_client(&context.peer);
         let table = self.routing(&context).await?;
+        // Outside the client's view, a tool does not exist.
+        if !self.view(&context).permits(&request.name) {
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool `{}`", request.name),
+                None,
+            ));
+        }
         let route = match table.tool(&request.name) {
             ToolLookup::Found(route) => route.clone(),
             ToolLookup::Hidden { server } => {

@@ -198,6 +198,17 @@ async fn serve_http(
                     store_path.display()
                 )));
             }
+            for stored in tokens.entries() {
+                if let Some(profile) = &stored.profile
+                    && !catalog.profiles.contains_key(profile)
+                {
+                    return Err(Failure::usage(anyhow!(
+                        "token `{}` is bound to profile `{profile}`, which {} does not define; fix: add it under `profiles:`, or revoke the token",
+                        stored.name,
+                        path.display()
+                    )));
+                }
+            }
             Some(tokens)
         }
     };

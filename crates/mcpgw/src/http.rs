@@ -190,6 +190,7 @@ impl Gate {
                 "tokens are accepted only in the Authorization header, never in the URL",
             );
         }
+        let mut profile = None;
         if let Some(tokens) = &self.tokens {
             let presented = request
                 .headers()
@@ -198,7 +199,10 @@ impl Gate {
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim);
             match presented.and_then(|t| tokens.check(t)) {
-                Some(stored) => tracing::debug!(token = %stored.name, "authenticated"),
+                Some(stored) => {
+                    tracing::debug!(token = %stored.name, "authenticated");
+                    profile.clone_from(&stored.profile);
+                }
                 None => {
                     let mut response = plain(
                         StatusCode::UNAUTHORIZED,
@@ -212,7 +216,10 @@ impl Gate {
                 }
             }
         }
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        if let Some(profile) = profile {
+            parts.extensions.insert(mcpgw_mux::ClientProfile(profile));
+        }
         let declared = parts
             .headers
             .get(header::CONTENT_LENGTH)

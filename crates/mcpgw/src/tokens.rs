@@ -99,6 +99,11 @@ impl Tokens {
         Ok(())
     }
 
+    /// The tokens' names and profiles.
+    pub(crate) fn entries(&self) -> &[Stored] {
+        &self.tokens
+    }
+
     /// Whether the store holds no token.
     pub(crate) fn is_empty(&self) -> bool {
         self.tokens.is_empty()
