@@ -112,6 +112,32 @@ pub async fn containers_of(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// How many containers (any state) of the gateway with process id `pid`
+/// each server has.
+pub async fn containers_by_server(pid: u32) -> HashMap<String, usize> {
+    use bollard::query_parameters::ListContainersOptionsBuilder;
+    let filters = HashMap::from([("label".to_string(), vec![format!("io.mcpgw.pid={pid}")])]);
+    let mut counts = HashMap::new();
+    for container in docker()
+        .await
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap()
+    {
+        let server = container
+            .labels
+            .and_then(|l| l.get("io.mcpgw.server").cloned())
+            .unwrap_or_default();
+        *counts.entry(server).or_insert(0) += 1;
+    }
+    counts
+}
+
 impl Gateway {
     pub async fn start(dir: &tempfile::TempDir) -> Self {
         Self::start_with(&dir.path().join("catalog.yaml")).await
