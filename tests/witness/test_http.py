@@ -246,3 +246,24 @@ def test_a_token_bound_to_an_unknown_profile_stops_the_start(mcpgw_bin, tmp_path
     )
     assert done.returncode == 2
     assert "token `lost` is bound to profile `nowhere`" in done.stderr
+
+
+@pytest.mark.anyio
+async def test_metrics_count_the_calls_that_were_made(gateway):
+    async with Client(gateway.url, mode="auto") as client:
+        for i in range(3):
+            await client.call_tool("two__echo", {"text": f"counted {i}"})
+        failed = await client.call_tool("two__env", {"name": "NOT_SET_ANYWHERE"})
+        assert failed.is_error
+        await client.call_tool("one__env", {"name": "API_TOKEN"})
+    status, headers, body = raw(f"http://127.0.0.1:{gateway.port}/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain"), headers
+    lines = set(body.splitlines())
+    for line in [
+        'mcpgw_tool_calls_total{server="two",tool="echo",outcome="ok"} 3',
+        'mcpgw_tool_calls_total{server="two",tool="env",outcome="error"} 1',
+        'mcpgw_tool_call_duration_seconds_count{server="two",tool="echo"} 3',
+        'mcpgw_server_up{server="one"} 1',
+        "mcpgw_redactions_total 1",
+    ]:
+        assert line in lines, f"{line} not in\n{body}"

@@ -20,6 +20,7 @@
 #![allow(deprecated)]
 
 mod changes;
+mod metrics;
 mod paging;
 mod relay;
 mod rounds;
@@ -165,6 +166,8 @@ struct Shared {
     secrets: OnceLock<Redactor>,
     /// Calls from `2026-07-28` clients that wait for their input.
     rounds: Arc<rounds::Rounds>,
+    /// Call counts and latencies, for `/metrics`.
+    metrics: metrics::Metrics,
     /// Client views, by profile name.
     profiles: std::collections::BTreeMap<String, mcpgw_catalog::Profile>,
     /// Several client sessions (HTTP): a server's request cannot be tied
@@ -252,6 +255,7 @@ impl Mux {
             rounds: Arc::new(rounds::Rounds::new()),
             many_sessions: std::sync::atomic::AtomicBool::new(false),
             profiles: catalog.profiles.clone(),
+            metrics: metrics::Metrics::default(),
         });
         notify_handshake_clients(&shared);
         (
@@ -404,6 +408,20 @@ impl Mux {
             None => View::All,
             Some(name) => View::Only(self.shared.profiles.get(&name.0)),
         }
+    }
+
+    /// The mux's counters in the Prometheus text format: calls and their
+    /// latency per server and tool, server failures, and which servers
+    /// are up.
+    pub fn metrics_text(&self) -> String {
+        let mut out = String::new();
+        self.shared.metrics.render(&mut out);
+        out.push_str("# HELP mcpgw_server_up Whether a server is up, or idle and ready to start.\n# TYPE mcpgw_server_up gauge\n");
+        for (server, state) in self.readiness() {
+            let up = u8::from(state == "ready" || state == "idle");
+            out.push_str(&format!("mcpgw_server_up{{server=\"{server}\"}} {up}\n"));
+        }
+        out
     }
 
     /// Declares that several client sessions share this mux (HTTP).
@@ -663,6 +681,9 @@ impl Slots {
 
     /// Server `index` is down, for `reason` (shown to clients that call it).
     pub fn failed(&self, index: usize, reason: &str) {
+        self.shared
+            .metrics
+            .failure(self.shared.slots[index].name.as_str());
         let last = self.shared.slots[index]
             .state
             .borrow()
@@ -940,13 +961,25 @@ impl ServerHandler for Mux {
         let mut upstream = request;
         let what = format!("tools/call `{}`", upstream.name);
         upstream.meta = None;
-        upstream.name = route.upstream.into();
+        upstream.name = route.upstream.clone().into();
         let resume = ours(&mut upstream.request_state, &mut upstream.input_responses);
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(upstream));
-        match self
+        let began = Instant::now();
+        let outcome = self
             .forward_rounds(route.server, &what, request, &context, resume)
-            .await?
-        {
+            .await;
+        let ok = match &outcome {
+            Ok(ServerResult::CallToolResult(result)) => result.is_error != Some(true),
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        self.shared.metrics.call(
+            self.shared.slots[route.server].name.as_str(),
+            &route.upstream,
+            ok,
+            began.elapsed(),
+        );
+        match outcome? {
             ServerResult::CallToolResult(mut result) => {
                 complete(&mut result.result_type);
                 Ok(CallToolResponse::Complete(result))

@@ -49,6 +49,7 @@ pub(crate) struct HttpOptions {
 
 struct Gate {
     mcp: StreamableHttpService<Mux, LocalSessionManager>,
+    sessions: Arc<LocalSessionManager>,
     mux: Mux,
     tokens: Option<Tokens>,
     max_body: usize,
@@ -80,12 +81,14 @@ pub(crate) async fn serve(
         .with_max_request_body_bytes(options.max_body);
     config.cancellation_token = sessions.clone();
     let factory = mux.clone();
+    let sessions_manager = Arc::new(LocalSessionManager::default());
     let gate = Arc::new(Gate {
         mcp: StreamableHttpService::new(
             move || Ok(factory.clone()),
-            Arc::new(LocalSessionManager::default()),
+            sessions_manager.clone(),
             config,
         ),
+        sessions: sessions_manager,
         mux,
         tokens: options.tokens,
         max_body: options.max_body,
@@ -157,9 +160,29 @@ impl Gate {
         match request.uri().path() {
             "/healthz" => plain(StatusCode::OK, "ok"),
             "/readyz" => self.ready(),
+            "/metrics" => self.metrics().await,
             "/mcp" => self.mcp(request).await,
             _ => plain(StatusCode::NOT_FOUND, "not found; MCP is served at /mcp"),
         }
+    }
+
+    /// The mux's counters, plus sessions and redactions.
+    async fn metrics(&self) -> Response<Body> {
+        let mut text = self.mux.metrics_text();
+        let sessions = self.sessions.sessions.read().await.len();
+        text.push_str(&format!(
+            "# HELP mcpgw_http_sessions Open handshake-era HTTP sessions.\n# TYPE mcpgw_http_sessions gauge\nmcpgw_http_sessions {sessions}\n"
+        ));
+        text.push_str(&format!(
+            "# HELP mcpgw_redactions_total Client messages in which secret values were redacted or withheld.\n# TYPE mcpgw_redactions_total counter\nmcpgw_redactions_total {}\n",
+            self.filter.redactions()
+        ));
+        let mut response = plain(StatusCode::OK, text.trim_end());
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        response
     }
 
     /// 200 when every server is up (or idle, ready to wake), else 503.

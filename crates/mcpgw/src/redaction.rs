@@ -18,11 +18,22 @@ use serde_json::{Value, json};
 pub(crate) struct Filter {
     redactor: Redactor,
     mode: Redaction,
+    /// Messages redacted or withheld so far.
+    hits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Filter {
     pub(crate) fn new(redactor: Redactor, mode: Redaction) -> Self {
-        Self { redactor, mode }
+        Self {
+            redactor,
+            mode,
+            hits: std::sync::Arc::default(),
+        }
+    }
+
+    /// How many messages were redacted or withheld.
+    pub(crate) fn redactions(&self) -> u64 {
+        self.hits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether the filter never changes anything (the run has no secrets).
@@ -38,6 +49,7 @@ impl Filter {
         if !self.redactor.is_match(text) {
             return Cow::Borrowed(line);
         }
+        self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let names: Vec<&str> = self.redactor.found(text).into_iter().collect();
         let message: Option<Value> = serde_json::from_str(text).ok();
         let kind = message.as_ref().map_or("unparsable message", kind_of);
