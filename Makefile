@@ -9,7 +9,7 @@ VENV    := .venv
 MCPGW   := target/debug/mcpgw
 DEMO    := catalog/demo.yaml
 
-.PHONY: all build images demo test test-deps check-docker lint unit witness venv bench clean
+.PHONY: all build images demo test test-deps test-compose check-docker lint unit witness venv bench clean
 
 all: build
 
@@ -17,7 +17,8 @@ build:
 	$(CARGO) build --workspace
 
 images: check-docker
-	scripts/build-images.sh
+	scripts/build-images.sh test
+	scripts/build-images.sh gateway
 
 check-docker:
 	@docker info >/dev/null 2>&1 || { \
@@ -58,6 +59,10 @@ venv: $(VENV)/.installed
 
 witness: venv build
 	MCPGW_BIN=$(CURDIR)/$(MCPGW) $(VENV)/bin/python -m pytest -v tests/witness
+
+# The compose stack alone (also part of `make test`, through the witness).
+test-compose: check-docker images venv build
+	MCPGW_BIN=$(CURDIR)/$(MCPGW) $(VENV)/bin/python -m pytest -v tests/witness/test_compose.py
 
 # Benchmarks (not tests): each prints a Markdown table; BENCHMARKS.md
 # records the numbers and the machine they came from.

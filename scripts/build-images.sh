@@ -4,13 +4,15 @@
 #   mcpgw/testserver:dev      static mcpgw-testserver binary in a FROM scratch image
 #   mcpgw/python-servers:dev  Debian bookworm rootfs (mmdebstrap) + venv /opt/mcp with
 #                             the reference servers mcp-server-time and mcp-server-git
+#   mcpgw/gateway:dev         (with the argument `gateway`) static mcpgw in a FROM
+#                             scratch image, for compose/docker-compose.yaml
 #
 # No registry is needed: nothing is pulled. Both images carry the label
 # io.mcpgw.inputs-hash; when it matches the current inputs the build is skipped.
 # The python rootfs tarball is also cached under .cache/images/ (keyed by the same
 # hash), so re-creating a deleted image only costs a `docker import`.
 #
-# Usage (from anywhere): scripts/build-images.sh
+# Usage (from anywhere): scripts/build-images.sh [test|gateway]   (default: test)
 # Env: MCPGW_DEBIAN_MIRROR   Debian mirror (default http://deb.debian.org)
 #      MCPGW_IMAGES_FORCE=1  ignore the caches and rebuild everything
 set -euo pipefail
@@ -28,6 +30,7 @@ DEBIAN_PACKAGES="python3,python3-venv,git,ca-certificates,tzdata"
 PRUNE_PACKAGES="perl perl-modules-5.36 libperl5.36 liberror-perl git-man usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl python3-pip-whl python3-setuptools-whl"
 
 TESTSERVER_IMAGE="mcpgw/testserver:dev"
+GATEWAY_IMAGE="mcpgw/gateway:dev"
 PYTHON_IMAGE="mcpgw/python-servers:dev"
 LABEL_KEY="io.mcpgw.inputs-hash"
 RUST_TARGET="x86_64-unknown-linux-gnu"
@@ -82,56 +85,69 @@ docker info >/dev/null 2>&1 || die "docker daemon not reachable"
 # --------------------------------------------------------------------------
 # 1. mcpgw/testserver:dev
 # --------------------------------------------------------------------------
-build_testserver() {
-    log "testserver: cargo build (static, $RUST_TARGET, +crt-static)"
+# A static binary of workspace package $1 in a FROM scratch image $2.
+build_static_image() {
+    local package="$1" image="$2"
+    log "$package: cargo build (static, $RUST_TARGET, +crt-static)"
     local target_dir="$REPO_ROOT/target/static"
     (
         cd "$REPO_ROOT"
         CARGO_TARGET_DIR="$target_dir" \
         CARGO_PROFILE_RELEASE_STRIP=symbols \
         RUSTFLAGS="-C target-feature=+crt-static" \
-            cargo build --release --quiet -p mcpgw-testserver --target "$RUST_TARGET"
+            cargo build --release --quiet -p "$package" --target "$RUST_TARGET"
     )
-    local bin="$target_dir/$RUST_TARGET/release/mcpgw-testserver"
-    [[ -x "$bin" ]] || die "testserver: binary not found at $bin"
+    local bin="$target_dir/$RUST_TARGET/release/$package"
+    [[ -x "$bin" ]] || die "$package: binary not found at $bin"
 
     # Must be statically linked (a scratch image has no libc / loader).
     if command -v file >/dev/null; then
         local desc
         desc="$(file -b "$bin")"
         if [[ "$desc" == *"dynamically linked"* ]]; then
-            die "testserver: binary is dynamically linked: $desc"
+            die "$package: binary is dynamically linked: $desc"
         fi
     else
         if ldd "$bin" 2>&1 | grep -q '=>'; then
-            die "testserver: binary has dynamic dependencies: $(ldd "$bin" 2>&1)"
+            die "$package: binary has dynamic dependencies: $(ldd "$bin" 2>&1)"
         fi
     fi
 
     local dockerfile
-    dockerfile='FROM scratch
-COPY mcpgw-testserver /mcpgw-testserver
-ENTRYPOINT ["/mcpgw-testserver"]
-'
+    dockerfile="FROM scratch
+COPY $package /$package
+ENTRYPOINT [\"/$package\"]
+"
     local hash
     hash="$( { sha256sum <"$bin"; printf '%s' "$dockerfile"; } | sha256)"
 
-    if [[ "$FORCE" != 1 && "$(current_label "$TESTSERVER_IMAGE")" == "$hash" ]]; then
-        log "testserver: $TESTSERVER_IMAGE up to date (${hash:0:12})"
+    if [[ "$FORCE" != 1 && "$(current_label "$image")" == "$hash" ]]; then
+        log "$package: $image up to date (${hash:0:12})"
         return
     fi
 
-    log "testserver: docker build $TESTSERVER_IMAGE (${hash:0:12})"
+    log "$package: docker build $image (${hash:0:12})"
     local ctx
     ctx="$(mktempdir)"
-    cp "$bin" "$ctx/mcpgw-testserver"
+    cp "$bin" "$ctx/$package"
     printf '%s' "$dockerfile" >"$ctx/Dockerfile"
     local build_log
-    if ! build_log="$(docker build --quiet --label "$LABEL_KEY=$hash" -t "$TESTSERVER_IMAGE" "$ctx" 2>&1)"; then
+    if ! build_log="$(docker build --quiet --label "$LABEL_KEY=$hash" -t "$image" "$ctx" 2>&1)"; then
         printf '%s\n' "$build_log" >&2
-        die "testserver: docker build failed"
+        die "$package: docker build failed"
     fi
+}
+
+build_testserver() {
+    build_static_image mcpgw-testserver "$TESTSERVER_IMAGE"
     smoke_test "testserver" "$TESTSERVER_IMAGE"
+}
+
+# mcpgw itself, for compose/docker-compose.yaml (only with `gateway`).
+build_gateway() {
+    build_static_image mcpgw "$GATEWAY_IMAGE"
+    docker run --rm "$GATEWAY_IMAGE" --version >/dev/null || die "gateway: $GATEWAY_IMAGE does not run"
+    log "gateway: --version OK"
 }
 
 # --------------------------------------------------------------------------
@@ -230,6 +246,9 @@ build_python_servers() {
         "$PYTHON_IMAGE" /opt/mcp/bin/mcp-server-time --local-timezone UTC
 }
 
-build_testserver
-build_python_servers
+case "${1:-test}" in
+    test) build_testserver; build_python_servers ;;
+    gateway) build_gateway ;;
+    *) die "usage: scripts/build-images.sh [test|gateway]" ;;
+esac
 log "done"

@@ -133,10 +133,15 @@ impl Limit {
         if let Ok(permit) = self.permits.try_acquire() {
             return Some(permit);
         }
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue {
+        let ahead = self.waiting.fetch_add(1, Ordering::AcqRel);
+        if ahead >= self.queue {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
+        tracing::debug!(
+            "call queued, {ahead} ahead of it, {} in flight",
+            self.in_flight
+        );
         let permit = self.permits.acquire().await.ok();
         self.waiting.fetch_sub(1, Ordering::AcqRel);
         permit

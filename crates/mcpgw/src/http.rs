@@ -139,6 +139,21 @@ pub(crate) async fn serve(
     Ok(())
 }
 
+/// A request without a valid bearer token.
+struct Unauthorized;
+
+fn unauthorized() -> Response<Body> {
+    let mut response = plain(
+        StatusCode::UNAUTHORIZED,
+        "a valid bearer token is required (Authorization: Bearer <token>)",
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer realm=\"mcpgw\""),
+    );
+    response
+}
+
 fn plain(status: StatusCode, text: &str) -> Response<Body> {
     Response::builder()
         .status(status)
@@ -160,10 +175,32 @@ impl Gate {
         match request.uri().path() {
             "/healthz" => plain(StatusCode::OK, "ok"),
             "/readyz" => self.ready(),
-            "/metrics" => self.metrics().await,
+            "/metrics" => match self.authenticate(&request) {
+                Ok(_) => self.metrics().await,
+                Err(Unauthorized) => unauthorized(),
+            },
             "/mcp" => self.mcp(request).await,
             _ => plain(StatusCode::NOT_FOUND, "not found; MCP is served at /mcp"),
         }
+    }
+
+    /// With authentication on, the profile of the request's valid bearer
+    /// token (`None` for a token without one).
+    fn authenticate<B>(&self, request: &Request<B>) -> Result<Option<String>, Unauthorized> {
+        let Some(tokens) = &self.tokens else {
+            return Ok(None);
+        };
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if let Some(stored) = presented.and_then(|t| tokens.check(t)) {
+            tracing::debug!(token = %stored.name, "authenticated");
+            return Ok(stored.profile.clone());
+        }
+        Err(Unauthorized)
     }
 
     /// The mux's counters, plus sessions and redactions.
@@ -213,32 +250,10 @@ impl Gate {
                 "tokens are accepted only in the Authorization header, never in the URL",
             );
         }
-        let mut profile = None;
-        if let Some(tokens) = &self.tokens {
-            let presented = request
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
-            match presented.and_then(|t| tokens.check(t)) {
-                Some(stored) => {
-                    tracing::debug!(token = %stored.name, "authenticated");
-                    profile.clone_from(&stored.profile);
-                }
-                None => {
-                    let mut response = plain(
-                        StatusCode::UNAUTHORIZED,
-                        "a valid bearer token is required (Authorization: Bearer <token>)",
-                    );
-                    response.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        header::HeaderValue::from_static("Bearer realm=\"mcpgw\""),
-                    );
-                    return response;
-                }
-            }
-        }
+        let profile = match self.authenticate(&request) {
+            Ok(profile) => profile,
+            Err(Unauthorized) => return unauthorized(),
+        };
         let (mut parts, body) = request.into_parts();
         if let Some(profile) = profile {
             parts.extensions.insert(mcpgw_mux::ClientProfile(profile));

@@ -303,18 +303,25 @@ async fn above_its_bounds_a_busy_server_refuses_calls_at_once() {
     let dir = catalog(
         "servers:\n  t:\n    image: mcpgw/testserver:dev\n    pull: never\n    concurrency: { in_flight: 2, queue: 2 }\n",
     );
-    let gw = std::sync::Arc::new(Gateway::start(&dir).await);
+    let gw = std::sync::Arc::new(
+        Gateway::start_with_env(
+            &dir.path().join("catalog.yaml"),
+            &[("MCPGW_LOG", "info,rmcp=warn,mcpgw_mux=debug".to_string())],
+        )
+        .await,
+    );
     // Four slow calls fill the two places in flight and the two in the queue.
     let mut slow = Vec::new();
     for _ in 0..4 {
         let gw = gw.clone();
         slow.push(tokio::spawn(async move {
             gw.client
-                .call_tool(call("t__slow", json!({"ms": 1500})))
+                .call_tool(call("t__slow", json!({"ms": 3000})))
                 .await
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.wait_for_log_count("call queued", 2, Duration::from_secs(2))
+        .await;
     let began = Instant::now();
     let err = gw
         .client

@@ -219,6 +219,23 @@ impl Gateway {
         }
     }
 
+    /// Waits until the gateway's log contains `needle` `count` times, up to
+    /// `limit`.
+    pub async fn wait_for_log_count(&self, needle: &str, count: usize, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let log = self.stderr_so_far();
+            if log.matches(needle).count() >= count {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the gateway did not log {needle:?} {count} times within {limit:?}; it logged:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Polls the test server `server`'s `stats` tool until its count for
     /// `key` reaches `count`, up to 5 seconds.
     pub async fn wait_for_stat(&self, server: &str, key: &str, count: u64) {
