@@ -223,6 +223,12 @@ async def test_tokens_bound_to_profiles_see_and_call_only_their_view(mode, mcpgw
             assert seen["echoer"] == {"one__echo", "two__echo"}, seen["echoer"]
             assert seen["adder"] == {"two__add"}, seen["adder"]
             assert {"one__echo", "two__add", "one__env"} <= seen["admin"]
+            # A profile is a view of tools only: no prompts, no resources.
+            assert (await echoer.list_prompts()).prompts == []
+            assert (await echoer.list_resources()).resources == []
+            assert len((await admin.list_prompts()).prompts) >= 1
+            with pytest.raises(Exception):
+                await adder.read_resource("test://info")
             assert text(await echoer.call_tool("two__echo", {"text": "mine"})) == "mine"
             assert text(await adder.call_tool("two__add", {"a": 2, "b": 3})) == "5"
             for client, tool, args in [(echoer, "two__add", {"a": 1, "b": 1}), (adder, "two__echo", {"text": "x"})]:
@@ -267,3 +273,37 @@ async def test_metrics_count_the_calls_that_were_made(gateway):
         "mcpgw_redactions_total 1",
     ]:
         assert line in lines, f"{line} not in\n{body}"
+
+
+SAMPLER = """version: 1
+servers:
+  sampler:
+    image: mcpgw/testserver:dev
+    pull: never
+    env: { MCPGW_TEST_LEGACY: "1" }
+    relay: { sampling: true }
+"""
+
+
+@pytest.mark.anyio
+async def test_server_requests_over_http_reach_only_the_call_they_belong_to(mcpgw_bin, tmp_path):
+    """A 2026-07-28 call gets its backend's sampling request as an
+    input-required result; a handshake-era HTTP session, which the gateway
+    cannot tell apart from the others, gets a clear error instead, never
+    another session's request."""
+    from mcp_types import CreateMessageResult, TextContent
+
+    async def sampling(context, params):
+        return CreateMessageResult(role="assistant", content=TextContent(type="text", text="sampled over http"),
+                                   model="witness-model", stop_reason="endTurn")
+
+    gw = Gateway(mcpgw_bin, tmp_path, catalog_text=SAMPLER)
+    try:
+        async with Client(gw.url, mode="auto", sampling_callback=sampling) as modern:
+            answer = await modern.call_tool("sampler__sample", {"prompt": "hello"})
+            assert "sampled over http" in text(answer), text(answer)
+        async with Client(gw.url, mode="legacy", sampling_callback=sampling) as legacy:
+            refused = await legacy.call_tool("sampler__sample", {"prompt": "hello"})
+            assert refused.is_error and "did not declare the capability" in text(refused), text(refused)
+    finally:
+        gw.stop()

@@ -207,6 +207,12 @@ enum View<'a> {
 }
 
 impl View<'_> {
+    /// A profile is a view of tools only: prompts, resources and
+    /// completions are hidden from its clients.
+    fn tools_only(&self) -> bool {
+        !matches!(self, Self::All)
+    }
+
     fn permits(&self, name: &str) -> bool {
         match self {
             Self::All => true,
@@ -291,7 +297,7 @@ impl Mux {
         &self,
         slot: &Slot,
         what: &str,
-        request: &ClientRequest,
+        request: &impl serde::Serialize,
     ) -> Result<(), ErrorData> {
         let Some(redactor) = self.shared.secrets.get().filter(|r| !r.is_empty()) else {
             return Ok(());
@@ -565,6 +571,23 @@ impl Mux {
         }
     }
 
+    /// Takes a `requestState` the gateway issued (and its responses) out of
+    /// a request; a backend's own state stays, for the backend.
+    fn ours(
+        &self,
+        state: &mut Option<String>,
+        responses: &mut Option<InputResponses>,
+    ) -> Option<(String, Option<InputResponses>)> {
+        if state
+            .as_deref()
+            .is_some_and(|s| self.shared.rounds.is_ours(s))
+        {
+            Some((state.take()?, responses.take()))
+        } else {
+            None
+        }
+    }
+
     /// Forwards a request that may need client input (`tools/call`,
     /// `prompts/get`, `resources/read`). A handshake-era client is asked
     /// directly, during the call; for a `2026-07-28` client the call runs
@@ -583,21 +606,38 @@ impl Mux {
             .peer
             .peer_info()
             .is_some_and(|info| info.protocol_version.has_initialize());
-        if handshake && resume.is_none() {
+        let many = self
+            .shared
+            .many_sessions
+            .load(std::sync::atomic::Ordering::Relaxed);
+        // Over HTTP, handshake-era calls are registered too (taking no
+        // input), so a server's request is never handed to another
+        // session's call while theirs is running.
+        if handshake && !many && resume.is_none() {
             return self.forward(index, what, request, context).await;
         }
         let rounds = &self.shared.rounds;
         let binding = format!("{index}:{what}");
         let ttl = self.shared.slots[index].deadline.max_total;
         let call = match resume {
-            Some((state, responses)) => rounds.resume(&state, &binding, responses.as_ref())?,
+            Some((state, responses)) => {
+                if let Some(responses) = &responses {
+                    let slot = &self.shared.slots[index];
+                    self.refuse_foreign_secrets(slot, what, responses)?;
+                }
+                rounds.resume(&state, &binding, responses.as_ref())?
+            }
             None => {
                 let mux = self.clone();
                 let mut detached = context.clone();
                 // The call outlives this request; dropping it cancels it.
                 detached.ct = tokio_util::sync::CancellationToken::new();
                 let what = what.to_string();
-                let capabilities = context.meta.client_capabilities().unwrap_or_default();
+                let capabilities = if handshake {
+                    rmcp::model::ClientCapabilities::default()
+                } else {
+                    context.meta.client_capabilities().unwrap_or_default()
+                };
                 rounds.start(index, capabilities, async move {
                     mux.forward(index, &what, request, &detached).await
                 })
@@ -793,19 +833,6 @@ impl Slots {
     }
 }
 
-/// Takes a `requestState` the gateway issued (and its responses) out of a
-/// request; a backend's own state stays, for the backend.
-fn ours(
-    state: &mut Option<String>,
-    responses: &mut Option<InputResponses>,
-) -> Option<(String, Option<InputResponses>)> {
-    if state.as_deref().is_some_and(rounds::Rounds::is_ours) {
-        Some((state.take()?, responses.take()))
-    } else {
-        None
-    }
-}
-
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -967,7 +994,7 @@ impl ServerHandler for Mux {
         let what = format!("tools/call `{}`", upstream.name);
         upstream.meta = None;
         upstream.name = route.upstream.clone().into();
-        let resume = ours(&mut upstream.request_state, &mut upstream.input_responses);
+        let resume = self.ours(&mut upstream.request_state, &mut upstream.input_responses);
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(upstream));
         let began = Instant::now();
         let outcome = self
@@ -1008,7 +1035,12 @@ impl ServerHandler for Mux {
     ) -> Result<ListPromptsResult, ErrorData> {
         self.remember_client(&context.peer);
         let table = self.table().await;
-        let (page, next) = page(table.prompts(), request.as_ref())?;
+        let prompts = if self.view(&context).tools_only() {
+            &[]
+        } else {
+            table.prompts()
+        };
+        let (page, next) = page(prompts, request.as_ref())?;
         let mut result = ListPromptsResult::with_all_items(page);
         result.next_cursor = next;
         Ok(result)
@@ -1020,14 +1052,19 @@ impl ServerHandler for Mux {
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         let table = self.routing(&context).await?;
-        let route = table.prompt(&request.name).cloned().ok_or_else(|| {
-            ErrorData::invalid_params(format!("unknown prompt `{}`", request.name), None)
-        })?;
+        let visible = !self.view(&context).tools_only();
+        let route = table
+            .prompt(&request.name)
+            .filter(|_| visible)
+            .cloned()
+            .ok_or_else(|| {
+                ErrorData::invalid_params(format!("unknown prompt `{}`", request.name), None)
+            })?;
         let mut upstream = request;
         let what = format!("prompts/get `{}`", upstream.name);
         upstream.meta = None;
         upstream.name = route.upstream;
-        let resume = ours(&mut upstream.request_state, &mut upstream.input_responses);
+        let resume = self.ours(&mut upstream.request_state, &mut upstream.input_responses);
         let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(upstream));
         match self
             .forward_rounds(route.server, &what, request, &context, resume)
@@ -1051,7 +1088,12 @@ impl ServerHandler for Mux {
     ) -> Result<ListResourcesResult, ErrorData> {
         self.remember_client(&context.peer);
         let table = self.table().await;
-        let (page, next) = page(table.resources(), request.as_ref())?;
+        let resources = if self.view(&context).tools_only() {
+            &[]
+        } else {
+            table.resources()
+        };
+        let (page, next) = page(resources, request.as_ref())?;
         let mut result = ListResourcesResult::with_all_items(page);
         result.next_cursor = next;
         Ok(result)
@@ -1060,10 +1102,14 @@ impl ServerHandler for Mux {
     async fn list_resource_templates(
         &self,
         request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         let table = self.table().await;
-        let templates: Vec<ResourceTemplate> = table.resource_templates().cloned().collect();
+        let templates: Vec<ResourceTemplate> = if self.view(&context).tools_only() {
+            Vec::new()
+        } else {
+            table.resource_templates().cloned().collect()
+        };
         let (page, next) = page(&templates, request.as_ref())?;
         let mut result = ListResourceTemplatesResult::with_all_items(page);
         result.next_cursor = next;
@@ -1172,6 +1218,12 @@ impl ServerHandler for Mux {
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
         let table = self.routing(&context).await?;
+        if self.view(&context).tools_only() {
+            return Err(ErrorData::invalid_params(
+                "completion is not available to this client's profile, a view of tools only",
+                None,
+            ));
+        }
         let mut upstream = request;
         upstream.meta = None;
         let (index, what) = match &upstream.r#ref {
@@ -1218,16 +1270,20 @@ impl ServerHandler for Mux {
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let table = self.routing(&context).await?;
-        let index = table.resource(&request.uri).ok_or_else(|| {
-            ErrorData::resource_not_found(
-                format!("no server offers resource `{}`", request.uri),
-                None,
-            )
-        })?;
+        let visible = !self.view(&context).tools_only();
+        let index = table
+            .resource(&request.uri)
+            .filter(|_| visible)
+            .ok_or_else(|| {
+                ErrorData::resource_not_found(
+                    format!("no server offers resource `{}`", request.uri),
+                    None,
+                )
+            })?;
         let mut upstream = request;
         upstream.meta = None;
         let what = format!("resources/read `{}`", upstream.uri);
-        let resume = ours(&mut upstream.request_state, &mut upstream.input_responses);
+        let resume = self.ours(&mut upstream.request_state, &mut upstream.input_responses);
         let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(upstream));
         match self
             .forward_rounds(index, &what, request, &context, resume)

@@ -3,11 +3,12 @@
 //! carrying the backend's requests, keeps the backend's call running, and
 //! resumes it when the client retries with its responses (SEP-2322).
 //!
-//! The state a client echoes back is only a handle: `mcpgw1.` and a value
-//! sealed with a per-process random key (HMAC), bound to the request it
-//! answers and expiring with the call's hard limit. The call itself stays in
-//! gateway memory, parked until the retry or the expiry, whichever is first;
-//! an expired or abandoned call is cancelled at its backend.
+//! The state a client echoes back is only a handle: `mcpgw1-<instance>.`
+//! (random per process, so a chained mcpgw's states pass through) and a
+//! value sealed with a per-process random key (HMAC), bound to the request
+//! it answers and expiring with the call's hard limit. The call itself stays
+//! in gateway memory, parked until the retry or the expiry, whichever is
+//! first; at expiry it is dropped, which cancels it at its backend.
 //!
 //! Which call a backend's request belongs to: the one call from a
 //! `2026-07-28` client in flight at that server. With none, or more than
@@ -28,9 +29,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::lock;
-
-/// Our request states start with this; others belong to a backend.
-const PREFIX: &str = "mcpgw1.";
 
 /// How long a backend's request waits for the client to retry.
 const ASK_TIMEOUT: Duration = Duration::from_secs(300);
@@ -99,6 +97,8 @@ impl Drop for OpenGuard {
 #[derive(Debug)]
 pub(crate) struct Rounds {
     codec: RequestStateCodec,
+    /// Starts every state this gateway issues; others belong to a backend.
+    prefix: String,
     next: AtomicU64,
     /// Calls in flight from `2026-07-28` clients, by server.
     open: Mutex<HashMap<usize, Vec<OpenCall>>>,
@@ -117,8 +117,13 @@ impl Rounds {
                 chunk.copy_from_slice(&seed.hash_one(i).to_le_bytes());
             }
         }
+        let prefix = format!(
+            "mcpgw1-{:02x}{:02x}{:02x}{:02x}.",
+            key[28], key[29], key[30], key[31]
+        );
         Self {
-            codec: RequestStateCodec::new_unchecked(key.to_vec()),
+            codec: RequestStateCodec::new_unchecked(key[..28].to_vec()),
+            prefix,
             next: AtomicU64::new(1),
             open: Mutex::new(HashMap::new()),
             parked: Mutex::new(HashMap::new()),
@@ -163,7 +168,7 @@ impl Rounds {
     /// when it asks, an `InputRequiredResult` bound to `binding` while the
     /// call waits parked.
     pub(crate) async fn run(
-        &self,
+        self: &std::sync::Arc<Self>,
         mut call: Call,
         binding: &str,
         ttl: Duration,
@@ -208,14 +213,24 @@ impl Rounds {
             },
         );
         drop(parked);
-        let mut result = InputRequiredResult::from_request_state(format!("{PREFIX}{state}"));
+        // Abandoned (the client never retries): dropped at expiry, which
+        // cancels the call at its backend and frees its place.
+        let rounds = std::sync::Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(ttl).await;
+            if let Some(rounds) = rounds.upgrade() {
+                let expired = lock(&rounds.parked).remove(&id);
+                drop(expired);
+            }
+        });
+        let mut result = InputRequiredResult::from_request_state(format!("{}{state}", self.prefix));
         result.input_requests = Some(requests);
         Ok(ServerResult::InputRequiredResult(result))
     }
 
     /// Whether `state` is one of ours (else it belongs to a backend).
-    pub(crate) fn is_ours(state: &str) -> bool {
-        state.starts_with(PREFIX)
+    pub(crate) fn is_ours(&self, state: &str) -> bool {
+        state.starts_with(&self.prefix)
     }
 
     /// Resumes the call `state` refers to with the client's `responses`.
@@ -236,7 +251,7 @@ impl Rounds {
                 None,
             )
         };
-        let sealed = state.strip_prefix(PREFIX).ok_or_else(stale)?;
+        let sealed = state.strip_prefix(&self.prefix).ok_or_else(stale)?;
         let bytes = self
             .codec
             .open_with(sealed, binding.as_bytes())
@@ -360,7 +375,11 @@ mod tests {
             .await
             .unwrap();
         let state = state_of(&first);
-        assert!(Rounds::is_ours(&state));
+        assert!(rounds.is_ours(&state));
+        assert!(
+            !Rounds::new().is_ours(&state),
+            "another gateway's state is not ours"
+        );
         let responses: InputResponses = BTreeMap::from([(
             "r0".to_string(),
             serde_json::json!({"roots": [{"uri": "file:///a"}]}),
@@ -396,6 +415,26 @@ mod tests {
             other.resume(&state, "0:tool", None).is_err(),
             "another gateway's key"
         );
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_call_is_dropped_at_expiry() {
+        let rounds = Arc::new(Rounds::new());
+        let first = rounds
+            .run(asking_call(&rounds), "0:tool", Duration::from_millis(50))
+            .await
+            .unwrap();
+        let state = state_of(&first);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(
+            lock(&rounds.parked).is_empty(),
+            "the parked call was dropped"
+        );
+        assert!(
+            lock(&rounds.open).values().all(Vec::is_empty),
+            "and no longer counts as in progress"
+        );
+        assert!(rounds.resume(&state, "0:tool", None).is_err());
     }
 
     #[tokio::test]

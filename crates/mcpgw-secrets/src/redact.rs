@@ -24,6 +24,9 @@ pub const MIN_SECRET_BYTES: usize = 8;
 /// Encoded forms shorter than this are not matched, for the same reason.
 const MIN_ENCODED_BYTES: usize = 6;
 
+/// Up to this many pattern bytes, the matcher is a full DFA.
+const DFA_PATTERN_BYTES: usize = 64 * 1024;
+
 /// Finds and replaces known secret values. Cheap to clone; an empty
 /// redactor costs nothing.
 #[derive(Clone, Default)]
@@ -72,9 +75,18 @@ impl Redactor {
             return Self(None);
         }
         // Leftmost-longest: a secret that contains another is replaced whole.
-        // A full DFA: a few hundred KiB for 50 secrets, and the fastest scan.
+        // A full DFA is the fastest scan (a few hundred KiB for 50 tokens);
+        // for large values (certificates, service-account files) its size
+        // grows with the pattern bytes times the alphabet, so a compact NFA
+        // is used instead.
+        let pattern_bytes: usize = patterns.iter().map(String::len).sum();
+        let kind = if pattern_bytes <= DFA_PATTERN_BYTES {
+            AhoCorasickKind::DFA
+        } else {
+            AhoCorasickKind::ContiguousNFA
+        };
         let matcher = AhoCorasickBuilder::new()
-            .kind(Some(AhoCorasickKind::DFA))
+            .kind(Some(kind))
             .match_kind(MatchKind::LeftmostLongest)
             .build(&patterns)
             .unwrap_or_else(|err| panic!("the secret matcher could not be built: {err}"));
@@ -160,9 +172,11 @@ fn variants(value: &str) -> BTreeSet<String> {
     let bytes = value.as_bytes();
     out.insert(hex(bytes, false));
     out.insert(hex(bytes, true));
-    out.insert(percent(value, false, false));
-    out.insert(percent(value, true, false));
-    out.insert(percent(value, true, true));
+    for keep in [UNRESERVED, PYTHON_QUOTE, JS_URI_COMPONENT] {
+        out.insert(percent(value, keep, false, false));
+        out.insert(percent(value, keep, true, false));
+    }
+    out.insert(percent(value, UNRESERVED, true, true));
     for engine in [&STANDARD, &URL_SAFE] {
         for shift in 0..3 {
             out.insert(base64_core(engine, bytes, shift));
@@ -208,12 +222,19 @@ fn hex(bytes: &[u8], upper: bool) -> String {
     out
 }
 
-/// Percent-encoding of everything but RFC 3986's unreserved characters;
-/// `plus` writes a space as `+`, as HTML forms do.
-fn percent(value: &str, upper: bool, plus: bool) -> String {
+/// Punctuation RFC 3986 leaves unencoded (with letters and digits).
+const UNRESERVED: &[u8] = b"-._~";
+/// What Python's `urllib.parse.quote` leaves by default.
+const PYTHON_QUOTE: &[u8] = b"-._~/";
+/// What JavaScript's `encodeURIComponent` leaves.
+const JS_URI_COMPONENT: &[u8] = b"-._~!'()*";
+
+/// Percent-encoding of everything but letters, digits and `keep`; `plus`
+/// writes a space as `+`, as HTML forms do.
+fn percent(value: &str, keep: &[u8], upper: bool, plus: bool) -> String {
     let mut out = String::with_capacity(value.len() * 3);
     for &b in value.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
             out.push(char::from(b));
         } else if plus && b == b' ' {
             out.push('+');
@@ -261,9 +282,14 @@ mod tests {
             ("json ascii", ascii_escaped(&json_escaped(text))),
             ("hex", hex(text.as_bytes(), false)),
             ("HEX", hex(text.as_bytes(), true)),
-            ("percent", percent(text, true, false)),
-            ("percent lower", percent(text, false, false)),
-            ("form", percent(text, true, true)),
+            ("percent", percent(text, UNRESERVED, true, false)),
+            ("percent lower", percent(text, UNRESERVED, false, false)),
+            ("python quote", percent(text, PYTHON_QUOTE, true, false)),
+            (
+                "encodeURIComponent",
+                percent(text, JS_URI_COMPONENT, true, false),
+            ),
+            ("form", percent(text, UNRESERVED, true, true)),
             ("base64", STANDARD.encode(text)),
             ("base64url", URL_SAFE.encode(text)),
             (
@@ -340,6 +366,16 @@ mod tests {
         // Once a JSON string is decoded, the halves join and are found.
         let joined: Vec<String> = serde_json::from_str(text).unwrap();
         assert!(r.is_match(&joined.concat()));
+    }
+
+    #[test]
+    fn large_values_are_found_without_a_full_dfa() {
+        let key: String = (0..20_000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let r = redactor(&[("service.account", &key)]);
+        let text = format!("{{\"key\": \"{key}\"}}");
+        assert_eq!(r.redact(&text), "{\"key\": \"[REDACTED:service.account]\"}");
     }
 
     #[test]

@@ -36,6 +36,12 @@ type Body = BoxBody<Bytes, Infallible>;
 /// How long shutdown waits for open connections to finish.
 const DRAIN: Duration = Duration::from_secs(5);
 
+/// Open connections at most; further clients wait to be accepted.
+const MAX_CONNECTIONS: usize = 4096;
+
+/// How long a client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What the HTTP front needs to know.
 #[derive(Debug)]
 pub(crate) struct HttpOptions {
@@ -103,28 +109,35 @@ pub(crate) async fn serve(
         if gate.tokens.is_some() { "on" } else { "off" }
     );
     let mut connections = JoinSet::new();
+    let places = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let gate = gate.clone();
-                connections.spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
-                        let gate = gate.clone();
-                        async move { Ok::<_, Infallible>(gate.handle(request).await) }
-                    });
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service)
-                        .await;
-                });
-            }
+        let accepted = tokio::select! {
+            accepted = accept(&listener, &places) => accepted,
             signal = &mut shutdown => {
                 tracing::info!("{signal}; ending HTTP sessions");
                 break;
             }
-        }
+        };
+        let Some((stream, place)) = accepted else {
+            break;
+        };
+        let gate = gate.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let gate = gate.clone();
+                async move { Ok::<_, Infallible>(gate.handle(request).await) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(io, service)
+                .await;
+            drop(place);
+        });
+        // Finished connections leave the set as others arrive.
+        while connections.try_join_next().is_some() {}
     }
     drop(listener);
     sessions.cancel();
@@ -152,6 +165,25 @@ fn unauthorized() -> Response<Body> {
         header::HeaderValue::from_static("Bearer realm=\"mcpgw\""),
     );
     response
+}
+
+/// The next connection, once there is a place for it. Accept errors (out
+/// of file descriptors, say) are logged and retried after a pause, not in
+/// a busy loop.
+async fn accept(
+    listener: &tokio::net::TcpListener,
+    places: &Arc<tokio::sync::Semaphore>,
+) -> Option<(tokio::net::TcpStream, tokio::sync::OwnedSemaphorePermit)> {
+    let place = places.clone().acquire_owned().await.ok()?;
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => return Some((stream, place)),
+            Err(err) => {
+                tracing::warn!("cannot accept a connection: {err}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<Body> {

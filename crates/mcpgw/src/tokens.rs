@@ -192,7 +192,9 @@ fn revoke(name: &str, path: &Path) -> Result<(), Failure> {
         return Err(anyhow!("no token named `{name}` in {}", path.display()).into());
     }
     store.save(path)?;
-    print_stdout(&format!("revoked token `{name}`\n"));
+    print_stdout(&format!(
+        "revoked token `{name}`; a running gateway reads tokens at start: restart it\n"
+    ));
     Ok(())
 }
 
