@@ -195,18 +195,11 @@ impl<R: AsyncRead + Unpin> AsyncRead for CheckedReader<R> {
 #[cfg(test)]
 mod tests {
     use mcpgw_catalog::Redaction;
-    use mcpgw_secrets::{Redactor, SecretString};
     use serde_json::Value;
     use tokio::io::AsyncReadExt as _;
 
     use super::*;
-
-    const VALUE: &str = "tok-3f9a8b7c6d5e";
-
-    fn filter(mode: Redaction) -> Filter {
-        let value = SecretString::from(VALUE);
-        Filter::new(Redactor::new([("api.token", &value)]), mode)
-    }
+    use crate::redaction::tests::{VALUE, filter};
 
     /// Writes `chunks` as rmcp would, and returns what the client got.
     async fn through(mode: Redaction, chunks: &[&[u8]]) -> String {

@@ -123,14 +123,16 @@ impl std::io::Write for RedactingStderr {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use mcpgw_secrets::SecretString;
 
     use super::*;
 
-    const VALUE: &str = "tok-3f9a8b7c6d5e";
+    /// The secret value the front's tests redact.
+    pub(crate) const VALUE: &str = "tok-3f9a8b7c6d5e";
 
-    fn filter(mode: Redaction) -> Filter {
+    /// A filter that knows [`VALUE`] as `api.token`.
+    pub(crate) fn filter(mode: Redaction) -> Filter {
         let value = SecretString::from(VALUE);
         Filter::new(Redactor::new([("api.token", &value)]), mode)
     }

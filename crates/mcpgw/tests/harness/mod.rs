@@ -93,8 +93,8 @@ async fn docker() -> bollard::Docker {
     docker
 }
 
-/// The containers (any state) started by the gateway with process id `pid`.
-pub async fn containers_of(pid: u32) -> Vec<String> {
+/// The containers (any state) of the gateway with process id `pid`.
+async fn listed(pid: u32) -> Vec<bollard::models::ContainerSummary> {
     use bollard::query_parameters::ListContainersOptionsBuilder;
     let filters = HashMap::from([("label".to_string(), vec![format!("io.mcpgw.pid={pid}")])]);
     docker()
@@ -107,28 +107,19 @@ pub async fn containers_of(pid: u32) -> Vec<String> {
         ))
         .await
         .unwrap()
-        .into_iter()
-        .filter_map(|c| c.id)
-        .collect()
+}
+
+/// The ids of the containers (any state) started by the gateway with
+/// process id `pid`.
+pub async fn containers_of(pid: u32) -> Vec<String> {
+    listed(pid).await.into_iter().filter_map(|c| c.id).collect()
 }
 
 /// How many containers (any state) of the gateway with process id `pid`
 /// each server has.
 pub async fn containers_by_server(pid: u32) -> HashMap<String, usize> {
-    use bollard::query_parameters::ListContainersOptionsBuilder;
-    let filters = HashMap::from([("label".to_string(), vec![format!("io.mcpgw.pid={pid}")])]);
     let mut counts = HashMap::new();
-    for container in docker()
-        .await
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .unwrap()
-    {
+    for container in listed(pid).await {
         let server = container
             .labels
             .and_then(|l| l.get("io.mcpgw.server").cloned())
