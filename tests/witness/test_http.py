@@ -187,12 +187,18 @@ async def test_bearer_tokens_are_required_when_authentication_is_on(mode, mcpgw_
                                          timeout=httpx2.Timeout(30, read=300))
         async with Client(streamable_http_client(gw.url, http_client=http_client), mode=mode) as client:
             assert text(await client.call_tool("two__echo", {"text": "authorized"})) == "authorized"
+        # A revocation takes effect in the running gateway, without a restart.
+        revoked = subprocess.run([mcpgw_bin, "token", "revoke", "ci", "--tokens", str(store)],
+                                 capture_output=True, text=True)
+        assert revoked.returncode == 0
+        bearer = {**headers, "Authorization": f"Bearer {token}"}
+        deadline = time.monotonic() + 5
+        while raw(gw.url, "POST", ping, bearer)[0] != 401:
+            assert time.monotonic() < deadline, "the revoked token is still accepted"
+            time.sleep(0.2)
     finally:
         log = gw.stop()
     assert token not in log
-    revoked = subprocess.run([mcpgw_bin, "token", "revoke", "ci", "--tokens", str(store)],
-                             capture_output=True, text=True)
-    assert revoked.returncode == 0
 
 
 @pytest.mark.anyio

@@ -209,7 +209,7 @@ async fn serve_http(
                     )));
                 }
             }
-            Some(tokens)
+            Some(crate::tokens::LiveTokens::new(store_path, tokens))
         }
     };
     let resolved = secrets::resolve(&catalog, None, secrets).await?;

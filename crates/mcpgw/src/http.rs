@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tower_service::Service as _;
 
 use crate::redaction::Filter;
-use crate::tokens::Tokens;
+use crate::tokens::LiveTokens;
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -47,7 +47,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct HttpOptions {
     pub(crate) listen: SocketAddr,
     /// `Some` when authentication is on.
-    pub(crate) tokens: Option<Tokens>,
+    pub(crate) tokens: Option<LiveTokens>,
     pub(crate) allowed_hosts: Vec<String>,
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) max_body: usize,
@@ -57,7 +57,7 @@ struct Gate {
     mcp: StreamableHttpService<Mux, LocalSessionManager>,
     sessions: Arc<LocalSessionManager>,
     mux: Mux,
-    tokens: Option<Tokens>,
+    tokens: Option<LiveTokens>,
     max_body: usize,
     filter: Filter,
 }
@@ -228,6 +228,7 @@ impl Gate {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
+        let tokens = tokens.current();
         if let Some(stored) = presented.and_then(|t| tokens.check(t)) {
             tracing::debug!(token = %stored.name, "authenticated");
             return Ok(stored.profile.clone());

@@ -30,6 +30,72 @@ pub(crate) struct Tokens {
     tokens: Vec<Stored>,
 }
 
+/// How often a running gateway looks for changes to the token store.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The token store as a running gateway sees it: reread when the file
+/// changes (looked at, at most, once a second), so that a new or revoked
+/// token takes effect without a restart. A store that becomes unreadable
+/// accepts no token until it is fixed.
+#[derive(Debug)]
+pub(crate) struct LiveTokens {
+    path: PathBuf,
+    state: std::sync::Mutex<LiveState>,
+}
+
+#[derive(Debug)]
+struct LiveState {
+    tokens: std::sync::Arc<Tokens>,
+    modified: Option<std::time::SystemTime>,
+    checked: std::time::Instant,
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl LiveTokens {
+    pub(crate) fn new(path: PathBuf, tokens: Tokens) -> Self {
+        let state = LiveState {
+            tokens: std::sync::Arc::new(tokens),
+            modified: modified(&path),
+            checked: std::time::Instant::now(),
+        };
+        Self {
+            path,
+            state: std::sync::Mutex::new(state),
+        }
+    }
+
+    /// The store as it is now.
+    pub(crate) fn current(&self) -> std::sync::Arc<Tokens> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.checked.elapsed() >= RECHECK {
+            state.checked = std::time::Instant::now();
+            let now = modified(&self.path);
+            if now != state.modified {
+                state.modified = now;
+                state.tokens = std::sync::Arc::new(match Tokens::load(&self.path) {
+                    Ok(tokens) => {
+                        tracing::info!("token store {} reread", self.path.display());
+                        tokens
+                    }
+                    Err(err) => {
+                        tracing::error!(
+                            "token store unusable, accepting no token until it is fixed: {err:#}"
+                        );
+                        Tokens::default()
+                    }
+                });
+            }
+        }
+        state.tokens.clone()
+    }
+}
+
 /// Where tokens are kept unless `--tokens` says otherwise.
 pub(crate) fn default_path() -> PathBuf {
     let base = std::env::var_os("XDG_CONFIG_HOME")
@@ -192,9 +258,7 @@ fn revoke(name: &str, path: &Path) -> Result<(), Failure> {
         return Err(anyhow!("no token named `{name}` in {}", path.display()).into());
     }
     store.save(path)?;
-    print_stdout(&format!(
-        "revoked token `{name}`; a running gateway reads tokens at start: restart it\n"
-    ));
+    print_stdout(&format!("revoked token `{name}`\n"));
     Ok(())
 }
 
