@@ -41,13 +41,6 @@ pub struct Injection {
     pub files: Vec<(String, SecretString)>,
 }
 
-impl Injection {
-    /// Whether nothing is injected.
-    pub fn is_empty(&self) -> bool {
-        self.env.is_empty() && self.files.is_empty()
-    }
-}
-
 impl std::fmt::Debug for Injection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names = |pairs: &[(String, SecretString)]| -> Vec<String> {

@@ -131,17 +131,6 @@ impl Sources {
         &self.0
     }
 
-    /// The first keyring among the sources: where `mcpgw secret set` writes.
-    pub fn keyring(&self) -> StoreKind {
-        self.0
-            .iter()
-            .find_map(|s| match s {
-                Source::Keyring(kind) => Some(*kind),
-                _ => None,
-            })
-            .unwrap_or(StoreKind::Native)
-    }
-
     /// Looks up every name in `names`, trying sources in order. A keyring
     /// that cannot be reached is skipped, with the reason kept for names no
     /// later source has.

@@ -177,11 +177,11 @@ impl Tokens {
 
     /// The stored token `presented` matches, if any.
     pub(crate) fn check(&self, presented: &str) -> Option<&Stored> {
-        let wanted = digest(presented);
+        let wanted = hex(&digest(presented));
         let mut found = None;
         // Every entry is compared, whichever matches.
         for stored in &self.tokens {
-            if constant_time_eq(hex(&wanted).as_bytes(), stored.sha256.as_bytes()) {
+            if constant_time_eq(wanted.as_bytes(), stored.sha256.as_bytes()) {
                 found = Some(stored);
             }
         }
