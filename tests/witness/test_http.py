@@ -15,7 +15,7 @@ import urllib.request
 
 import httpx2
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 MODES = ["legacy", "auto"]
@@ -313,3 +313,120 @@ async def test_server_requests_over_http_reach_only_the_call_they_belong_to(mcpg
             assert refused.is_error and "did not declare the capability" in text(refused), text(refused)
     finally:
         gw.stop()
+
+
+def session_containers(server: str) -> dict[str, str]:
+    """The running containers of `server`, as {session label: container id}."""
+    out = subprocess.run(
+        ["docker", "ps", "--filter", f"label=io.mcpgw.server={server}",
+         "--format", '{{.ID}} {{.Label "io.mcpgw.session"}}'],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return {session: cid for cid, _, session in (line.partition(" ") for line in out.splitlines())}
+
+
+def wait_for(predicate, what, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def scoped_catalog(server: str) -> str:
+    return f"""version: 1
+servers:
+  {server}:
+    image: mcpgw/testserver:dev
+    pull: never
+    scope: session
+    env: {{ MCPGW_TEST_LEGACY: "1" }}   # a handshake-era server, which may ask for sampling
+    relay: {{ sampling: true }}
+  shared:
+    image: mcpgw/testserver:dev
+    pull: never
+"""
+
+
+@pytest.mark.anyio
+async def test_session_scope_gives_each_session_its_own_container_removed_when_it_ends(mcpgw_bin, tmp_path):
+    """`scope: session`: the first use in a session starts a container for
+    that session alone (its own hostname and its own state), and closing
+    the session removes it; a shared server stays one container."""
+    from mcp_types import CreateMessageResult, TextContent
+
+    async def sampling(context, params):
+        return CreateMessageResult(role="assistant", content=TextContent(type="text", text="sampled for my session"),
+                                   model="witness-model", stop_reason="endTurn")
+
+    server = f"private{free_port()}"
+    gw = Gateway(mcpgw_bin, tmp_path, catalog_text=scoped_catalog(server))
+    try:
+        # The container that taught the gateway the server's tools is gone.
+        wait_for(lambda: session_containers(server) == {}, "the first instance was not removed")
+        async with Client(gw.url, mode="legacy", sampling_callback=sampling) as b:
+            async with Client(gw.url, mode="legacy", sampling_callback=sampling) as a:
+                names = {t.name for t in (await a.list_tools()).tools}
+                assert f"{server}__echo" in names and "shared__echo" in names
+                # Nothing starts until a session uses the server.
+                assert session_containers(server) == {}
+                host_a = text(await a.call_tool(f"{server}__env", {"name": "HOSTNAME"}))
+                for i in range(3):
+                    assert text(await a.call_tool(f"{server}__echo", {"text": f"a{i}"})) == f"a{i}"
+                host_b = text(await b.call_tool(f"{server}__env", {"name": "HOSTNAME"}))
+                assert text(await a.call_tool(f"{server}__env", {"name": "HOSTNAME"})) == host_a
+                # One container per session (Docker names a container's
+                # host after its id), each with its own session's state.
+                assert sorted(session_containers(server).values()) == sorted([host_a, host_b])
+                assert host_a != host_b
+                stats_a = json.loads(text(await a.call_tool(f"{server}__stats", {})))
+                stats_b = json.loads(text(await b.call_tool(f"{server}__stats", {})))
+                assert stats_a.get("echo") == 3 and "echo" not in stats_b, (stats_a, stats_b)
+                # A session's instance has one owner, so its sampling
+                # requests reach a handshake-era HTTP session, which a
+                # shared server's cannot.
+                sampled = await b.call_tool(f"{server}__sample", {"prompt": "hello"})
+                assert "sampled for my session" in text(sampled), text(sampled)
+            # Session a ended (the client closed it): its container goes,
+            # session b's stays and still serves it.
+            wait_for(lambda: list(session_containers(server).values()) == [host_b],
+                     "a session's container outlived its session")
+            assert text(await b.call_tool(f"{server}__env", {"name": "HOSTNAME"})) == host_b
+        wait_for(lambda: session_containers(server) == {}, "a session's container outlived its session")
+        # A new session starts afresh.
+        async with Client(gw.url, mode="legacy") as c:
+            stats_c = json.loads(text(await c.call_tool(f"{server}__stats", {})))
+            assert "echo" not in stats_c, stats_c
+            assert len(session_containers(server)) == 1
+        wait_for(lambda: session_containers(server) == {}, "the third session's container outlived it")
+        # A 2026-07-28 request over HTTP belongs to no session: refused with
+        # the reason, while shared servers serve it.
+        async with Client(gw.url, mode="auto") as modern:
+            with pytest.raises(MCPError) as refused:
+                await modern.call_tool(f"{server}__echo", {"text": "x"})
+            assert "scope: session" in refused.value.message, refused.value.message
+            assert text(await modern.call_tool("shared__echo", {"text": "y"})) == "y"
+        assert session_containers(server) == {}
+    finally:
+        log = gw.stop()
+    assert "client session ended; removing its instance" in log, log
+    assert session_containers(server) == {}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
+async def test_session_scope_over_stdio_is_the_one_client_session(mode, mcpgw_bin, tmp_path):
+    """Over stdio the client is the session, in both eras: its instance
+    starts on first use, serves every call, and goes with the gateway."""
+    from mcp import StdioServerParameters
+
+    server = f"private{free_port()}"
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(scoped_catalog(server))
+    params = StdioServerParameters(command=mcpgw_bin, args=["run", "--catalog", str(catalog)],
+                                   env={"MCPGW_LOG": "warn"})
+    async with Client(params, mode=mode) as client:
+        host = text(await client.call_tool(f"{server}__env", {"name": "HOSTNAME"}))
+        assert text(await client.call_tool(f"{server}__echo", {"text": "one"})) == "one"
+        assert text(await client.call_tool(f"{server}__env", {"name": "HOSTNAME"})) == host
+        assert list(session_containers(server).values()) == [host]
+    wait_for(lambda: session_containers(server) == {}, "the session's container outlived the gateway")

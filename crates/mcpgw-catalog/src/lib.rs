@@ -26,8 +26,8 @@ pub use error::CatalogError;
 pub use names::{SecretName, Separator, ServerName};
 pub use spec::{
     Catalog, Concurrency, Delivery, GatewaySpec, HealthSpec, Lifecycle, Network, Profile,
-    PullPolicy, Redaction, Relay, Resources, RestartSpec, SECRETS_DIR, SecretRef, ServerSpec,
-    ToolFilter, Volume,
+    PullPolicy, Redaction, Relay, Resources, RestartSpec, SECRETS_DIR, Scope, SecretRef,
+    ServerSpec, ToolFilter, Volume,
 };
 
 /// The largest catalog file we read. Catalogs are hand-written and small; a

@@ -371,6 +371,20 @@ pub struct ServerSpec {
     pub concurrency: Concurrency,
     /// Whether the server runs all the time or only while used.
     pub lifecycle: Lifecycle,
+    /// Whether clients share one container or each session has its own.
+    pub scope: Scope,
+}
+
+/// Who a server's container serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// One container serves every client session (the default).
+    #[default]
+    Shared,
+    /// Each client session gets a container of its own, started by its
+    /// first use and removed when the session ends: isolation for stateful
+    /// servers, and one owner for the server's requests to the client.
+    Session,
 }
 
 /// Bounds on the calls one backend is given at once. Above both, a call is
@@ -467,6 +481,8 @@ struct RawServer {
     concurrency: Concurrency,
     lifecycle: Option<LifecycleKind>,
     idle_timeout: Option<CatalogDuration>,
+    #[serde(default)]
+    scope: ScopeKind,
     // Keys that exist only to be refused with a reason: Docker users write
     // them, and "unknown field" would not say why they are refused.
     #[allow(dead_code)]
@@ -549,6 +565,13 @@ impl TryFrom<RawServer> for ServerBody {
                 idle: idle.map_or(Duration::from_secs(300), |d| d.0),
             },
         };
+        let scope = raw.scope.0;
+        if scope == Scope::Session && raw.lifecycle.is_some() {
+            return Err(invalid(
+                "`lifecycle` does not apply to `scope: session`: each session's container starts on its first use and is removed when the session ends",
+                "remove `lifecycle` (and `idle_timeout`), or use `scope: shared`",
+            ));
+        }
         if raw.concurrency.in_flight == 0 {
             return Err(invalid(
                 "`concurrency.in_flight` is 0: no call could ever be made",
@@ -572,6 +595,7 @@ impl TryFrom<RawServer> for ServerBody {
             call_timeout: raw.call_timeout.map(|d| d.0),
             concurrency: raw.concurrency,
             lifecycle,
+            scope,
         }))
     }
 }
@@ -604,6 +628,25 @@ impl TryFrom<String> for LifecycleKind {
     }
 }
 deserialize_checked!(LifecycleKind, str);
+
+/// `scope` as written.
+#[derive(Debug, Clone, Copy, Default)]
+struct ScopeKind(Scope);
+
+impl TryFrom<String> for ScopeKind {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "shared" => Ok(Self(Scope::Shared)),
+            "session" => Ok(Self(Scope::Session)),
+            other => Err(invalid(
+                format_args!("scope `{other}` is not known"),
+                "use `shared` (the default: one container for every client) or `session` (a container per client session)",
+            )),
+        }
+    }
+}
+deserialize_checked!(ScopeKind, str);
 
 /// An environment value; YAML numbers and booleans are taken as written.
 #[derive(Debug)]

@@ -104,7 +104,7 @@ servers:
 fn rejects_structure_errors() {
     check_err(
         "version: 1\nservers:\n  s:\n    image: a\n    imagee: b\n",
-        "cat.yaml:5:5: servers.s: unknown field `imagee`, expected one of `image`, `pull`, `entrypoint`, `command`, `env`, `secrets`, `tools`, `network`, `resources`, `user`, `volumes`, `relay`, `call_timeout`, `concurrency`, `lifecycle`, `idle_timeout`, `privileged`, `pid`, `ipc`, `cap_add`, `devices`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+        "cat.yaml:5:5: servers.s: unknown field `imagee`, expected one of `image`, `pull`, `entrypoint`, `command`, `env`, `secrets`, `tools`, `network`, `resources`, `user`, `volumes`, `relay`, `call_timeout`, `concurrency`, `lifecycle`, `idle_timeout`, `scope`, `privileged`, `pid`, `ipc`, `cap_add`, `devices`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
     );
     check_err(
         "version: 1\nextra: 1\nservers: {}\n",
@@ -524,6 +524,7 @@ fn supervision_keys_parse_and_default() {
         }
     );
     assert_eq!(s.lifecycle, Lifecycle::Warm);
+    assert_eq!(s.scope, Scope::Shared);
 
     let cat = check_ok(
         "version: 1\ngateway:\n  max_call_timeout: 5m\n  restart: { initial_backoff: 100ms, max_backoff: 2s, healthy_after: 10s, circuit_after: 3, circuit_open: 5s }\nservers:\n  s:\n    image: a\n    call_timeout: 2s\n    concurrency: { in_flight: 2, queue: 0 }\n    lifecycle: on-demand\n    idle_timeout: 90s\n",
@@ -563,6 +564,16 @@ fn supervision_keys_parse_and_default() {
     check_err(
         &format!("{HEAD}    idle_timeout: 5m\n"),
         "cat.yaml:4:5: servers.s: `idle_timeout` only applies to `lifecycle: on-demand`; fix: add `lifecycle: on-demand`, or remove `idle_timeout`",
+    );
+    let cat = check_ok(&format!("{HEAD}    scope: session\n"));
+    assert_eq!(cat.servers[0].scope, Scope::Session);
+    check_err(
+        &format!("{HEAD}    scope: client\n"),
+        "cat.yaml:5:12: servers.s.scope: scope `client` is not known; fix: use `shared` (the default: one container for every client) or `session` (a container per client session)",
+    );
+    check_err(
+        &format!("{HEAD}    scope: session\n    lifecycle: on-demand\n"),
+        "cat.yaml:4:5: servers.s: `lifecycle` does not apply to `scope: session`: each session's container starts on its first use and is removed when the session ends; fix: remove `lifecycle` (and `idle_timeout`), or use `scope: shared`",
     );
     check_err(
         &format!("{HEAD}    concurrency: {{ in_flight: 0 }}\n"),

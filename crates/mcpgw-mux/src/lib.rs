@@ -25,18 +25,20 @@ mod paging;
 mod relay;
 mod rounds;
 pub mod router;
+mod session;
 
 pub use paging::PAGE_SIZE;
+pub use session::Instances;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use mcpgw_backend::{Backend, Deadline, Inventory, Relay};
-use mcpgw_catalog::{Catalog, Concurrency, ServerName, ToolFilter};
+use mcpgw_catalog::{Catalog, Concurrency, Scope, ServerName, ToolFilter};
 use mcpgw_secrets::Redactor;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, CallToolResult, ClientRequest,
@@ -58,6 +60,7 @@ use crate::changes::{ListChange, next_change, notify_handshake_clients};
 use crate::paging::page;
 use crate::relay::{ClientRelay, ProgressRelay, next_report};
 use crate::router::{RoutingTable, ServerEntry, ToolLookup};
+use crate::session::{Instance, Session};
 
 /// The state of one catalog server, as the mux sees it. There is one per
 /// catalog server, so the size of the `Ready` variant does not matter.
@@ -79,6 +82,11 @@ enum SlotState {
     Idle {
         last: Arc<Inventory>,
     },
+    /// `scope: session`: its tools are known (from a first instance, since
+    /// removed), and each client session starts an instance of its own.
+    PerSession {
+        inventory: Arc<Inventory>,
+    },
 }
 
 impl SlotState {
@@ -87,6 +95,7 @@ impl SlotState {
             Self::Ready { inventory, .. } => Some(inventory),
             Self::Failed { last, .. } => last.as_deref(),
             Self::Idle { last } => Some(last),
+            Self::PerSession { inventory } => Some(inventory),
             Self::Starting => None,
         }
     }
@@ -97,7 +106,10 @@ struct Slot {
     name: ServerName,
     filter: ToolFilter,
     state: watch::Sender<SlotState>,
-    limit: Limit,
+    limit: Arc<Limit>,
+    /// Each client session gets its own instance (`scope: session`).
+    per_session: bool,
+    concurrency: Concurrency,
     deadline: Deadline,
     /// When a call last finished or started here.
     last_used: std::sync::Mutex<Instant>,
@@ -173,6 +185,10 @@ struct Shared {
     rounds: Arc<rounds::Rounds>,
     /// Call counts and latencies, for `/metrics`.
     metrics: metrics::Metrics,
+    /// Starts the instances of `scope: session` servers.
+    instances: OnceLock<Arc<dyn Instances>>,
+    /// The number the next client session gets.
+    next_session: AtomicU64,
     /// Client views, by profile name.
     profiles: std::collections::BTreeMap<String, mcpgw_catalog::Profile>,
     /// Several client sessions (HTTP): a server's request cannot be tied
@@ -188,10 +204,14 @@ pub trait Diagnose: Send + Sync + std::fmt::Debug + 'static {
     fn diagnose(&self, index: usize) -> Pin<Box<dyn Future<Output = Option<String>> + Send>>;
 }
 
-/// The client-facing MCP server. Cheap to clone; clones share state.
+/// The client-facing MCP server, for one client session. Cheap to clone;
+/// clones share state, and [`Mux::session`] makes one for another session.
 #[derive(Debug, Clone)]
 pub struct Mux {
     shared: Arc<Shared>,
+    /// The session's own instances of `scope: session` servers, removed
+    /// when the last clone is dropped.
+    session: Arc<Session>,
 }
 
 /// The profile a client is bound to (its token's), which the HTTP front puts
@@ -237,7 +257,9 @@ impl Mux {
                 name: s.name.clone(),
                 filter: s.tools.clone(),
                 state: watch::channel(SlotState::Starting).0,
-                limit: Limit::new(s.concurrency),
+                limit: Arc::new(Limit::new(s.concurrency)),
+                per_session: s.scope == Scope::Session,
+                concurrency: s.concurrency,
                 deadline: Deadline {
                     idle: s.call_timeout.unwrap_or(catalog.gateway.call_timeout),
                     max_total: catalog.gateway.max_call_timeout,
@@ -267,14 +289,29 @@ impl Mux {
             many_sessions: std::sync::atomic::AtomicBool::new(false),
             profiles: catalog.profiles.clone(),
             metrics: metrics::Metrics::default(),
+            instances: OnceLock::new(),
+            next_session: AtomicU64::new(1),
         });
         notify_handshake_clients(&shared);
         (
             Self {
+                session: Arc::new(Session::new(0, shared.slots.len())),
                 shared: shared.clone(),
             },
             Slots { shared },
         )
+    }
+
+    /// A mux for another client session: the same servers, but instances
+    /// of its own of `scope: session` servers, removed when the last clone
+    /// of it is dropped.
+    #[must_use]
+    pub fn session(&self) -> Self {
+        let id = self.shared.next_session.fetch_add(1, Ordering::Relaxed);
+        Self {
+            shared: self.shared.clone(),
+            session: Arc::new(Session::new(id, self.shared.slots.len())),
+        }
     }
 
     /// The current routing table, after start-up has settled.
@@ -346,6 +383,15 @@ impl Mux {
         let index = table.resource(uri).ok_or_else(|| {
             ErrorData::resource_not_found(format!("no server offers resource `{uri}`"), None)
         })?;
+        if self.shared.slots[index].per_session {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "resource `{uri}` belongs to server `{}`, which has `scope: session`; subscriptions to its resources are not supported: read the resource instead",
+                    self.shared.slots[index].name
+                ),
+                None,
+            ));
+        }
         let first = {
             let mut subs = lock(&self.shared.backend_subscriptions);
             let entry = subs.entry(uri.to_string()).or_insert((index, 0));
@@ -451,7 +497,7 @@ impl Mux {
             .map(|slot| {
                 let state = match &*slot.state.borrow() {
                     SlotState::Starting => "starting",
-                    SlotState::Ready { .. } => "ready",
+                    SlotState::Ready { .. } | SlotState::PerSession { .. } => "ready",
                     SlotState::Idle { .. } => "idle",
                     SlotState::Failed { .. } => "failed",
                 };
@@ -468,7 +514,73 @@ impl Mux {
             SlotState::Starting => Err(unavailable(&slot.name, "it is still starting")),
             SlotState::Failed { reason, .. } => Err(unavailable(&slot.name, reason)),
             SlotState::Idle { .. } => Err(unavailable(&slot.name, "it is stopped while unused")),
+            SlotState::PerSession { .. } => Err(unavailable(
+                &slot.name,
+                "it runs one instance per client session",
+            )),
         }
+    }
+
+    /// Where a request for server `index` goes: the shared backend (woken
+    /// if idle), or, for `scope: session`, this session's own instance.
+    async fn target(
+        &self,
+        index: usize,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Instance, ErrorData> {
+        let slot = &self.shared.slots[index];
+        if !slot.per_session {
+            return Ok(Instance {
+                backend: self.awake_backend(index).await?,
+                limit: slot.limit.clone(),
+            });
+        }
+        if !matches!(*slot.state.borrow(), SlotState::PerSession { .. }) {
+            self.backend(index)?;
+        }
+        let stateless = !context
+            .peer
+            .peer_info()
+            .is_some_and(|info| info.protocol_version.has_initialize());
+        if stateless && self.shared.many_sessions.load(Ordering::Relaxed) {
+            return Err(unavailable(
+                &slot.name,
+                "it has `scope: session`, a container per client session, and a `2026-07-28` request over HTTP belongs to no session; connect with a session (protocol 2025-11-25 or earlier), or use stdio",
+            ));
+        }
+        let instances = self.shared.instances.get().cloned().ok_or_else(|| {
+            unavailable(
+                &slot.name,
+                "this gateway cannot start per-session instances",
+            )
+        })?;
+        let relay: Arc<dyn Relay> = Arc::new(ClientRelay {
+            shared: Arc::downgrade(&self.shared),
+            server: slot.name.clone(),
+            index,
+            session: Some(Arc::downgrade(&self.session)),
+        });
+        let session = self.session.id;
+        let level = *read(&self.shared.log_level);
+        let concurrency = slot.concurrency;
+        self.session
+            .instance(index, |ended| async move {
+                let backend = instances.start(index, session, relay, ended).await?;
+                if let Some(level) = level {
+                    backend.set_level(level).await;
+                }
+                Ok(Instance {
+                    backend,
+                    limit: Arc::new(Limit::new(concurrency)),
+                })
+            })
+            .await
+            .map_err(|reason| {
+                unavailable(
+                    &slot.name,
+                    &format!("its instance for this session did not start: {reason}"),
+                )
+            })
     }
 
     /// The backend of server `index`, starting it first if it is idle.
@@ -497,13 +609,13 @@ impl Mux {
     ) -> Result<ServerResult, ErrorData> {
         let slot = &self.shared.slots[index];
         self.refuse_foreign_secrets(slot, what, &request)?;
-        let backend = self.awake_backend(index).await?;
+        let Instance { backend, limit } = self.target(index, context).await?;
         let _activity = Activity::begin(slot);
-        let Some(_permit) = slot.limit.admit().await else {
+        let Some(_permit) = limit.admit().await else {
             return Err(ErrorData::internal_error(
                 format!(
                     "server `{}` is busy: {} calls in flight and {} waiting, its limits; try again shortly",
-                    slot.name, slot.limit.in_flight, slot.limit.queue
+                    slot.name, limit.in_flight, limit.queue
                 ),
                 None,
             ));
@@ -556,6 +668,20 @@ impl Mux {
                 Err(ErrorData::internal_error(
                     format!(
                         "server `{}` did not answer {what} within {timeout:?}; the request was cancelled at the server{hint}",
+                        slot.name
+                    ),
+                    None,
+                ))
+            }
+            Err(ServiceError::TransportClosed | ServiceError::TransportSend(_))
+                if slot.per_session =>
+            {
+                let reason = backend
+                    .end_reason()
+                    .unwrap_or_else(|| "its session ended".to_string());
+                Err(ErrorData::internal_error(
+                    format!(
+                        "server `{}` (this session's instance) failed during {what}: {reason}; the next request starts a new one",
                         slot.name
                     ),
                     None,
@@ -676,6 +802,7 @@ impl Mux {
     }
 
     fn remember_client(&self, peer: &Peer<RoleServer>) {
+        self.session.remember(peer);
         // Every request passes here; only the first takes the write lock.
         if !read(&self.shared.clients).is_empty() {
             return;
@@ -710,7 +837,24 @@ impl Slots {
             shared: Arc::downgrade(&self.shared),
             server: self.shared.slots[index].name.clone(),
             index,
+            session: None,
         })
+    }
+
+    /// Server `index` has `scope: session`; its first instance offered
+    /// `inventory` and is gone. Each client session starts its own.
+    pub fn per_session(&self, index: usize, inventory: Inventory) {
+        self.set(
+            index,
+            SlotState::PerSession {
+                inventory: Arc::new(inventory),
+            },
+        );
+    }
+
+    /// Installs what starts the instances of `scope: session` servers.
+    pub fn set_instances(&self, instances: Arc<dyn Instances>) {
+        let _ = self.shared.instances.set(instances);
     }
 
     /// Installs what explains a server that stopped answering.
@@ -1133,6 +1277,7 @@ impl ServerHandler for Mux {
                 SlotState::Ready { backend, .. } => Some(backend.clone()),
                 _ => None,
             })
+            .chain(self.session.running())
             .collect();
         for backend in backends {
             backend.set_level(request.level).await;

@@ -25,6 +25,7 @@ use rmcp::service::{Peer, RoleServer, ServiceError};
 use tokio::sync::mpsc;
 
 use crate::rounds::Rounds;
+use crate::session::Session;
 use crate::{Shared, lock, read};
 
 /// Relays one server's requests to the client session. With one client (stdio)
@@ -34,6 +35,8 @@ pub(crate) struct ClientRelay {
     pub(crate) shared: std::sync::Weak<Shared>,
     pub(crate) server: ServerName,
     pub(crate) index: usize,
+    /// The one session a `scope: session` instance serves.
+    pub(crate) session: Option<std::sync::Weak<Session>>,
 }
 
 /// Where a server-to-client request goes.
@@ -83,15 +86,17 @@ impl ClientRelay {
             .shared
             .upgrade()
             .ok_or_else(|| ErrorData::internal_error("the gateway is shutting down", None))?;
-        // Over HTTP, which handshake-era session a server's request belongs
-        // to is unknown: only `2026-07-28` calls (which say so) get them.
-        if shared
-            .many_sessions
-            .load(std::sync::atomic::Ordering::Relaxed)
+        // Over HTTP, which handshake-era session a shared server's request
+        // belongs to is unknown: only `2026-07-28` calls (which say so) get
+        // them. A session's own instance has one owner.
+        if self.session.is_none()
+            && shared
+                .many_sessions
+                .load(std::sync::atomic::Ordering::Relaxed)
         {
             return Ok(Target::Rounds(shared.rounds.clone()));
         }
-        let client = read(&shared.clients).first().cloned().ok_or_else(|| {
+        let client = self.client(&shared).ok_or_else(|| {
             ErrorData::internal_error(
                 format!("{what} from server `{server}`: no client session yet"),
                 None,
@@ -109,6 +114,15 @@ impl ClientRelay {
                 }
             }
             _ => Ok(Target::Rounds(shared.rounds.clone())),
+        }
+    }
+
+    /// The client this server's messages go to: its session's, or the
+    /// first client's.
+    fn client(&self, shared: &Shared) -> Option<Peer<RoleServer>> {
+        match &self.session {
+            Some(session) => session.upgrade()?.peer(),
+            None => read(&shared.clients).first().cloned(),
         }
     }
 }
@@ -198,7 +212,7 @@ impl Relay for ClientRelay {
             if severity(params.level) < severity(wanted) {
                 return;
             }
-            let Some(client) = read(&shared.clients).first().cloned() else {
+            let Some(client) = self.client(&shared) else {
                 return;
             };
             drop(shared);

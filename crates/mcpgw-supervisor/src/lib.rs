@@ -56,6 +56,9 @@ pub mod labels {
     pub const STARTED: &str = "io.mcpgw.started";
     /// The host the owning gateway runs on.
     pub const HOST: &str = "io.mcpgw.host";
+    /// The client session a `scope: session` container serves, numbered
+    /// by the gateway.
+    pub const SESSION: &str = "io.mcpgw.session";
 }
 
 /// A connection to the Docker engine plus this gateway's identity.
@@ -197,7 +200,9 @@ impl Supervisor {
     ///
     /// `secrets` holds the values resolved for the server's `secrets`: they
     /// are passed to the engine, as environment variables or as files under
-    /// `/run/secrets/`, and never logged.
+    /// `/run/secrets/`, and never logged. `session` numbers the client
+    /// session a `scope: session` container serves; it goes into the
+    /// container's name and labels.
     ///
     /// # Errors
     ///
@@ -207,10 +212,11 @@ impl Supervisor {
         &self,
         spec: &ServerSpec,
         secrets: &Injection,
+        session: Option<u64>,
     ) -> Result<Container, SupervisorError> {
         let image_user = image::ensure(&self.docker, spec).await?;
-        let name = format!("mcpgw-{}-{}", spec.name, self.instance);
-        let labels = HashMap::from([
+        let mut name = format!("mcpgw-{}-{}", spec.name, self.instance);
+        let mut labels = HashMap::from([
             (labels::MANAGED.to_string(), "true".to_string()),
             (labels::INSTANCE.to_string(), self.instance.clone()),
             (labels::SERVER.to_string(), spec.name.to_string()),
@@ -218,6 +224,10 @@ impl Supervisor {
             (labels::STARTED.to_string(), self.started.to_string()),
             (labels::HOST.to_string(), self.host.clone()),
         ]);
+        if let Some(session) = session {
+            name.push_str(&format!("-s{session}"));
+            labels.insert(labels::SESSION.to_string(), session.to_string());
+        }
         let staged = secret_files::Staged::write(&self.instance, &name, &secrets.files).map_err(
             |source| SupervisorError::SecretFiles {
                 server: spec.name.to_string(),

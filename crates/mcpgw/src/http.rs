@@ -90,7 +90,9 @@ pub(crate) async fn serve(
     let sessions_manager = Arc::new(LocalSessionManager::default());
     let gate = Arc::new(Gate {
         mcp: StreamableHttpService::new(
-            move || Ok(factory.clone()),
+            // Each session gets its own instances of `scope: session`
+            // servers, removed when rmcp drops the session's service.
+            move || Ok(factory.session()),
             sessions_manager.clone(),
             config,
         ),

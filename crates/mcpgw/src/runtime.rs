@@ -12,14 +12,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcpgw_backend::Inventory;
-use mcpgw_backend::{Backend, Relays};
-use mcpgw_catalog::{Catalog, HealthSpec, Lifecycle, RestartSpec, ServerSpec};
-use mcpgw_mux::{Diagnose, Mux, Slots};
+use mcpgw_backend::{Backend, Relay, Relays};
+use mcpgw_catalog::{Catalog, HealthSpec, Lifecycle, RestartSpec, Scope, ServerSpec};
+use mcpgw_mux::{Diagnose, Instances, Mux, Slots};
 use mcpgw_supervisor::restart::{Decision, Restarts};
 use mcpgw_supervisor::{Container, StderrTail, Supervisor};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::secrets::Resolved;
 
@@ -32,10 +33,11 @@ const STDERR_IN_REPORT: usize = 2048;
 
 /// The gateway's backends and the containers behind them.
 pub(crate) struct Gateway {
-    supervisor: Supervisor,
+    launcher: Launcher,
     slots: Slots,
-    containers: Arc<Mutex<Vec<String>>>,
     tasks: JoinSet<()>,
+    /// The tasks that own `scope: session` instances.
+    instances: TaskTracker,
     shutdown: CancellationToken,
 }
 
@@ -57,27 +59,35 @@ impl Gateway {
         };
         slots.set_diagnosis(Arc::new(diagnoser.clone()));
         let mut gateway = Self {
-            supervisor,
+            launcher: Launcher {
+                supervisor,
+                containers: Arc::new(Mutex::new(Vec::new())),
+                init_timeout: catalog.gateway.init_timeout,
+                secrets: secrets.clone(),
+            },
             slots,
-            containers: Arc::new(Mutex::new(Vec::new())),
             tasks: JoinSet::new(),
+            instances: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         };
+        gateway.slots.set_instances(Arc::new(SessionInstances {
+            launcher: gateway.launcher.clone(),
+            specs: Arc::new(catalog.servers.clone()),
+            tasks: gateway.instances.clone(),
+            shutdown: gateway.shutdown.clone(),
+        }));
         for (index, spec) in catalog.servers.iter().enumerate() {
             if only.is_some_and(|o| !o.contains(&index)) {
                 gateway.slots.failed(index, "not started for this command");
                 continue;
             }
             let starter = Starter {
-                supervisor: gateway.supervisor.clone(),
+                launcher: gateway.launcher.clone(),
                 slots: gateway.slots.clone(),
-                containers: gateway.containers.clone(),
                 shutdown: gateway.shutdown.clone(),
-                init_timeout: catalog.gateway.init_timeout,
                 restart: catalog.gateway.restart,
                 health: catalog.gateway.health,
                 diagnoser: diagnoser.clone(),
-                secrets: secrets.clone(),
             };
             let spec = spec.clone();
             gateway
@@ -94,15 +104,19 @@ impl Gateway {
         for backend in self.slots.backends() {
             backend.close();
         }
-        // Start-up tasks notice the cancellation at their next await.
+        // Start-up tasks notice the cancellation at their next await;
+        // session instances' tasks remove their containers.
+        self.instances.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             while self.tasks.join_next().await.is_some() {}
         })
         .await;
         self.tasks.abort_all();
-        let mut ids = std::mem::take(&mut *self.containers.lock().await);
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.instances.wait()).await;
+        let supervisor = &self.launcher.supervisor;
+        let mut ids = std::mem::take(&mut *self.launcher.containers.lock().await);
         // Anything labelled with our instance that we lost track of, too.
-        if let Ok(own) = self.supervisor.own_containers().await {
+        if let Ok(own) = supervisor.own_containers().await {
             for id in own {
                 if !ids.contains(&id) {
                     ids.push(id);
@@ -111,11 +125,78 @@ impl Gateway {
         }
         let mut stops = JoinSet::new();
         for id in ids {
-            let supervisor = self.supervisor.clone();
+            let supervisor = supervisor.clone();
             stops.spawn(async move { supervisor.stop(&id, SHUTDOWN_GRACE).await });
         }
         while stops.join_next().await.is_some() {}
         tracing::info!("all containers removed");
+    }
+}
+
+/// Starts the instances of `scope: session` servers, each owned by a task
+/// that removes its container when the client session ends, the instance's
+/// MCP session closes, or the gateway shuts down.
+#[derive(Clone)]
+struct SessionInstances {
+    launcher: Launcher,
+    specs: Arc<Vec<ServerSpec>>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for SessionInstances {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionInstances").finish_non_exhaustive()
+    }
+}
+
+impl Instances for SessionInstances {
+    fn start(
+        &self,
+        index: usize,
+        session: u64,
+        relay: Arc<dyn Relay>,
+        ended: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = Result<Backend, String>> + Send>> {
+        let (sender, started) = tokio::sync::oneshot::channel();
+        let this = self.clone();
+        // The task, not the request, owns the container: a request
+        // cancelled during start-up leaves no container behind.
+        self.tasks.spawn(async move {
+            let spec = &this.specs[index];
+            let stop = async {
+                tokio::select! {
+                    () = ended.cancelled() => {}
+                    () = this.shutdown.cancelled() => {}
+                }
+            };
+            let launched = tokio::select! {
+                launched = this.launcher.start(spec, Some(session)) => launched,
+                () = stop => return,
+            };
+            let started = match launched {
+                Ok(started) => started,
+                Err(failure) => {
+                    let _ = sender.send(Err(failure.report));
+                    return;
+                }
+            };
+            tracing::info!(server = %spec.name, session, container = %started.id, "session instance ready");
+            started.backend.set_relay(relay);
+            let _ = sender.send(Ok(started.backend.clone()));
+            tokio::select! {
+                () = ended.cancelled() => tracing::info!(server = %spec.name, session, "client session ended; removing its instance"),
+                () = this.shutdown.cancelled() => {}
+                () = started.backend.closed() => tracing::warn!(server = %spec.name, session, "session instance ended: {}", started.backend.end_reason().unwrap_or_else(|| "its session closed".to_string())),
+            }
+            started.backend.close();
+            this.launcher.remove(&started.id).await;
+        });
+        Box::pin(async move {
+            started
+                .await
+                .unwrap_or_else(|_| Err("the gateway is shutting down".to_string()))
+        })
     }
 }
 
@@ -195,17 +276,23 @@ struct Started {
     stderr: StderrTail,
 }
 
+/// Starts and removes containers, and keeps the list of those running.
+#[derive(Clone)]
+struct Launcher {
+    supervisor: Supervisor,
+    containers: Arc<Mutex<Vec<String>>>,
+    init_timeout: Duration,
+    secrets: Resolved,
+}
+
 /// Everything one server's start-up task needs.
 struct Starter {
-    supervisor: Supervisor,
+    launcher: Launcher,
     slots: Slots,
-    containers: Arc<Mutex<Vec<String>>>,
     shutdown: CancellationToken,
-    init_timeout: Duration,
     restart: RestartSpec,
     health: HealthSpec,
     diagnoser: Diagnoser,
-    secrets: Resolved,
 }
 
 impl Starter {
@@ -222,7 +309,11 @@ impl Starter {
         let mut engine_outage = false;
         loop {
             let began = Instant::now();
-            let Some(outcome) = self.shutdown.run_until_cancelled(self.start(&spec)).await else {
+            let Some(outcome) = self
+                .shutdown
+                .run_until_cancelled(self.launcher.start(&spec, None))
+                .await
+            else {
                 return;
             };
             if let Ok(started) = &outcome {
@@ -238,6 +329,15 @@ impl Starter {
                         resources = started.inventory.resources.len(),
                         "server ready"
                     );
+                    if spec.scope == Scope::Session {
+                        // The first instance only teaches the gateway the
+                        // server's tools; each client session starts its own.
+                        started.backend.close();
+                        self.launcher.remove(&started.id).await;
+                        self.diagnoser.set(index, None);
+                        self.slots.per_session(index, started.inventory);
+                        return;
+                    }
                     started.backend.set_relay(self.slots.relay(index));
                     self.slots
                         .ready(index, started.backend.clone(), started.inventory);
@@ -247,7 +347,7 @@ impl Starter {
                             tracing::info!(server = %name, "stopping an unused on-demand server; a call will start it again");
                             started.backend.close();
                             self.diagnoser.set(index, None);
-                            self.remove(&started.id).await;
+                            self.launcher.remove(&started.id).await;
                             self.slots.idle(index);
                             if self
                                 .shutdown
@@ -264,21 +364,25 @@ impl Starter {
                     let reason = verdict
                         .or_else(|| started.backend.end_reason())
                         .unwrap_or_else(|| "its session ended".to_string());
-                    let report = self.report(&started.id, &started.stderr, &reason).await;
+                    let report = self
+                        .launcher
+                        .report(&started.id, &started.stderr, &reason)
+                        .await;
                     self.diagnoser.set(index, None);
-                    self.remove(&started.id).await;
+                    self.launcher.remove(&started.id).await;
                     Failure::transient(report)
                 }
                 Err(failure) => failure,
             };
             // A session that ended because the engine went away is the
             // engine's failure, not the server's.
-            let kind =
-                if failure.kind == FailureKind::Transient && !self.supervisor.engine_up().await {
-                    FailureKind::EngineDown
-                } else {
-                    failure.kind
-                };
+            let kind = if failure.kind == FailureKind::Transient
+                && !self.launcher.supervisor.engine_up().await
+            {
+                FailureKind::EngineDown
+            } else {
+                failure.kind
+            };
             let decision = match kind {
                 // Retrying cannot help until someone acts: wait as long as an
                 // open circuit does, then look again.
@@ -335,64 +439,6 @@ impl Starter {
                 .is_none()
             {
                 return;
-            }
-        }
-    }
-
-    /// Container, then session, then inventory. On failure, the report
-    /// carries the container's exit state and the tail of its stderr.
-    async fn start(&self, spec: &ServerSpec) -> Result<Started, Failure> {
-        let container = self
-            .supervisor
-            .start(spec, &self.secrets.injection(spec))
-            .await
-            .map_err(|e| Failure {
-                kind: if e.is_permanent() {
-                    FailureKind::Permanent
-                } else if e.is_engine_down() {
-                    FailureKind::EngineDown
-                } else {
-                    FailureKind::Transient
-                },
-                report: e.to_string(),
-            })?;
-        self.containers.lock().await.push(container.id.clone());
-        tracing::info!(server = %spec.name, container = %container.name, "container started");
-        let Container {
-            id,
-            stdin,
-            stdout,
-            stderr,
-            ..
-        } = container;
-        let session = async {
-            let backend = Backend::connect(
-                spec.name.as_str(),
-                stdout,
-                stdin,
-                self.init_timeout,
-                Relays {
-                    sampling: spec.relay.sampling,
-                    elicitation: spec.relay.elicitation,
-                    roots: spec.relay.roots,
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            let inventory = backend.inventory().await.map_err(|e| e.to_string())?;
-            Ok::<_, String>((backend, inventory))
-        };
-        match session.await {
-            Ok((backend, inventory)) => Ok(Started {
-                backend,
-                inventory,
-                id,
-                stderr,
-            }),
-            Err(reason) => {
-                let report = self.report(&id, &stderr, &reason).await;
-                self.remove(&id).await;
-                Err(Failure::transient(report))
             }
         }
     }
@@ -482,6 +528,66 @@ impl Starter {
                 self.slots.ready(index, backend.clone(), inventory);
             }
             Err(err) => tracing::warn!(server = %spec.name, "could not re-read its lists: {err}"),
+        }
+    }
+}
+
+impl Launcher {
+    /// Container, then session, then inventory. On failure, the report
+    /// carries the container's exit state and the tail of its stderr.
+    async fn start(&self, spec: &ServerSpec, session: Option<u64>) -> Result<Started, Failure> {
+        let container = self
+            .supervisor
+            .start(spec, &self.secrets.injection(spec), session)
+            .await
+            .map_err(|e| Failure {
+                kind: if e.is_permanent() {
+                    FailureKind::Permanent
+                } else if e.is_engine_down() {
+                    FailureKind::EngineDown
+                } else {
+                    FailureKind::Transient
+                },
+                report: e.to_string(),
+            })?;
+        self.containers.lock().await.push(container.id.clone());
+        tracing::info!(server = %spec.name, container = %container.name, "container started");
+        let Container {
+            id,
+            stdin,
+            stdout,
+            stderr,
+            ..
+        } = container;
+        let session = async {
+            let backend = Backend::connect(
+                spec.name.as_str(),
+                stdout,
+                stdin,
+                self.init_timeout,
+                Relays {
+                    sampling: spec.relay.sampling,
+                    elicitation: spec.relay.elicitation,
+                    roots: spec.relay.roots,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let inventory = backend.inventory().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((backend, inventory))
+        };
+        match session.await {
+            Ok((backend, inventory)) => Ok(Started {
+                backend,
+                inventory,
+                id,
+                stderr,
+            }),
+            Err(reason) => {
+                let report = self.report(&id, &stderr, &reason).await;
+                self.remove(&id).await;
+                Err(Failure::transient(report))
+            }
         }
     }
 
