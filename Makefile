@@ -9,7 +9,7 @@ VENV    := .venv
 MCPGW   := target/debug/mcpgw
 DEMO    := catalog/demo.yaml
 
-.PHONY: all build images demo test test-deps test-compose check-docker lint unit witness venv bench clean
+.PHONY: all build images demo test test-deps test-compose check-docker lint unit witness venv bench bench-smoke clean
 
 all: build
 
@@ -36,7 +36,7 @@ demo: images build
 
 # Everything: formatting, lints, unit and in-memory tests, tests against the
 # real Docker engine, and the official Python MCP client as an outside witness.
-test: check-docker test-deps lint images unit witness
+test: check-docker test-deps lint images unit witness bench-smoke
 
 # System packages the tests need (a Secret Service among them); installs
 # what is missing when run as root, as in CI.
@@ -64,10 +64,20 @@ witness: venv build
 test-compose: check-docker images venv build
 	MCPGW_BIN=$(CURDIR)/$(MCPGW) $(VENV)/bin/python -m pytest -v tests/witness/test_compose.py
 
-# Benchmarks (not tests): each prints a Markdown table; BENCHMARKS.md
-# records the numbers and the machine they came from.
-bench:
+# Benchmarks (not tests): the harness measures mcpgw against direct calls
+# to its backend in one run, prints Markdown tables and rewrites the
+# generated block of BENCHMARKS.md; then the micro-benchmarks. Pass
+# BENCH_ARGS (e.g. `--runs 3 --only overhead`) to the harness.
+bench: images
+	$(CARGO) build --release -p mcpgw -p mcpgw-bench
+	target/release/mcpgw-bench --gateway target/release/mcpgw --write BENCHMARKS.md $(BENCH_ARGS)
 	$(CARGO) bench -p mcpgw-secrets --bench redact
+	$(CARGO) bench -p mcpgw-bench --bench micro
+
+# The harness on a tiny workload: it runs, and every call it makes is
+# answered correctly. No timing is checked.
+bench-smoke: images build
+	target/debug/mcpgw-bench --quick --gateway $(MCPGW) > /dev/null
 
 clean:
 	$(CARGO) clean

@@ -179,7 +179,12 @@ async fn accept(
     let place = places.clone().acquire_owned().await.ok()?;
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => return Some((stream, place)),
+            Ok((stream, _)) => {
+                // Small JSON-RPC answers must not wait for Nagle's
+                // algorithm and the client's delayed ACK (40 ms a call).
+                let _ = stream.set_nodelay(true);
+                return Some((stream, place));
+            }
             Err(err) => {
                 tracing::warn!("cannot accept a connection: {err}");
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -1,0 +1,80 @@
+//! Micro-benchmarks (criterion) of the gateway's per-request work that
+//! involves no I/O: building the routing table from 1,000 tools, looking a
+//! call's tool up, and serializing a page of the merged list.
+//! Run with `cargo bench -p mcpgw-bench --bench micro`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mcpgw_backend::Inventory;
+use mcpgw_catalog::ToolFilter;
+use mcpgw_mux::router::{RoutingTable, ServerEntry, ToolLookup};
+use rmcp::model::Tool;
+
+const SERVERS: usize = 10;
+const TOOLS_EACH: usize = 100;
+
+fn inventories() -> Vec<Inventory> {
+    let schema = Arc::new(
+        serde_json::json!({
+            "type": "object",
+            "properties": { "text": { "type": "string", "description": "what to echo" } },
+            "required": ["text"]
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default(),
+    );
+    (0..SERVERS)
+        .map(|_| Inventory {
+            tools: (0..TOOLS_EACH)
+                .map(|t| {
+                    Tool::new(
+                        format!("tool_{t}"),
+                        format!("Generated tool number {t}, which echoes its input."),
+                        schema.clone(),
+                    )
+                })
+                .collect(),
+            ..Inventory::default()
+        })
+        .collect()
+}
+
+fn table(inventories: &[Inventory], names: &[String], filter: &ToolFilter) -> RoutingTable {
+    let entries: Vec<ServerEntry<'_>> = names
+        .iter()
+        .zip(inventories)
+        .map(|(name, inventory)| ServerEntry {
+            name,
+            filter,
+            inventory: Some(inventory),
+        })
+        .collect();
+    RoutingTable::build("__", &entries)
+}
+
+fn routing(c: &mut Criterion) {
+    let inventories = inventories();
+    let names: Vec<String> = (0..SERVERS).map(|s| format!("server{s}")).collect();
+    let filter = ToolFilter::default();
+    c.bench_function("routing table: build from 10 servers x 100 tools", |b| {
+        b.iter(|| black_box(table(&inventories, &names, &filter)));
+    });
+    let built = table(&inventories, &names, &filter);
+    c.bench_function("routing table: look up a tool among 1,000", |b| {
+        b.iter(|| {
+            assert!(matches!(
+                built.tool(black_box("server7__tool_42")),
+                ToolLookup::Found(_)
+            ));
+        });
+    });
+    c.bench_function("tools/list: serialize a page of 100 merged tools", |b| {
+        b.iter(|| black_box(serde_json::to_vec(&built.tools()[300..400]).map(|v| v.len())));
+    });
+}
+
+criterion_group!(benches, routing);
+criterion_main!(benches);

@@ -1,0 +1,294 @@
+//! The setups the workloads measure: catalogs, gateways over stdio and HTTP,
+//! a backend container reached directly, and what the machine is.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use mcpgw_secrets::Injection;
+use mcpgw_supervisor::Supervisor;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::process::{Child, Command};
+
+use crate::rpc::LineClient;
+
+/// What every Docker-backed workload shares.
+#[derive(Debug)]
+pub(crate) struct Bench {
+    gateway: PathBuf,
+    image: String,
+    supervisor: Supervisor,
+    dir: tempfile::TempDir,
+    direct: tokio::sync::Mutex<Vec<String>>,
+}
+
+/// A gateway process.
+#[derive(Debug)]
+pub(crate) struct Gateway {
+    child: Child,
+    pub(crate) pid: u32,
+}
+
+impl Bench {
+    pub(crate) async fn new(gateway: PathBuf, image: String) -> anyhow::Result<Self> {
+        if !gateway.exists() {
+            bail!(
+                "no mcpgw binary at {}: build it with `cargo build --release -p mcpgw` (make bench does), or pass --gateway",
+                gateway.display()
+            );
+        }
+        let supervisor = Supervisor::connect()
+            .await
+            .context("the benchmarks start containers: no Docker engine is reachable")?;
+        Ok(Self {
+            gateway,
+            image,
+            supervisor,
+            dir: tempfile::tempdir()?,
+            direct: tokio::sync::Mutex::default(),
+        })
+    }
+
+    /// A catalog of `servers` test servers, `s0` to `s<n-1>`, each offering
+    /// `generated` extra tools, with room for many calls at once.
+    pub(crate) fn catalog(&self, servers: usize, generated: usize) -> anyhow::Result<PathBuf> {
+        let mut text = "version: 1\nservers:\n".to_string();
+        for i in 0..servers {
+            let _ = write!(
+                text,
+                "  s{i}:\n    image: {}\n    pull: never\n    concurrency: {{ in_flight: 512, queue: 8192 }}\n",
+                self.image
+            );
+            if generated > 0 {
+                let _ = writeln!(text, "    env: {{ MCPGW_TEST_TOOLS: \"{generated}\" }}");
+            }
+        }
+        let path = self
+            .dir
+            .path()
+            .join(format!("catalog-{servers}-{generated}.yaml"));
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+
+    /// The test server in a container of its own, spoken to over its
+    /// attached stdio, initialized.
+    pub(crate) async fn direct(&self) -> anyhow::Result<LineClient> {
+        let path = self.catalog(1, 0)?;
+        let catalog = mcpgw_catalog::load(&path)?;
+        let mut direct = self.direct.lock().await;
+        // Numbered as sessions, so that their names differ.
+        let number = direct.len() as u64;
+        let container = self
+            .supervisor
+            .start(&catalog.servers[0], &Injection::default(), Some(number))
+            .await?;
+        direct.push(container.id.clone());
+        drop(direct);
+        let client = LineClient::new(container.stdout, container.stdin);
+        client.initialize().await?;
+        Ok(client)
+    }
+
+    /// `mcpgw run --catalog CATALOG` over stdio, not yet initialized.
+    pub(crate) fn stdio(&self, catalog: &Path) -> anyhow::Result<(Gateway, LineClient)> {
+        let mut child = Command::new(&self.gateway)
+            .args(["run", "--catalog"])
+            .arg(catalog)
+            .env("MCPGW_LOG", "error")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot run {}", self.gateway.display()))?;
+        let stdin = child.stdin.take().context("no stdin")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let pid = child.id().context("the gateway exited at once")?;
+        Ok((Gateway { child, pid }, LineClient::new(stdout, stdin)))
+    }
+
+    /// `mcpgw run --catalog CATALOG --transport http`, ready; and its URL.
+    pub(crate) async fn http(&self, catalog: &Path) -> anyhow::Result<(Gateway, String)> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(&self.gateway)
+            .args(["run", "--transport", "http", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--catalog")
+            .arg(catalog)
+            .env("MCPGW_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot run {}", self.gateway.display()))?;
+        let pid = child.id().context("the gateway exited at once")?;
+        let authority = format!("127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !ready(&authority).await {
+            if tokio::time::Instant::now() > deadline {
+                bail!("the HTTP gateway did not become ready within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok((Gateway { child, pid }, format!("http://{authority}/mcp")))
+    }
+
+    /// Removes the containers started for direct calls.
+    pub(crate) async fn close(&self) {
+        for id in self.direct.lock().await.drain(..) {
+            self.supervisor.remove(&id).await;
+        }
+    }
+}
+
+impl Gateway {
+    /// The gateway's resident set size, in MiB.
+    pub(crate) fn rss_mib(&self) -> anyhow::Result<f64> {
+        rss_mib(self.pid)
+    }
+
+    /// Ends the gateway (SIGTERM, as a supervisor would) and waits until it
+    /// has removed its containers.
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await;
+        match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
+            Ok(status) => {
+                status?;
+                Ok(())
+            }
+            Err(_) => {
+                self.child.kill().await?;
+                bail!("the gateway did not stop within 30 s of SIGTERM")
+            }
+        }
+    }
+}
+
+/// `GET /readyz` answers 200.
+async fn ready(authority: &str) -> bool {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(authority).await else {
+        return false;
+    };
+    let request = format!("GET /readyz HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    response.starts_with(b"HTTP/1.1 200")
+}
+
+/// The resident set size of process `pid`, in MiB.
+pub(crate) fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/PID/status")?;
+    Ok(kib / 1024.0)
+}
+
+/// The machine, in one Markdown paragraph.
+pub(crate) fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map_or("unknown CPU", |m| m.trim_start_matches([' ', '\t', ':']));
+    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or_else(
+            || "unknown".to_string(),
+            |kib| format!("{:.0} GiB", kib / 1048576.0),
+        );
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let command: Vec<String> = std::env::args().collect();
+    format!(
+        "Machine: {model}, {cpus} CPUs, {memory} RAM, Linux {}. Command: `{}`.\n",
+        kernel.trim(),
+        command.join(" ")
+    )
+}
+
+const BEGIN: &str =
+    "<!-- mcpgw-bench:begin (generated by `make bench`; edit outside this block) -->";
+const END: &str = "<!-- mcpgw-bench:end -->";
+
+/// Replaces the block between the markers in `path` (appending one if
+/// there is none) with `report`.
+pub(crate) fn replace_generated(path: &Path, report: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let block = format!("{BEGIN}\n{report}{END}");
+    let updated = match (text.find(BEGIN), text.find(END)) {
+        (Some(begin), Some(end)) if begin < end => {
+            format!("{}{block}{}", &text[..begin], &text[end + END.len()..])
+        }
+        _ => format!("{text}\n{block}\n"),
+    };
+    std::fs::write(path, updated)?;
+    Ok(())
+}
+
+/// A `perf record` of one process, while a workload runs.
+#[derive(Debug)]
+pub(crate) struct Profile {
+    perf: Child,
+    data: tempfile::TempPath,
+}
+
+impl Profile {
+    pub(crate) fn start(pid: u32) -> anyhow::Result<Self> {
+        let data = tempfile::NamedTempFile::new()?.into_temp_path();
+        let perf = Command::new("perf")
+            .args(["record", "-F", "999", "-g", "-o"])
+            .arg(&data)
+            .args(["-p", &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot run `perf` (apt-get install linux-perf)")?;
+        Ok(Self { perf, data })
+    }
+
+    /// Stops recording; the top symbols by self time.
+    pub(crate) async fn finish(mut self) -> anyhow::Result<String> {
+        let pid = self.perf.id().context("perf exited early")?;
+        Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .await?;
+        self.perf.wait().await?;
+        let report = Command::new("perf")
+            .args(["report", "--stdio", "--no-children", "-g", "none"])
+            .args(["--sort", "dso,symbol", "--percent-limit", "1.5", "-i"])
+            .arg(&self.data)
+            .output()
+            .await?;
+        let text = String::from_utf8_lossy(&report.stdout);
+        Ok(text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            // Share, object, kind and symbol; perf pads the rest.
+            .map(|l| l.split_whitespace().take(4).collect::<Vec<_>>().join("  "))
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+}
