@@ -61,11 +61,18 @@ struct Cli {
     /// Its arguments, as JSON.
     #[arg(long, default_value = r#"{"text":"hello"}"#)]
     args: String,
+    /// Internal: be a bare byte relay between stdio and a new container of
+    /// `--image`, the floor of any gateway in a process of its own.
+    #[arg(long, hide = true)]
+    relay: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.relay {
+        return setup::relay(&cli.image).await;
+    }
     let scale = if cli.quick {
         workloads::Scale::quick()
     } else {

@@ -94,9 +94,20 @@ impl Bench {
 
     /// `mcpgw run --catalog CATALOG` over stdio, not yet initialized.
     pub(crate) fn stdio(&self, catalog: &Path) -> anyhow::Result<(Gateway, LineClient)> {
-        let mut child = Command::new(&self.gateway)
-            .args(["run", "--catalog"])
-            .arg(catalog)
+        let mut command = Command::new(&self.gateway);
+        command.args(["run", "--catalog"]).arg(catalog);
+        self.spawn(command)
+    }
+
+    /// A bare relay process in front of a new test-server container.
+    pub(crate) fn relay(&self) -> anyhow::Result<(Gateway, LineClient)> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command.args(["--relay", "--image", &self.image]);
+        self.spawn(command)
+    }
+
+    fn spawn(&self, mut command: Command) -> anyhow::Result<(Gateway, LineClient)> {
+        let mut child = command
             .env("MCPGW_LOG", "error")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -171,6 +182,37 @@ impl Gateway {
             }
         }
     }
+}
+
+/// The relay mode: copies bytes between this process's stdio (non-blocking
+/// pipes, as mcpgw's are) and a new container of `image`, until stdin
+/// closes or SIGTERM; then removes the container.
+pub(crate) async fn relay(image: &str) -> anyhow::Result<()> {
+    use std::os::fd::AsFd as _;
+    use tokio::net::unix::pipe;
+
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("relay.yaml");
+    std::fs::write(
+        &path,
+        format!("version: 1\nservers:\n  relay:\n    image: {image}\n    pull: never\n"),
+    )?;
+    let catalog = mcpgw_catalog::load(&path)?;
+    let supervisor = Supervisor::connect().await?;
+    let container = supervisor
+        .start(&catalog.servers[0], &Injection::default(), None)
+        .await?;
+    let mut stdin = pipe::Receiver::from_owned_fd(std::io::stdin().as_fd().try_clone_to_owned()?)?;
+    let mut stdout = pipe::Sender::from_owned_fd(std::io::stdout().as_fd().try_clone_to_owned()?)?;
+    let (mut to, mut from) = (container.stdin, container.stdout);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::io::copy(&mut stdin, &mut to) => {}
+        _ = tokio::io::copy(&mut from, &mut stdout) => {}
+        _ = term.recv() => {}
+    }
+    supervisor.remove(&container.id).await;
+    Ok(())
 }
 
 /// `GET /readyz` answers 200.

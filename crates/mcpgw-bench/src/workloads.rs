@@ -144,11 +144,14 @@ async fn pipelined(
 /// 16, interleaved in each run.
 pub(crate) async fn overhead(bench: &Bench, scale: &Scale) -> anyhow::Result<Vec<Section>> {
     let direct = bench.direct().await?;
+    let (relay_process, relay) = bench.relay()?;
+    relay.initialize().await?;
     let (gateway, client) = bench.stdio(&bench.catalog(1, 0)?)?;
     client.initialize().await?;
     client.list_tools().await?;
-    // Warm both paths up.
+    // Warm every path up.
     latencies(&direct, "echo", None, 4, scale.calls / 10 + 1).await?;
+    latencies(&relay, "echo", None, 4, scale.calls / 10 + 1).await?;
     latencies(&client, "s0__echo", None, 4, scale.calls / 10 + 1).await?;
     let mut section = Section::new(
         "Per-call overhead: `echo` on one test server, direct over its container's stdio and through `mcpgw run` over stdio",
@@ -162,7 +165,10 @@ pub(crate) async fn overhead(bench: &Bench, scale: &Scale) -> anyhow::Result<Vec
         let mut f = Figures::default();
         for _ in 0..scale.runs {
             let mut d = latencies(&direct, "echo", None, c, each).await?;
+            let mut r = latencies(&relay, "echo", None, c, each).await?;
             let mut g = latencies(&client, "s0__echo", None, c, each).await?;
+            f.relay50.push(r.quantile_us(0.5) - d.quantile_us(0.5));
+            f.beyond50.push(g.quantile_us(0.5) - r.quantile_us(0.5));
             let (d50, g50, d99, g99) = (
                 d.quantile_us(0.5),
                 g.quantile_us(0.5),
@@ -186,16 +192,20 @@ pub(crate) async fn overhead(bench: &Bench, scale: &Scale) -> anyhow::Result<Vec
             figure("via mcpgw p50", "µs", f.via50),
             figure("added p50", "µs", f.added50).at_most(100.0),
             figure("ratio p50", "×", f.ratio50),
+            figure("added p50 by a bare relay process", "µs", f.relay50),
+            figure("added p50 by mcpgw beyond that relay", "µs", f.beyond50),
             figure("direct p99", "µs", f.direct99),
             figure("via mcpgw p99", "µs", f.via99),
             figure("added p99", "µs", f.added99).at_most(1000.0),
         ]);
     }
     section.notes.push(format!(
-        "Each run: {} calls at c=1, {} × 16 at c=16, direct then through the gateway.",
+        "Each run: {} calls at c=1, {} × 16 at c=16: direct, then through the bare relay, then through the gateway.",
         scale.calls, scale.calls_per_worker
     ));
+    section.notes.push("The bare relay (`mcpgw-bench --relay`) only copies bytes between its stdio and the container's, on the same kind of non-blocking pipes: what any gateway in a process of its own adds at the least.".to_string());
     gateway.stop().await?;
+    relay_process.stop().await?;
     Ok(vec![section])
 }
 
@@ -208,6 +218,8 @@ struct Figures {
     direct99: Vec<f64>,
     via99: Vec<f64>,
     added99: Vec<f64>,
+    relay50: Vec<f64>,
+    beyond50: Vec<f64>,
 }
 
 /// Calls per second: pipelined over stdio (direct and through the
