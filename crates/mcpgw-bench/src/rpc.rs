@@ -139,10 +139,7 @@ impl LineClient {
     /// Calls `tool` and checks that it did not fail.
     pub(crate) async fn call(&self, tool: &str, arguments: &Value) -> anyhow::Result<Value> {
         let result = self
-            .request(
-                "tools/call",
-                json!({ "name": tool, "arguments": arguments }),
-            )
+            .request("tools/call", call_params(tool, arguments))
             .await?;
         check_call(tool, result)
     }
@@ -154,6 +151,11 @@ pub(crate) fn initialize_params() -> Value {
         "capabilities": {},
         "clientInfo": { "name": "mcpgw-bench", "version": env!("CARGO_PKG_VERSION") }
     })
+}
+
+/// The parameters of a `tools/call`.
+pub(crate) fn call_params(tool: &str, arguments: &Value) -> Value {
+    json!({ "name": tool, "arguments": arguments })
 }
 
 /// The result of a JSON-RPC answer, or its error.

@@ -106,19 +106,11 @@ impl Bench {
         self.spawn(command)
     }
 
-    fn spawn(&self, mut command: Command) -> anyhow::Result<(Gateway, LineClient)> {
-        let mut child = command
-            .env("MCPGW_LOG", "error")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot run {}", self.gateway.display()))?;
-        let stdin = child.stdin.take().context("no stdin")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let pid = child.id().context("the gateway exited at once")?;
-        Ok((Gateway { child, pid }, LineClient::new(stdout, stdin)))
+    fn spawn(&self, command: Command) -> anyhow::Result<(Gateway, LineClient)> {
+        let mut gateway = Gateway::start(command, true)?;
+        let stdin = gateway.child.stdin.take().context("no stdin")?;
+        let stdout = gateway.child.stdout.take().context("no stdout")?;
+        Ok((gateway, LineClient::new(stdout, stdin)))
     }
 
     /// `mcpgw run --catalog CATALOG --transport http`, ready; and its URL.
@@ -126,19 +118,13 @@ impl Bench {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let child = Command::new(&self.gateway)
+        let mut command = Command::new(&self.gateway);
+        command
             .args(["run", "--transport", "http", "--listen"])
             .arg(format!("127.0.0.1:{port}"))
             .arg("--catalog")
-            .arg(catalog)
-            .env("MCPGW_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot run {}", self.gateway.display()))?;
-        let pid = child.id().context("the gateway exited at once")?;
+            .arg(catalog);
+        let gateway = Gateway::start(command, false)?;
         let authority = format!("127.0.0.1:{port}");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while !ready(&authority).await {
@@ -147,7 +133,7 @@ impl Bench {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok((Gateway { child, pid }, format!("http://{authority}/mcp")))
+        Ok((gateway, format!("http://{authority}/mcp")))
     }
 
     /// Removes the containers started for direct calls.
@@ -159,6 +145,27 @@ impl Bench {
 }
 
 impl Gateway {
+    /// Starts `command`, logging errors only to our stderr; with `piped`,
+    /// its stdin and stdout are left in `child` for a client.
+    fn start(mut command: Command, piped: bool) -> anyhow::Result<Self> {
+        let io = || if piped { Stdio::piped() } else { Stdio::null() };
+        let child = command
+            .env("MCPGW_LOG", "error")
+            .stdin(io())
+            .stdout(io())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot run {}",
+                    command.as_std().get_program().to_string_lossy()
+                )
+            })?;
+        let pid = child.id().context("the process exited at once")?;
+        Ok(Self { child, pid })
+    }
+
     /// The gateway's resident set size, in MiB.
     pub(crate) fn rss_mib(&self) -> anyhow::Result<f64> {
         rss_mib(self.pid)

@@ -8,7 +8,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::SendRequest;
 use serde_json::{Value, json};
 
-use crate::rpc::{check_call, initialize_params, result_of};
+use crate::rpc::{call_params, check_call, initialize_params, result_of};
 
 /// One MCP session over HTTP.
 #[derive(Debug)]
@@ -64,10 +64,7 @@ impl HttpClient {
     /// Calls `tool` and checks that it did not fail.
     pub(crate) async fn call(&mut self, tool: &str, arguments: &Value) -> anyhow::Result<Value> {
         let result = self
-            .request(
-                "tools/call",
-                json!({ "name": tool, "arguments": arguments }),
-            )
+            .request("tools/call", call_params(tool, arguments))
             .await?;
         check_call(tool, result)
     }

@@ -107,9 +107,9 @@ struct Slot {
     filter: ToolFilter,
     state: watch::Sender<SlotState>,
     limit: Arc<Limit>,
-    /// Each client session gets its own instance (`scope: session`).
+    /// Each client session gets its own instance (`scope: session`),
+    /// bounded by a fresh copy of `limit`.
     per_session: bool,
-    concurrency: Concurrency,
     deadline: Deadline,
     /// When a call last finished or started here.
     last_used: std::sync::Mutex<Instant>,
@@ -139,6 +139,14 @@ impl Limit {
             in_flight: concurrency.in_flight,
             queue: concurrency.queue,
         }
+    }
+
+    /// A limit with the same bounds and nothing admitted.
+    fn fresh(&self) -> Self {
+        Self::new(Concurrency {
+            in_flight: self.in_flight,
+            queue: self.queue,
+        })
     }
 
     async fn admit(&self) -> Option<SemaphorePermit<'_>> {
@@ -259,7 +267,6 @@ impl Mux {
                 state: watch::channel(SlotState::Starting).0,
                 limit: Arc::new(Limit::new(s.concurrency)),
                 per_session: s.scope == Scope::Session,
-                concurrency: s.concurrency,
                 deadline: Deadline {
                     idle: s.call_timeout.unwrap_or(catalog.gateway.call_timeout),
                     max_total: catalog.gateway.max_call_timeout,
@@ -548,31 +555,28 @@ impl Mux {
                 "it has `scope: session`, a container per client session, and a `2026-07-28` request over HTTP belongs to no session; connect with a session (protocol 2025-11-25 or earlier), or use stdio",
             ));
         }
-        let instances = self.shared.instances.get().cloned().ok_or_else(|| {
-            unavailable(
-                &slot.name,
-                "this gateway cannot start per-session instances",
-            )
-        })?;
-        let relay: Arc<dyn Relay> = Arc::new(ClientRelay {
-            shared: Arc::downgrade(&self.shared),
-            server: slot.name.clone(),
-            index,
-            session: Some(Arc::downgrade(&self.session)),
-        });
-        let session = self.session.id;
-        let level = *read(&self.shared.log_level);
-        let concurrency = slot.concurrency;
         self.session
-            .instance(index, |ended| async move {
-                let backend = instances.start(index, session, relay, ended).await?;
-                if let Some(level) = level {
-                    backend.set_level(level).await;
+            .instance(index, |ended| {
+                // Only when this session has no instance running.
+                let instances = self.shared.instances.get().cloned();
+                let relay: Arc<dyn Relay> = Arc::new(ClientRelay {
+                    shared: Arc::downgrade(&self.shared),
+                    server: slot.name.clone(),
+                    index,
+                    session: Some(Arc::downgrade(&self.session)),
+                });
+                let session = self.session.id;
+                let level = *read(&self.shared.log_level);
+                let limit = Arc::new(slot.limit.fresh());
+                async move {
+                    let instances =
+                        instances.ok_or("this gateway cannot start per-session instances")?;
+                    let backend = instances.start(index, session, relay, ended).await?;
+                    if let Some(level) = level {
+                        backend.set_level(level).await;
+                    }
+                    Ok(Instance { backend, limit })
                 }
-                Ok(Instance {
-                    backend,
-                    limit: Arc::new(Limit::new(concurrency)),
-                })
             })
             .await
             .map_err(|reason| {

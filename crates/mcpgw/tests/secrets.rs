@@ -75,14 +75,8 @@ fn assert_absent(haystack: &str, what: &str) {
 
 /// Runs a one-shot `mcpgw` command with `env`, feeding `stdin`.
 async fn mcpgw(args: &[&str], env: &[(&str, String)], stdin: &str) -> Output {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcpgw"))
+    let mut child = harness::mcpgw_command(env)
         .args(args)
-        .env("NO_COLOR", "1")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("the mcpgw binary runs");
     let mut input = child.stdin.take().unwrap();

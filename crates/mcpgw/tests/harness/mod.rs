@@ -129,6 +129,21 @@ pub async fn containers_by_server(pid: u32) -> HashMap<String, usize> {
     counts
 }
 
+/// The `mcpgw` binary with `env` (which may override the log level), its
+/// stdio piped, killed when dropped.
+pub fn mcpgw_command(env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mcpgw"));
+    command
+        .env("MCPGW_LOG", "info,rmcp=warn")
+        .env("NO_COLOR", "1")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
 impl Gateway {
     pub async fn start(dir: &tempfile::TempDir) -> Self {
         Self::start_with(&dir.path().join("catalog.yaml")).await
@@ -140,16 +155,9 @@ impl Gateway {
 
     pub async fn start_with_env(catalog: &Path, env: &[(&str, String)]) -> Self {
         docker().await;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mcpgw"))
+        let mut child = mcpgw_command(env)
             .args(["run", "--catalog"])
             .arg(catalog)
-            .env("MCPGW_LOG", "info,rmcp=warn")
-            .env("NO_COLOR", "1")
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .expect("the mcpgw binary runs");
         let stderr = Arc::new(Mutex::new(String::new()));
