@@ -15,6 +15,7 @@
 #![allow(deprecated)]
 
 mod guard;
+pub mod outbox;
 mod reclaim;
 
 use std::collections::HashMap;
@@ -440,6 +441,14 @@ impl Backend {
             guard::MAX_LINE,
             verdict.clone(),
         ));
+        // Requests leave through an outbox: under load, many in one write.
+        let (write, drain) = outbox::outbox(write, None);
+        let drain_server = server.to_string();
+        tokio::spawn(async move {
+            if let Err(err) = drain.await {
+                tracing::debug!(server = %drain_server, "writing to the server failed: {err}");
+            }
+        });
         let write = reclaim::Reclaim::new(write);
         let auto = ClientLifecycleMode::Auto {
             preferred_versions: vec![ProtocolVersion::V_2026_07_28],

@@ -130,11 +130,12 @@ fn check_echo(result: &Value, payload: &str) -> anyhow::Result<()> {
 async fn pipelined(
     client: &LineClient,
     tool: &str,
+    arguments: Option<&Value>,
     total: usize,
     window: usize,
 ) -> anyhow::Result<f64> {
     let began = Instant::now();
-    latencies(client, tool, None, window, total / window).await?;
+    latencies(client, tool, arguments, window, total / window).await?;
     #[allow(clippy::cast_precision_loss)]
     Ok((total / window * window) as f64 / began.elapsed().as_secs_f64())
 }
@@ -233,7 +234,14 @@ pub(crate) async fn throughput(
     let (gateway, client) = bench.stdio(&bench.catalog(1, 0)?)?;
     client.initialize().await?;
     client.list_tools().await?;
-    pipelined(&client, "s0__echo", scale.pipelined / 10, scale.window).await?;
+    pipelined(
+        &client,
+        "s0__echo",
+        None,
+        scale.pipelined / 10,
+        scale.window,
+    )
+    .await?;
     let mut d = Figure::new(
         format!("stdio, direct, {} in flight", scale.window),
         "calls/s",
@@ -245,12 +253,12 @@ pub(crate) async fn throughput(
     let mut report = None;
     for run in 0..scale.runs {
         d.values
-            .push(pipelined(&direct, "echo", scale.pipelined, scale.window).await?);
+            .push(pipelined(&direct, "echo", None, scale.pipelined, scale.window).await?);
         let recording = (profile && run == 0)
             .then(|| crate::setup::Profile::start(gateway.pid))
             .transpose()?;
         g.values
-            .push(pipelined(&client, "s0__echo", scale.pipelined, scale.window).await?);
+            .push(pipelined(&client, "s0__echo", None, scale.pipelined, scale.window).await?);
         if let Some(recording) = recording {
             report = Some(recording.finish().await?);
         }
@@ -546,6 +554,20 @@ pub(crate) async fn external_stdio(
         }
         section.figures.extend([p50, p99]);
     }
+    let mut rate = Figure::new(format!("{} in flight", scale.window), "calls/s");
+    for _ in 0..scale.runs {
+        rate.values.push(
+            pipelined(
+                &client,
+                tool,
+                Some(arguments),
+                scale.pipelined,
+                scale.window,
+            )
+            .await?,
+        );
+    }
+    section.figures.push(rate);
     let _ = child.kill().await;
     Ok(vec![section])
 }

@@ -1145,9 +1145,11 @@ impl ServerHandler for Mux {
         let resume = self.ours(&mut upstream.request_state, &mut upstream.input_responses);
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(upstream));
         let began = Instant::now();
-        let outcome = self
-            .forward_rounds(route.server, &what, request, &context, resume)
-            .await;
+        // Boxed, here and in the other handlers: rmcp moves each request's
+        // handler future into a task of its own, and an unboxed forward
+        // would make every one of them kilobytes to copy.
+        let outcome =
+            Box::pin(self.forward_rounds(route.server, &what, request, &context, resume)).await;
         let ok = match &outcome {
             Ok(ServerResult::CallToolResult(result)) => result.is_error != Some(true),
             Ok(_) => true,
@@ -1214,10 +1216,7 @@ impl ServerHandler for Mux {
         upstream.name = route.upstream;
         let resume = self.ours(&mut upstream.request_state, &mut upstream.input_responses);
         let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(upstream));
-        match self
-            .forward_rounds(route.server, &what, request, &context, resume)
-            .await?
-        {
+        match Box::pin(self.forward_rounds(route.server, &what, request, &context, resume)).await? {
             ServerResult::GetPromptResult(mut result) => {
                 complete(&mut result.result_type);
                 Ok(GetPromptResponse::Complete(result))
@@ -1404,7 +1403,7 @@ impl ServerHandler for Mux {
             }
         };
         let request = ClientRequest::CompleteRequest(CompleteRequest::new(upstream));
-        match self.forward(index, &what, request, &context).await? {
+        match Box::pin(self.forward(index, &what, request, &context)).await? {
             ServerResult::CompleteResult(mut result) => {
                 complete(&mut result.result_type);
                 Ok(result)
@@ -1434,10 +1433,7 @@ impl ServerHandler for Mux {
         let what = format!("resources/read `{}`", upstream.uri);
         let resume = self.ours(&mut upstream.request_state, &mut upstream.input_responses);
         let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(upstream));
-        match self
-            .forward_rounds(index, &what, request, &context, resume)
-            .await?
-        {
+        match Box::pin(self.forward_rounds(index, &what, request, &context, resume)).await? {
             ServerResult::ReadResourceResult(mut result) => {
                 complete(&mut result.result_type);
                 Ok(ReadResourceResponse::Complete(result))

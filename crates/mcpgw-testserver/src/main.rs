@@ -36,7 +36,7 @@ async fn main() {
     }
     eprintln!("testserver: serving on stdio");
     let server = TestServer::new(faults.generated_tools).legacy(faults.legacy);
-    match server.serve(rmcp::transport::stdio()).await {
+    match server.serve(rmcp::transport::stdio_pipes()).await {
         Ok(running) => {
             let _ = running.waiting().await;
         }

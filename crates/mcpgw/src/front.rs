@@ -2,16 +2,17 @@
 //!
 //! Inbound, every line is checked to be JSON before rmcp sees it; a line
 //! that is not gets a `-32700` parse error (rmcp would drop it without an
-//! answer) and the session goes on. Outbound, one pump task writes every
-//! line rmcp produces, after the redaction [`Filter`], and the parse errors,
-//! so that each line reaches the client whole and exactly once.
+//! answer) and the session goes on. Outbound, rmcp writes into an
+//! [`Outbox`]: every line passes the redaction [`Filter`] and leaves whole,
+//! exactly once, with the parse errors between lines; a line leaves at once
+//! when stdout takes it, and under load many leave in one write.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use mcpgw_backend::outbox::{Drain, LineSender, Outbox, outbox};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::JoinHandle;
 
 use crate::redaction::Filter;
@@ -19,16 +20,10 @@ use crate::redaction::Filter;
 /// The longest line a client may send; longer ones are refused.
 const MAX_LINE: usize = 16 << 20;
 
-/// The pipe between rmcp's writer and the pump.
-const PIPE_BYTES: usize = 64 << 10;
-
-/// Parse errors waiting for the pump; beyond this they are dropped.
-const ERROR_BACKLOG: usize = 16;
-
 /// What rmcp reads and writes, and the task that writes to the client.
 pub(crate) struct Front<R> {
     pub(crate) reader: CheckedReader<R>,
-    pub(crate) writer: tokio::io::DuplexStream,
+    pub(crate) writer: Outbox,
     /// Ends once rmcp's writer is closed and everything is written.
     pub(crate) pump: JoinHandle<std::io::Result<()>>,
 }
@@ -37,10 +32,14 @@ pub(crate) struct Front<R> {
 pub(crate) fn front<R, W>(input: R, output: W, filter: Filter) -> Front<R>
 where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: AsyncWrite + Send + 'static,
 {
-    let (errors, pending) = mpsc::channel(ERROR_BACKLOG);
-    let (writer, from_rmcp) = tokio::io::duplex(PIPE_BYTES);
+    let (writer, drain): (Outbox, Drain) = outbox(
+        output,
+        Some(Box::new(move |line: &[u8], out: &mut Vec<u8>| {
+            out.extend_from_slice(&filter.line(line));
+        })),
+    );
     Front {
         reader: CheckedReader {
             inner: input,
@@ -49,45 +48,11 @@ where
             handed: 0,
             discarding: false,
             eof: false,
-            errors,
+            errors: writer.lines(),
         },
         writer,
-        pump: tokio::spawn(pump(from_rmcp, pending, output, filter)),
+        pump: tokio::spawn(drain),
     }
-}
-
-async fn pump<W: AsyncWrite + Unpin>(
-    from_rmcp: tokio::io::DuplexStream,
-    mut errors: mpsc::Receiver<Vec<u8>>,
-    mut output: W,
-    filter: Filter,
-) -> std::io::Result<()> {
-    let mut lines = tokio::io::BufReader::with_capacity(PIPE_BYTES, from_rmcp);
-    let mut line = Vec::new();
-    loop {
-        tokio::select! {
-            // `read_until` keeps a partial line in `line` when cancelled.
-            read = lines.read_until(b'\n', &mut line) => {
-                if read? == 0 {
-                    break;
-                }
-                output.write_all(&filter.line(&line)).await?;
-                output.flush().await?;
-                line.clear();
-            }
-            Some(error) = errors.recv() => {
-                output.write_all(&error).await?;
-                output.flush().await?;
-            }
-        }
-    }
-    if !line.is_empty() {
-        output.write_all(&filter.line(&line)).await?;
-    }
-    while let Ok(error) = errors.try_recv() {
-        output.write_all(&error).await?;
-    }
-    output.flush().await
 }
 
 /// Hands rmcp only lines that are JSON; answers the others with `-32700`.
@@ -101,7 +66,8 @@ pub(crate) struct CheckedReader<R> {
     /// Skipping the rest of a line that was too long.
     discarding: bool,
     eof: bool,
-    errors: mpsc::Sender<Vec<u8>>,
+    /// Where parse errors go: between rmcp's lines, to the client.
+    errors: LineSender,
 }
 
 impl<R> CheckedReader<R> {
@@ -143,11 +109,7 @@ impl<R> CheckedReader<R> {
             "id": null,
             "error": {"code": -32700, "message": format!("Parse error: {why}")},
         });
-        if self
-            .errors
-            .try_send(format!("{error}\n").into_bytes())
-            .is_err()
-        {
+        if !self.errors.send(format!("{error}\n").as_bytes()) {
             tracing::debug!("parse error not sent: the client is not reading");
         }
     }
@@ -196,7 +158,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for CheckedReader<R> {
 mod tests {
     use mcpgw_catalog::Redaction;
     use serde_json::Value;
-    use tokio::io::AsyncReadExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     use super::*;
     use crate::redaction::tests::{VALUE, filter};

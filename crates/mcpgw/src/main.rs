@@ -23,10 +23,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     mcpgw_secrets::install_panic_hook();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_for(&cli.command).enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             tracing::error!("cannot start the async runtime: {err}");
@@ -43,6 +40,31 @@ fn main() -> ExitCode {
             ExitCode::from(err.exit_code())
         }
     }
+}
+
+/// The async runtime a command runs on.
+///
+/// Over stdio the gateway relays one client's messages: a single thread
+/// does that with no cross-thread wake-ups, which is most of what a
+/// multi-threaded runtime would add to each call (measured in
+/// `BENCHMARKS.md`). Over HTTP it serves many clients: worker threads on
+/// half the cores, leaving the rest to the engine and the servers, which
+/// do most of the work of each call.
+fn runtime_for(command: &cli::Command) -> tokio::runtime::Builder {
+    let http = matches!(
+        command,
+        cli::Command::Run {
+            transport: cli::Transport::Http,
+            ..
+        }
+    );
+    if !http {
+        return tokio::runtime::Builder::new_current_thread();
+    }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads((cores / 2).max(1));
+    builder
 }
 
 fn init_tracing() {
