@@ -67,12 +67,22 @@ struct Cli {
     relay: bool,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.relay {
-        return setup::relay(&cli.image).await;
+        // One thread, as mcpgw over stdio: the floor, not a thread hop more.
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(setup::relay(&cli.image));
     }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench(cli))
+}
+
+async fn bench(cli: Cli) -> anyhow::Result<()> {
     let scale = if cli.quick {
         workloads::Scale::quick()
     } else {
