@@ -242,8 +242,9 @@ impl LineSender {
     }
 }
 
-/// Writes what the outbox could not write at once; ends when the outbox
-/// is closed and empty, after shutting the output down.
+/// Writes everything waiting in the outbox, in one write when it can;
+/// ends when the outbox is closed and empty, after shutting the output
+/// down.
 #[derive(Debug)]
 pub struct Drain {
     shared: Arc<Mutex<State>>,

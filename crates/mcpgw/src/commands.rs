@@ -246,7 +246,7 @@ async fn serve(path: &Path, secrets: &SecretsArg) -> Result<(), Failure> {
         let Front {
             reader,
             writer,
-            pump,
+            drain,
         } = front(stdin, stdout, filter);
         let running = mux
             .serve((reader, writer))
@@ -254,7 +254,7 @@ async fn serve(path: &Path, secrets: &SecretsArg) -> Result<(), Failure> {
             .context("the client did not open an MCP session")?;
         running.waiting().await.context("the session task failed")?;
         // What rmcp wrote last still goes out.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), pump).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
         Ok::<_, anyhow::Error>(())
     };
     let outcome = tokio::select! {

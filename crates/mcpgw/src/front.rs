@@ -4,13 +4,13 @@
 //! that is not gets a `-32700` parse error (rmcp would drop it without an
 //! answer) and the session goes on. Outbound, rmcp writes into an
 //! [`Outbox`]: every line passes the redaction [`Filter`] and leaves whole,
-//! exactly once, with the parse errors between lines; a line leaves at once
-//! when stdout takes it, and under load many leave in one write.
+//! exactly once, with the parse errors between lines; under load many
+//! leave in one write.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use mcpgw_backend::outbox::{Drain, LineSender, Outbox, outbox};
+use mcpgw_backend::outbox::{LineSender, Outbox, outbox};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::JoinHandle;
@@ -25,7 +25,7 @@ pub(crate) struct Front<R> {
     pub(crate) reader: CheckedReader<R>,
     pub(crate) writer: Outbox,
     /// Ends once rmcp's writer is closed and everything is written.
-    pub(crate) pump: JoinHandle<std::io::Result<()>>,
+    pub(crate) drain: JoinHandle<std::io::Result<()>>,
 }
 
 /// Wraps the client's `input` and `output`.
@@ -34,7 +34,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Send + 'static,
 {
-    let (writer, drain): (Outbox, Drain) = outbox(
+    let (writer, drain) = outbox(
         output,
         Some(Box::new(move |line: &[u8], out: &mut Vec<u8>| {
             out.extend_from_slice(&filter.line(line));
@@ -51,7 +51,7 @@ where
             errors: writer.lines(),
         },
         writer,
-        pump: tokio::spawn(drain),
+        drain: tokio::spawn(drain),
     }
 }
 
@@ -171,13 +171,13 @@ mod tests {
         let Front {
             reader,
             mut writer,
-            pump,
+            drain,
         } = front(server_in, server_out, filter(mode));
         for chunk in chunks {
             writer.write_all(chunk).await.unwrap();
         }
         drop(writer);
-        pump.await.unwrap().unwrap();
+        drain.await.unwrap().unwrap();
         drop((reader, to_gateway));
         let mut out = String::new();
         from_gateway.read_to_string(&mut out).await.unwrap();
@@ -251,7 +251,7 @@ mod tests {
         );
         drop(front.reader);
         drop(front.writer);
-        front.pump.await.unwrap().unwrap();
+        front.drain.await.unwrap().unwrap();
         let mut answered = String::new();
         errors_out.read_to_string(&mut answered).await.unwrap();
         let error: Value = serde_json::from_str(answered.trim()).unwrap();
