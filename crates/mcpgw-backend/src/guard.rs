@@ -1,17 +1,21 @@
 //! A guard on a backend's stdout, between the container and the MCP
-//! client: it lets bytes through unchanged, logs lines that are not JSON
-//! (rate-limited; rmcp skips them), and ends the stream with an error when a
-//! line grows past the cap, so a backend that floods one endless line is
-//! killed instead of filling memory.
+//! client: it hands rmcp whole lines, logs lines that are not JSON
+//! (rate-limited; rmcp skips them), diverts the lines that answer express
+//! calls (see `express.rs`), and ends the stream with an error when a line
+//! grows past the cap, so a backend that floods one endless line is killed
+//! instead of filling memory.
 //!
-//! It only looks at each line's first byte and length, never parses.
+//! It looks at each line's first byte and length; it parses only lines that
+//! may concern an express call, once one has been made.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::express::Express;
 
 /// The longest line (one JSON-RPC message) a backend may send: 16 MiB.
 pub(crate) const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -26,9 +30,15 @@ pub(crate) struct LineGuard<R> {
     inner: R,
     server: String,
     max_line: usize,
-    line_len: usize,
-    first: Option<u8>,
-    sample: Vec<u8>,
+    /// Bytes read from the start of a line not yet complete.
+    incoming: Vec<u8>,
+    /// How much of `incoming` is known to hold no line break.
+    scanned: usize,
+    /// Whole lines for rmcp, from `handed` on.
+    ready: Vec<u8>,
+    handed: usize,
+    eof: bool,
+    express: Option<Arc<Express>>,
     window_start: Instant,
     logged: u32,
     suppressed: u64,
@@ -36,20 +46,25 @@ pub(crate) struct LineGuard<R> {
 }
 
 impl<R> LineGuard<R> {
-    /// Guards `inner`, the stdout of `server`, with lines capped at `max_line`.
+    /// Guards `inner`, the stdout of `server`, with lines capped at
+    /// `max_line`; answers to `express` calls go there.
     pub(crate) fn new(
         inner: R,
         server: &str,
         max_line: usize,
         verdict: Arc<Mutex<Option<String>>>,
+        express: Option<Arc<Express>>,
     ) -> Self {
         Self {
             inner,
             server: server.to_string(),
             max_line,
-            line_len: 0,
-            first: None,
-            sample: Vec::new(),
+            incoming: Vec::new(),
+            scanned: 0,
+            ready: Vec::new(),
+            handed: 0,
+            eof: false,
+            express,
             window_start: Instant::now(),
             logged: 0,
             suppressed: 0,
@@ -57,17 +72,43 @@ impl<R> LineGuard<R> {
         }
     }
 
-    fn end_of_line(&mut self) {
-        let is_json = matches!(self.first, None | Some(b'{' | b'['));
-        if !is_json {
-            self.log_garbage();
+    /// Moves the complete lines of `incoming` to `ready`, or elsewhere;
+    /// `false` if one is longer than the cap.
+    fn sort_lines(&mut self) -> bool {
+        let incoming = std::mem::take(&mut self.incoming);
+        let mut start = 0;
+        let mut fits = true;
+        // Bytes before `scanned` hold no line break: a long line is
+        // searched once, not once per read.
+        let mut from = self.scanned;
+        while let Some(end) = memchr::memchr(b'\n', &incoming[from..]) {
+            let end = from + end + 1;
+            from = end;
+            if end - start > self.max_line + 1 {
+                fits = false;
+                break;
+            }
+            let line = &incoming[start..end];
+            let first = line.iter().find(|b| !b.is_ascii_whitespace());
+            if !matches!(first, None | Some(b'{' | b'[')) {
+                self.log_garbage(&String::from_utf8_lossy(&line[..line.len().min(120)]));
+            }
+            let diverted = self
+                .express
+                .as_ref()
+                .is_some_and(|express| express.watching() && express.divert(line));
+            if !diverted {
+                self.ready.extend_from_slice(line);
+            }
+            start = end;
         }
-        self.line_len = 0;
-        self.first = None;
-        self.sample.clear();
+        self.incoming = incoming;
+        self.incoming.drain(..start);
+        self.scanned = self.incoming.len();
+        fits && self.incoming.len() <= self.max_line
     }
 
-    fn log_garbage(&mut self) {
+    fn log_garbage(&mut self, sample: &str) {
         if self.window_start.elapsed() >= LOG_WINDOW {
             if self.suppressed > 0 {
                 tracing::warn!(server = %self.server, suppressed = self.suppressed, "more non-JSON lines on stdout were skipped");
@@ -78,59 +119,84 @@ impl<R> LineGuard<R> {
         }
         if self.logged < LOG_BURST {
             self.logged += 1;
-            let sample = String::from_utf8_lossy(&self.sample);
             tracing::warn!(server = %self.server, line = %sample.trim_end(), "skipped a non-JSON line on stdout (stdout is for MCP messages only)");
         } else {
             self.suppressed += 1;
+        }
+    }
+
+    fn too_long(&self) -> std::io::Error {
+        let message = format!(
+            "server `{}` sent a line longer than {} bytes on stdout",
+            self.server, self.max_line
+        );
+        *self
+            .verdict
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(format!(
+            "it sent a line longer than {} bytes on stdout",
+            self.max_line
+        ));
+        std::io::Error::new(std::io::ErrorKind::InvalidData, message)
+    }
+
+    fn end(&mut self) {
+        self.eof = true;
+        if let Some(express) = &self.express {
+            express.end();
+        }
+    }
+}
+
+impl<R> Drop for LineGuard<R> {
+    fn drop(&mut self) {
+        if let Some(express) = &self.express {
+            express.end();
         }
     }
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for LineGuard<R> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
+        out: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {}
-            other => return other,
-        }
-        for &byte in &buf.filled()[before..] {
-            if byte == b'\n' {
-                this.end_of_line();
+        let this = self.get_mut();
+        loop {
+            if this.handed < this.ready.len() {
+                let n = out.remaining().min(this.ready.len() - this.handed);
+                out.put_slice(&this.ready[this.handed..this.handed + n]);
+                this.handed += n;
+                if this.handed == this.ready.len() {
+                    this.ready.clear();
+                    this.handed = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let mut buf = ReadBuf::new(&mut chunk);
+            if let Err(err) = ready!(Pin::new(&mut this.inner).poll_read(cx, &mut buf)) {
+                this.end();
+                return Poll::Ready(Err(err));
+            }
+            if buf.filled().is_empty() {
+                // An unfinished last line goes to rmcp as it is.
+                let rest = std::mem::take(&mut this.incoming);
+                this.ready.extend_from_slice(&rest);
+                this.end();
                 continue;
             }
-            this.line_len += 1;
-            if this.first.is_none() && !byte.is_ascii_whitespace() {
-                this.first = Some(byte);
-            }
-            if this.sample.len() < 120 {
-                this.sample.push(byte);
+            this.incoming.extend_from_slice(buf.filled());
+            if !this.sort_lines() {
+                this.incoming = Vec::new();
+                this.end();
+                return Poll::Ready(Err(this.too_long()));
             }
         }
-        if this.line_len > this.max_line {
-            // An error read must hand over no bytes.
-            buf.set_filled(before);
-            let message = format!(
-                "server `{}` sent a line longer than {} bytes on stdout",
-                this.server, this.max_line
-            );
-            *this
-                .verdict
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(format!(
-                "it sent a line longer than {} bytes on stdout",
-                this.max_line
-            ));
-            return Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                message,
-            )));
-        }
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -143,7 +209,7 @@ mod tests {
     #[tokio::test]
     async fn passes_bytes_through_unchanged() {
         let input = b"garbage\n{\"a\":1}\n  not json\n[1]\n".to_vec();
-        let mut guard = LineGuard::new(&input[..], "t", 64, Arc::default());
+        let mut guard = LineGuard::new(&input[..], "t", 64, Arc::default(), None);
         let mut out = Vec::new();
         guard.read_to_end(&mut out).await.unwrap();
         assert_eq!(out, input);
@@ -153,7 +219,7 @@ mod tests {
     #[tokio::test]
     async fn an_endless_line_ends_the_stream_with_an_error() {
         let input = vec![b'x'; 1000];
-        let mut guard = LineGuard::new(&input[..], "t", 100, Arc::default());
+        let mut guard = LineGuard::new(&input[..], "t", 100, Arc::default(), None);
         let mut out = Vec::new();
         let err = guard.read_to_end(&mut out).await.unwrap_err();
         assert_eq!(
@@ -166,7 +232,7 @@ mod tests {
     async fn a_long_line_within_the_cap_is_fine() {
         let mut input = vec![b'{'; 100];
         input.push(b'\n');
-        let mut guard = LineGuard::new(&input[..], "t", 100, Arc::default());
+        let mut guard = LineGuard::new(&input[..], "t", 100, Arc::default(), None);
         let mut out = Vec::new();
         guard.read_to_end(&mut out).await.unwrap();
         assert_eq!(out.len(), 101);

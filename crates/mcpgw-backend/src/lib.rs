@@ -14,6 +14,7 @@
 // and clients still use them, and the gateway relays them.
 #![allow(deprecated)]
 
+mod express;
 mod guard;
 pub mod outbox;
 mod reclaim;
@@ -22,6 +23,8 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+pub use express::Answer;
 
 use rmcp::model::{
     CancelledNotificationParam, ClientCapabilities, ClientConfig, ClientRequest,
@@ -379,6 +382,7 @@ pub struct Backend {
     relay: Arc<OnceLock<Arc<dyn Relay>>>,
     /// Open `subscriptions/listen` streams for resources, by URI.
     resource_streams: Arc<std::sync::Mutex<HashMap<String, CancellationToken>>>,
+    express: Arc<express::Express>,
 }
 
 /// How long a subscribe or unsubscribe may take.
@@ -435,14 +439,16 @@ impl Backend {
         // cancelled while the transport still carries the cancellation.
         let closing = shutdown.child_token();
         let verdict = Arc::new(std::sync::Mutex::new(None));
+        // Requests leave through an outbox: under load, many in one write.
+        let (write, drain) = outbox::outbox(write, None);
+        let express = Arc::new(express::Express::new(write.lines()));
         let read = reclaim::Reclaim::new(guard::LineGuard::new(
             read,
             server,
             guard::MAX_LINE,
             verdict.clone(),
+            Some(express.clone()),
         ));
-        // Requests leave through an outbox: under load, many in one write.
-        let (write, drain) = outbox::outbox(write, None);
         let drain_server = server.to_string();
         tokio::spawn(async move {
             if let Err(err) = drain.await {
@@ -464,6 +470,7 @@ impl Backend {
             progress: progress.clone(),
             lists: lists.clone(),
         };
+        let announced = client.get_info();
         let handshake = async {
             match Self::handshake(client.clone(), read.clone(), write.clone(), auto, &shutdown)
                 .await
@@ -515,6 +522,13 @@ impl Backend {
                 i.protocol_version.clone()
             });
         let capabilities = info.map(|i| i.capabilities.clone()).unwrap_or_default();
+        if !protocol.has_initialize() {
+            express.set_stateless_meta(
+                protocol.clone(),
+                announced.client_info,
+                announced.capabilities,
+            );
+        }
         // A 2026-07-28 backend announces list changes only on a
         // `subscriptions/listen` stream; open one for what it advertises.
         let mut listening = false;
@@ -562,6 +576,7 @@ impl Backend {
             lists,
             relay,
             resource_streams: Arc::default(),
+            express,
         })
     }
     async fn handshake<R, W>(
@@ -750,6 +765,25 @@ impl Backend {
         }
         drop(route);
         result
+    }
+
+    /// Calls tool `name` (its name as a JSON string, quotes included) with
+    /// `arguments` (a JSON object, verbatim) as an express call: written
+    /// and answered beside rmcp, which neither parses nor sees it (see
+    /// `express.rs`). Deadlines, progress and cancellation behave as for
+    /// [`Self::request`].
+    ///
+    /// # Errors
+    ///
+    /// A timeout or a closed session; the backend's own error is an
+    /// [`Answer::Error`].
+    pub async fn call_express(
+        &self,
+        name: &str,
+        arguments: Option<&serde_json::value::RawValue>,
+        deadline: Deadline,
+    ) -> Result<Answer, ServiceError> {
+        self.express.call(name, arguments, deadline).await
     }
 
     /// Whether this backend's protocol has `ping` (the handshake era does;

@@ -149,6 +149,13 @@ impl State {
         err
     }
 
+    /// Drops the output once the drain is done with it: line senders may
+    /// outlive the outbox, and must not keep the other end open.
+    fn release(&mut self) {
+        self.output = Box::pin(tokio::io::sink());
+        self.closed = true;
+    }
+
     fn wake_drain(&mut self) {
         if let Some(drain) = self.drain.take() {
             drain.wake();
@@ -221,8 +228,8 @@ impl Drop for Outbox {
     }
 }
 
-/// Adds whole lines to an [`Outbox`] with a filter, between the lines of
-/// its writer, unfiltered.
+/// Adds whole lines to an [`Outbox`], between the lines of its writer,
+/// through its filter.
 #[derive(Debug, Clone)]
 pub struct LineSender {
     shared: Arc<Mutex<State>>,
@@ -230,13 +237,17 @@ pub struct LineSender {
 
 impl LineSender {
     /// Queues `line` (its `\n` included); `false` if it was dropped
-    /// because the output is failed or too far behind.
+    /// because the outbox is closed, its output failed, or too far behind.
     pub fn send(&self, line: &[u8]) -> bool {
         let mut state = lock(&self.shared);
-        if state.failed.is_some() || state.queued.len() - state.sent >= LIMIT {
+        if state.closed || state.failed.is_some() || state.queued.len() - state.sent >= LIMIT {
             return false;
         }
-        state.queued.extend_from_slice(line);
+        let state = &mut *state;
+        match &mut state.filter {
+            Some(filter) => filter(line, &mut state.queued),
+            None => state.queued.extend_from_slice(line),
+        }
         state.wake_drain();
         true
     }
@@ -256,7 +267,10 @@ impl Future for Drain {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut state = lock(&self.shared);
         loop {
-            std::task::ready!(state.write_out(cx))?;
+            if let Err(err) = std::task::ready!(state.write_out(cx)) {
+                state.release();
+                return Poll::Ready(Err(err));
+            }
             if !state.closed {
                 state.drain = Some(cx.waker().clone());
                 return Poll::Pending;
@@ -268,7 +282,9 @@ impl Future for Drain {
                 state.accept(&last);
                 continue;
             }
-            return state.output.as_mut().poll_shutdown(cx);
+            let shut = std::task::ready!(state.output.as_mut().poll_shutdown(cx));
+            state.release();
+            return Poll::Ready(shut);
         }
     }
 }
@@ -313,14 +329,16 @@ mod tests {
         outbox.write_all(b"one\ntw").await.unwrap();
         outbox.flush().await.unwrap();
         assert!(lines.send(b"inserted\n"));
+        assert!(lines.send(b"drop this one too\n"));
         outbox.write_all(b"o\ndrop me\nlast").await.unwrap();
         outbox.shutdown().await.unwrap();
+        assert!(!lines.send(b"after the close\n"));
         drop(outbox);
         drain.await.unwrap().unwrap();
         drop(lines);
         let mut got = String::new();
         reader.read_to_string(&mut got).await.unwrap();
-        assert_eq!(got, "ONE\ninserted\nTWO\nLAST\n");
+        assert_eq!(got, "ONE\nINSERTED\nTWO\nLAST\n");
     }
 
     #[tokio::test]

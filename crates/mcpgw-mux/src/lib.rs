@@ -20,6 +20,7 @@
 #![allow(deprecated)]
 
 mod changes;
+mod express;
 mod metrics;
 mod paging;
 mod relay;
@@ -27,6 +28,7 @@ mod rounds;
 pub mod router;
 mod session;
 
+pub use express::ExpressLane;
 pub use paging::PAGE_SIZE;
 pub use session::Instances;
 
@@ -343,20 +345,13 @@ impl Mux {
         what: &str,
         request: &impl serde::Serialize,
     ) -> Result<(), ErrorData> {
-        let Some(redactor) = self.shared.secrets.get().filter(|r| !r.is_empty()) else {
-            return Ok(());
-        };
-        let text = serde_json::to_string(request).unwrap_or_default();
-        let foreign: Vec<String> = redactor
-            .found(&text)
-            .into_iter()
-            .filter(|name| !slot.secrets.contains(*name))
-            .map(|name| format!("`{name}`"))
-            .collect();
-        if foreign.is_empty() {
+        if !self.carries_secrets() {
             return Ok(());
         }
-        let names = foreign.join(", ");
+        let text = serde_json::to_string(request).unwrap_or_default();
+        let Some(names) = self.foreign_secrets(slot, &text) else {
+            return Ok(());
+        };
         tracing::warn!(server = %slot.name, "refused {what}: it carries the value of secret {names}, which this server is not given");
         Err(ErrorData::invalid_params(
             format!(
@@ -365,6 +360,25 @@ impl Mux {
             ),
             None,
         ))
+    }
+
+    /// Whether any secret is injected in this run (and requests must be
+    /// checked for values).
+    fn carries_secrets(&self) -> bool {
+        self.shared.secrets.get().is_some_and(|r| !r.is_empty())
+    }
+
+    /// The names of the secrets in `text` that `slot`'s server is not
+    /// given, quoted and joined, if there are any.
+    fn foreign_secrets(&self, slot: &Slot, text: &str) -> Option<String> {
+        let redactor = self.shared.secrets.get()?;
+        let foreign: Vec<String> = redactor
+            .found(text)
+            .into_iter()
+            .filter(|name| !slot.secrets.contains(*name))
+            .map(|name| format!("`{name}`"))
+            .collect();
+        (!foreign.is_empty()).then(|| foreign.join(", "))
     }
 
     /// The routing table for a request, unless its client cancels it while
@@ -616,13 +630,7 @@ impl Mux {
         let Instance { backend, limit } = self.target(index, context).await?;
         let _activity = Activity::begin(slot);
         let Some(_permit) = limit.admit().await else {
-            return Err(ErrorData::internal_error(
-                format!(
-                    "server `{}` is busy: {} calls in flight and {} waiting, its limits; try again shortly",
-                    slot.name, limit.in_flight, limit.queue
-                ),
-                None,
-            ));
+            return Err(busy(slot, &limit));
         };
         // A request the client cancelled while it waited (for start-up, an
         // idle server or a place in the queue) is never sent.
@@ -662,42 +670,55 @@ impl Mux {
         }
         match outcome {
             Ok(result) => Ok(result),
-            Err(ServiceError::McpError(e)) => Err(e),
-            Err(ServiceError::Timeout { timeout }) => {
+            Err(err) => Err(self.call_failure(index, what, &backend, err).await),
+        }
+    }
+
+    /// What the client is told when forwarding `what` to server `index`
+    /// failed with `err`.
+    async fn call_failure(
+        &self,
+        index: usize,
+        what: &str,
+        backend: &Backend,
+        err: ServiceError,
+    ) -> ErrorData {
+        let slot = &self.shared.slots[index];
+        match err {
+            ServiceError::McpError(e) => e,
+            ServiceError::Timeout { timeout } => {
                 let hint = match self.shared.diagnosis.get() {
                     Some(d) => d.diagnose(index).await,
                     None => None,
                 };
                 let hint = hint.map_or_else(String::new, |h| format!("; its container is {h}"));
-                Err(ErrorData::internal_error(
+                ErrorData::internal_error(
                     format!(
                         "server `{}` did not answer {what} within {timeout:?}; the request was cancelled at the server{hint}",
                         slot.name
                     ),
                     None,
-                ))
+                )
             }
-            Err(ServiceError::TransportClosed | ServiceError::TransportSend(_))
-                if slot.per_session =>
-            {
+            ServiceError::TransportClosed | ServiceError::TransportSend(_) if slot.per_session => {
                 let reason = backend
                     .end_reason()
                     .unwrap_or_else(|| "its session ended".to_string());
-                Err(ErrorData::internal_error(
+                ErrorData::internal_error(
                     format!(
                         "server `{}` (this session's instance) failed during {what}: {reason}; the next request starts a new one",
                         slot.name
                     ),
                     None,
-                ))
+                )
             }
-            Err(ServiceError::TransportClosed | ServiceError::TransportSend(_)) => {
-                Err(self.failure_during_call(index, what).await)
+            ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
+                self.failure_during_call(index, what).await
             }
-            Err(other) => Err(ErrorData::internal_error(
+            other => ErrorData::internal_error(
                 format!("server `{}`: {what} failed: {other}", slot.name),
                 None,
-            )),
+            ),
         }
     }
 
@@ -803,6 +824,30 @@ impl Mux {
             format!("server `{}` failed during {what}: {reason}", slot.name),
             None,
         )
+    }
+
+    /// What server `index` answered to tools/call, as a tool call's response.
+    fn tool_response(
+        &self,
+        index: usize,
+        what: &str,
+        result: ServerResult,
+    ) -> Result<CallToolResponse, ErrorData> {
+        match result {
+            ServerResult::CallToolResult(mut result) => {
+                complete(&mut result.result_type);
+                Ok(CallToolResponse::Complete(result))
+            }
+            ServerResult::InputRequiredResult(result) => {
+                Ok(CallToolResponse::InputRequired(result))
+            }
+            ServerResult::CreateTaskResult(result) => Ok(CallToolResponse::Task(result)),
+            // A tool result with nothing in it can arrive as an empty result.
+            ServerResult::EmptyResult(_) => Ok(CallToolResponse::Complete(
+                CallToolResult::success(Vec::new()),
+            )),
+            _ => Err(unexpected(&self.shared.slots[index].name, what)),
+        }
     }
 
     fn remember_client(&self, peer: &Peer<RoleServer>) {
@@ -997,6 +1042,17 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The answer to a call that finds `limit` full.
+fn busy(slot: &Slot, limit: &Limit) -> ErrorData {
+    ErrorData::internal_error(
+        format!(
+            "server `{}` is busy: {} calls in flight and {} waiting, its limits; try again shortly",
+            slot.name, limit.in_flight, limit.queue
+        ),
+        None,
+    )
+}
+
 fn unavailable(server: &ServerName, reason: &str) -> ErrorData {
     ErrorData::internal_error(
         format!("server `{server}` is not available: {reason}"),
@@ -1161,21 +1217,7 @@ impl ServerHandler for Mux {
             ok,
             began.elapsed(),
         );
-        match outcome? {
-            ServerResult::CallToolResult(mut result) => {
-                complete(&mut result.result_type);
-                Ok(CallToolResponse::Complete(result))
-            }
-            ServerResult::InputRequiredResult(result) => {
-                Ok(CallToolResponse::InputRequired(result))
-            }
-            ServerResult::CreateTaskResult(result) => Ok(CallToolResponse::Task(result)),
-            // A tool result with nothing in it can arrive as an empty result.
-            ServerResult::EmptyResult(_) => Ok(CallToolResponse::Complete(
-                CallToolResult::success(Vec::new()),
-            )),
-            _ => Err(unexpected(&self.shared.slots[route.server].name, &what)),
-        }
+        self.tool_response(route.server, &what, outcome?)
     }
 
     async fn list_prompts(
@@ -1261,6 +1303,12 @@ impl ServerHandler for Mux {
         let mut result = ListResourceTemplatesResult::with_all_items(page);
         result.next_cursor = next;
         Ok(result)
+    }
+
+    async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
+        // A handshake-era client is known from here on: the express lane
+        // and server-to-client relays need it.
+        self.remember_client(&context.peer);
     }
 
     /// `logging/setLevel`: remembered for the session, passed on to every

@@ -247,7 +247,7 @@ async fn serve(path: &Path, secrets: &SecretsArg) -> Result<(), Failure> {
             reader,
             writer,
             drain,
-        } = front(stdin, stdout, filter);
+        } = front(stdin, stdout, filter, Some(&mux));
         let running = mux
             .serve((reader, writer))
             .await
@@ -306,7 +306,7 @@ async fn with_client<T>(
     let server = mux.clone();
     let serving = tokio::spawn(async move {
         let (read, write) = tokio::io::split(server_io);
-        let Front { reader, writer, .. } = front(read, write, filter);
+        let Front { reader, writer, .. } = front(read, write, filter, Some(&server));
         if let Ok(running) = server.serve((reader, writer)).await {
             let _ = running.waiting().await;
         }

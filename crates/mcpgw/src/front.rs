@@ -5,13 +5,19 @@
 //! answer) and the session goes on. Outbound, rmcp writes into an
 //! [`Outbox`]: every line passes the redaction [`Filter`] and leaves whole,
 //! exactly once, with the parse errors between lines; under load many
-//! leave in one write.
+//! leave in one write. Plain `tools/call` requests take the mux's express
+//! lane instead of rmcp (`mcpgw_mux`'s `express.rs`), and their answers
+//! pass the same filter.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use mcpgw_backend::outbox::{LineSender, Outbox, outbox};
+use mcpgw_mux::{ExpressLane, Mux};
+use serde::Deserialize;
 use serde_json::json;
+use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::JoinHandle;
 
@@ -28,8 +34,9 @@ pub(crate) struct Front<R> {
     pub(crate) drain: JoinHandle<std::io::Result<()>>,
 }
 
-/// Wraps the client's `input` and `output`.
-pub(crate) fn front<R, W>(input: R, output: W, filter: Filter) -> Front<R>
+/// Wraps the client's `input` and `output`; with a `mux`, plain tool calls
+/// take its express lane.
+pub(crate) fn front<R, W>(input: R, output: W, filter: Filter, mux: Option<&Mux>) -> Front<R>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Send + 'static,
@@ -44,22 +51,39 @@ where
         reader: CheckedReader {
             inner: input,
             incoming: Vec::new(),
+            scanned: 0,
             ready: Vec::new(),
             handed: 0,
             discarding: false,
             eof: false,
             errors: writer.lines(),
+            express: mux.map(|mux| mux.express_lane(writer.lines())),
         },
         writer,
         drain: tokio::spawn(drain),
     }
 }
 
+/// What the front reads of a client's message, to find express calls.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    params: Option<&'a RawValue>,
+}
+
 /// Hands rmcp only lines that are JSON; answers the others with `-32700`.
+/// With an express lane, plain tool calls (and their cancellations) go
+/// there instead.
 pub(crate) struct CheckedReader<R> {
     inner: R,
     /// Bytes read but not yet checked (an incomplete line).
     incoming: Vec<u8>,
+    /// How much of `incoming` is known to hold no line break.
+    scanned: usize,
     /// Checked lines for rmcp, from `handed` on.
     ready: Vec<u8>,
     handed: usize,
@@ -68,14 +92,19 @@ pub(crate) struct CheckedReader<R> {
     eof: bool,
     /// Where parse errors go: between rmcp's lines, to the client.
     errors: LineSender,
+    express: Option<ExpressLane>,
 }
 
 impl<R> CheckedReader<R> {
     /// Moves the complete lines of `incoming` to `ready`, or answers them.
     fn check_lines(&mut self) {
         let mut start = 0;
-        while let Some(end) = self.incoming[start..].iter().position(|&b| b == b'\n') {
-            let end = start + end + 1;
+        // Bytes before `scanned` hold no line break: a long line is
+        // searched once, not once per read.
+        let mut from = self.scanned;
+        while let Some(end) = memchr::memchr(b'\n', &self.incoming[from..]) {
+            let end = from + end + 1;
+            from = end;
             if self.discarding {
                 self.discarding = false;
             } else {
@@ -84,8 +113,10 @@ impl<R> CheckedReader<R> {
             start = end;
         }
         self.incoming.drain(..start);
+        self.scanned = self.incoming.len();
         if self.incoming.len() > MAX_LINE {
             self.incoming.clear();
+            self.scanned = 0;
             self.discarding = true;
             self.refuse(&format!("a line longer than {} MiB", MAX_LINE >> 20));
         }
@@ -94,6 +125,19 @@ impl<R> CheckedReader<R> {
     fn check(&mut self, start: usize, end: usize) {
         let line = &self.incoming[start..end];
         if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        if let Some(lane) = &self.express
+            && let Ok(message) = serde_json::from_slice::<Envelope<'_>>(line)
+        {
+            let taken = match (message.method.as_deref(), message.id) {
+                (Some("tools/call"), Some(id)) => lane.call(line, id, message.params),
+                (Some("notifications/cancelled"), None) => lane.cancel(message.params),
+                _ => false,
+            };
+            if !taken {
+                self.ready.extend_from_slice(line);
+            }
             return;
         }
         match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
@@ -172,7 +216,7 @@ mod tests {
             reader,
             mut writer,
             drain,
-        } = front(server_in, server_out, filter(mode));
+        } = front(server_in, server_out, filter(mode), None);
         for chunk in chunks {
             writer.write_all(chunk).await.unwrap();
         }
@@ -242,7 +286,7 @@ mod tests {
     async fn malformed_lines_get_parse_errors_and_good_lines_pass_whole() {
         let input: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n{this is not json\n\n[1,2]\n{\"jsonrpc\":\"2.0\",\"method\":\"x\"}";
         let (mut errors_out, errors_in) = tokio::io::duplex(1 << 16);
-        let mut front = front(input, errors_in, filter(Redaction::Redact));
+        let mut front = front(input, errors_in, filter(Redaction::Redact), None);
         let mut passed = String::new();
         front.reader.read_to_string(&mut passed).await.unwrap();
         assert_eq!(
