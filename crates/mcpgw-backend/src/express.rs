@@ -200,17 +200,24 @@ impl Express {
                 },
             );
         }
-        let mut line = format!(
-            "{{\"jsonrpc\":\"2.0\",\"id\":\"{PREFIX}{id}\",\"method\":\"tools/call\",\"params\":{{\"name\":{name}"
+        let meta = self.meta.get().map_or("", String::as_str);
+        let arguments = arguments.map(RawValue::get);
+        let mut line = String::with_capacity(
+            160 + name.len() + meta.len() + arguments.map_or(0, str::len),
         );
+        line.push_str("{\"jsonrpc\":\"2.0\",\"id\":\"");
+        push_id(&mut line, id);
+        line.push_str("\",\"method\":\"tools/call\",\"params\":{\"name\":");
+        line.push_str(name);
         if let Some(arguments) = arguments {
             line.push_str(",\"arguments\":");
-            line.push_str(arguments.get());
+            line.push_str(arguments);
         }
-        line.push_str(&format!(
-            ",\"_meta\":{{\"progressToken\":\"{PREFIX}{id}\"{}}}}}}}\n",
-            self.meta.get().map_or("", String::as_str)
-        ));
+        line.push_str(",\"_meta\":{\"progressToken\":\"");
+        push_id(&mut line, id);
+        line.push('"');
+        line.push_str(meta);
+        line.push_str("}}}\n");
         let mut outstanding = Outstanding {
             express: self,
             id,
@@ -279,6 +286,12 @@ struct Incoming<'a> {
 struct ProgressParams<'a> {
     #[serde(borrow, rename = "progressToken")]
     progress_token: Option<&'a RawValue>,
+}
+
+/// Appends express id `id` (`mcpgw-x7`, without quotes).
+fn push_id(line: &mut String, id: u64) {
+    use std::fmt::Write as _;
+    let _ = write!(line, "{PREFIX}{id}");
 }
 
 /// The number of an express id (`"mcpgw-x7"` → 7).

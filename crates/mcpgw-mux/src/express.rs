@@ -77,13 +77,10 @@ struct Cancelled<'a> {
 }
 
 #[derive(Serialize)]
-struct Response<'a, T: Serialize> {
+struct ErrorResponse<'a> {
     jsonrpc: &'static str,
     id: &'a RawValue,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<T>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a ErrorData>,
+    error: &'a ErrorData,
 }
 
 impl ExpressLane {
@@ -232,21 +229,20 @@ impl ExpressLane {
             Ok(Answer::Error(error)) | Err(error) => Err(error),
         };
         let (line, ok) = match &result {
-            Ok((result, is_error)) => (
-                serde_json::to_vec(&Response {
-                    jsonrpc: "2.0",
-                    id,
-                    result: Some(result),
-                    error: None,
-                }),
-                !is_error,
-            ),
+            Ok((result, is_error)) => {
+                let mut line = Vec::with_capacity(result.len() + id.get().len() + 40);
+                line.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+                line.extend_from_slice(id.get().as_bytes());
+                line.extend_from_slice(b",\"result\":");
+                line.extend_from_slice(result.as_bytes());
+                line.push(b'}');
+                (Ok(line), !is_error)
+            }
             Err(error) => (
-                serde_json::to_vec(&Response::<()> {
+                serde_json::to_vec(&ErrorResponse {
                     jsonrpc: "2.0",
                     id,
-                    result: None,
-                    error: Some(error),
+                    error,
                 }),
                 false,
             ),
@@ -273,7 +269,7 @@ impl ExpressLane {
         index: usize,
         what: &str,
         result: &RawValue,
-    ) -> Result<(Box<RawValue>, bool), ErrorData> {
+    ) -> Result<(String, bool), ErrorData> {
         if let Ok(fields) = serde_json::from_str::<BTreeMap<Cow<'_, str>, &RawValue>>(result.get())
         {
             let result_type = fields
@@ -294,15 +290,21 @@ impl ExpressLane {
             if plain {
                 let is_error = fields.get("isError").is_some_and(|e| e.get() == "true");
                 if result_type.is_none() {
-                    return Ok((result.to_owned(), is_error));
+                    return Ok((result.get().to_string(), is_error));
                 }
-                let mut fields = fields;
-                fields.remove("resultType");
-                let text = serde_json::to_string(&fields).map_err(|e| internal(&e))?;
-                return Ok((
-                    RawValue::from_string(text).map_err(|e| internal(&e))?,
-                    is_error,
-                ));
+                // The fields as they came, but `resultType`.
+                let mut text = String::with_capacity(result.get().len());
+                text.push('{');
+                for (key, value) in fields.iter().filter(|(k, _)| *k != "resultType") {
+                    if text.len() > 1 {
+                        text.push(',');
+                    }
+                    text.push_str(&serde_json::to_string(key).map_err(|e| internal(&e))?);
+                    text.push(':');
+                    text.push_str(value.get());
+                }
+                text.push('}');
+                return Ok((text, is_error));
             }
         }
         let parsed: ServerResult = serde_json::from_str(result.get()).map_err(|e| {
@@ -335,10 +337,7 @@ impl ExpressLane {
         result.strip_result_type_for_legacy_peer();
         result.strip_non_object_output_for_legacy_peer();
         let text = serde_json::to_string(&result).map_err(|e| internal(&e))?;
-        Ok((
-            RawValue::from_string(text).map_err(|e| internal(&e))?,
-            is_error,
-        ))
+        Ok((text, is_error))
     }
 }
 

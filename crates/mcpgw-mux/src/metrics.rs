@@ -26,7 +26,8 @@ struct Calls {
 /// The mux's counters.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    calls: Mutex<BTreeMap<(String, String), Calls>>,
+    /// By server, then tool: a call looks its entry up without allocating.
+    calls: Mutex<BTreeMap<String, BTreeMap<String, Calls>>>,
     failures: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -34,9 +35,15 @@ impl Metrics {
     /// One `tools/call` to `tool` of `server` that took `took`.
     pub(crate) fn call(&self, server: &str, tool: &str, ok: bool, took: Duration) {
         let mut calls = lock(&self.calls);
-        let entry = calls
-            .entry((server.to_string(), tool.to_string()))
-            .or_default();
+        if !calls.get(server).is_some_and(|tools| tools.contains_key(tool)) {
+            calls
+                .entry(server.to_string())
+                .or_default()
+                .insert(tool.to_string(), Calls::default());
+        }
+        let Some(entry) = calls.get_mut(server).and_then(|tools| tools.get_mut(tool)) else {
+            return;
+        };
         if ok {
             entry.ok += 1;
         } else {
@@ -56,7 +63,14 @@ impl Metrics {
 
     /// The counters in the Prometheus text format.
     pub(crate) fn render(&self, out: &mut String) {
-        let calls = lock(&self.calls).clone();
+        let calls: Vec<((String, String), Calls)> = lock(&self.calls)
+            .iter()
+            .flat_map(|(server, tools)| {
+                tools
+                    .iter()
+                    .map(|(tool, c)| ((server.clone(), tool.clone()), c.clone()))
+            })
+            .collect();
         let _ = writeln!(
             out,
             "# HELP mcpgw_tool_calls_total tools/call requests forwarded, by server, tool and outcome.\n# TYPE mcpgw_tool_calls_total counter"
