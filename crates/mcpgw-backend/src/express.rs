@@ -202,9 +202,8 @@ impl Express {
         }
         let meta = self.meta.get().map_or("", String::as_str);
         let arguments = arguments.map(RawValue::get);
-        let mut line = String::with_capacity(
-            160 + name.len() + meta.len() + arguments.map_or(0, str::len),
-        );
+        let mut line =
+            String::with_capacity(160 + name.len() + meta.len() + arguments.map_or(0, str::len));
         line.push_str("{\"jsonrpc\":\"2.0\",\"id\":\"");
         push_id(&mut line, id);
         line.push_str("\",\"method\":\"tools/call\",\"params\":{\"name\":");

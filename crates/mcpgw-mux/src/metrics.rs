@@ -35,7 +35,10 @@ impl Metrics {
     /// One `tools/call` to `tool` of `server` that took `took`.
     pub(crate) fn call(&self, server: &str, tool: &str, ok: bool, took: Duration) {
         let mut calls = lock(&self.calls);
-        if !calls.get(server).is_some_and(|tools| tools.contains_key(tool)) {
+        if !calls
+            .get(server)
+            .is_some_and(|tools| tools.contains_key(tool))
+        {
             calls
                 .entry(server.to_string())
                 .or_default()
