@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::express::Express;
+use crate::lines::Lines;
 
 /// The longest line (one JSON-RPC message) a backend may send: 16 MiB.
 pub(crate) const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -30,19 +31,43 @@ pub(crate) struct LineGuard<R> {
     inner: R,
     server: String,
     max_line: usize,
-    /// Bytes read from the start of a line not yet complete.
-    incoming: Vec<u8>,
-    /// How much of `incoming` is known to hold no line break.
-    scanned: usize,
-    /// Whole lines for rmcp, from `handed` on.
-    ready: Vec<u8>,
-    handed: usize,
+    lines: Lines,
     eof: bool,
     express: Option<Arc<Express>>,
+    garbage: GarbageLog,
+    verdict: Arc<Mutex<Option<String>>>,
+}
+
+/// Rate-limited warnings about non-JSON lines.
+#[derive(Debug)]
+struct GarbageLog {
     window_start: Instant,
     logged: u32,
     suppressed: u64,
-    verdict: Arc<Mutex<Option<String>>>,
+}
+
+impl GarbageLog {
+    fn note(&mut self, server: &str, line: &[u8]) {
+        if self.window_start.elapsed() >= LOG_WINDOW {
+            if self.suppressed > 0 {
+                tracing::warn!(
+                    server,
+                    suppressed = self.suppressed,
+                    "more non-JSON lines on stdout were skipped"
+                );
+            }
+            self.window_start = Instant::now();
+            self.logged = 0;
+            self.suppressed = 0;
+        }
+        if self.logged < LOG_BURST {
+            self.logged += 1;
+            let sample = String::from_utf8_lossy(&line[..line.len().min(120)]);
+            tracing::warn!(server, line = %sample.trim_end(), "skipped a non-JSON line on stdout (stdout is for MCP messages only)");
+        } else {
+            self.suppressed += 1;
+        }
+    }
 }
 
 impl<R> LineGuard<R> {
@@ -59,70 +84,38 @@ impl<R> LineGuard<R> {
             inner,
             server: server.to_string(),
             max_line,
-            incoming: Vec::new(),
-            scanned: 0,
-            ready: Vec::new(),
-            handed: 0,
+            lines: Lines::default(),
             eof: false,
             express,
-            window_start: Instant::now(),
-            logged: 0,
-            suppressed: 0,
+            garbage: GarbageLog {
+                window_start: Instant::now(),
+                logged: 0,
+                suppressed: 0,
+            },
             verdict,
         }
     }
 
-    /// Moves the complete lines of `incoming` to `ready`, or elsewhere;
-    /// `false` if one is longer than the cap.
-    fn sort_lines(&mut self) -> bool {
-        let incoming = std::mem::take(&mut self.incoming);
-        let mut start = 0;
+    /// Sorts the lines `bytes` complete: rmcp's, logged garbage (handed on
+    /// all the same), or express answers; `false` if a line is longer than
+    /// the cap.
+    fn sort(&mut self, bytes: &[u8]) -> bool {
         let mut fits = true;
-        // Bytes before `scanned` hold no line break: a long line is
-        // searched once, not once per read.
-        let mut from = self.scanned;
-        while let Some(end) = memchr::memchr(b'\n', &incoming[from..]) {
-            let end = from + end + 1;
-            from = end;
-            if end - start > self.max_line + 1 {
+        self.lines.push(bytes, |line| {
+            if line.len() > self.max_line + 1 {
                 fits = false;
-                break;
+                return false;
             }
-            let line = &incoming[start..end];
             let first = line.iter().find(|b| !b.is_ascii_whitespace());
             if !matches!(first, None | Some(b'{' | b'[')) {
-                self.log_garbage(&String::from_utf8_lossy(&line[..line.len().min(120)]));
+                self.garbage.note(&self.server, line);
             }
-            let diverted = self
+            !self
                 .express
                 .as_ref()
-                .is_some_and(|express| express.watching() && express.divert(line));
-            if !diverted {
-                self.ready.extend_from_slice(line);
-            }
-            start = end;
-        }
-        self.incoming = incoming;
-        self.incoming.drain(..start);
-        self.scanned = self.incoming.len();
-        fits && self.incoming.len() <= self.max_line
-    }
-
-    fn log_garbage(&mut self, sample: &str) {
-        if self.window_start.elapsed() >= LOG_WINDOW {
-            if self.suppressed > 0 {
-                tracing::warn!(server = %self.server, suppressed = self.suppressed, "more non-JSON lines on stdout were skipped");
-            }
-            self.window_start = Instant::now();
-            self.logged = 0;
-            self.suppressed = 0;
-        }
-        if self.logged < LOG_BURST {
-            self.logged += 1;
-            tracing::warn!(server = %self.server, line = %sample.trim_end(), "skipped a non-JSON line on stdout (stdout is for MCP messages only)");
-        } else {
-            self.suppressed += 1;
-        }
+                .is_some_and(|express| express.watching() && express.divert(line))
+        });
+        fits && self.lines.partial() <= self.max_line
     }
 
     fn too_long(&self) -> std::io::Error {
@@ -164,17 +157,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for LineGuard<R> {
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if this.handed < this.ready.len() {
-                let n = out.remaining().min(this.ready.len() - this.handed);
-                out.put_slice(&this.ready[this.handed..this.handed + n]);
-                this.handed += n;
-                if this.handed == this.ready.len() {
-                    this.ready.clear();
-                    this.handed = 0;
-                }
-                return Poll::Ready(Ok(()));
-            }
-            if this.eof {
+            if this.lines.hand(out) || this.eof {
                 return Poll::Ready(Ok(()));
             }
             let mut chunk = [0u8; 16 * 1024];
@@ -185,14 +168,12 @@ impl<R: AsyncRead + Unpin> AsyncRead for LineGuard<R> {
             }
             if buf.filled().is_empty() {
                 // An unfinished last line goes to rmcp as it is.
-                let rest = std::mem::take(&mut this.incoming);
-                this.ready.extend_from_slice(&rest);
+                this.lines.release_partial();
                 this.end();
                 continue;
             }
-            this.incoming.extend_from_slice(buf.filled());
-            if !this.sort_lines() {
-                this.incoming = Vec::new();
+            if !this.sort(buf.filled()) {
+                this.lines.discard_partial();
                 this.end();
                 return Poll::Ready(Err(this.too_long()));
             }
@@ -213,7 +194,7 @@ mod tests {
         let mut out = Vec::new();
         guard.read_to_end(&mut out).await.unwrap();
         assert_eq!(out, input);
-        assert_eq!(guard.logged, 2, "two non-JSON lines were seen");
+        assert_eq!(guard.garbage.logged, 2, "two non-JSON lines were seen");
     }
 
     #[tokio::test]

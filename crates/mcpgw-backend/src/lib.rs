@@ -16,6 +16,7 @@
 
 mod express;
 mod guard;
+pub mod lines;
 pub mod outbox;
 mod reclaim;
 

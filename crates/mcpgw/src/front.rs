@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use mcpgw_backend::lines::Lines;
 use mcpgw_backend::outbox::{LineSender, Outbox, outbox};
 use mcpgw_mux::{ExpressLane, Mux};
 use serde::Deserialize;
@@ -50,10 +51,7 @@ where
     Front {
         reader: CheckedReader {
             inner: input,
-            incoming: Vec::new(),
-            scanned: 0,
-            ready: Vec::new(),
-            handed: 0,
+            lines: Lines::default(),
             discarding: false,
             eof: false,
             errors: writer.lines(),
@@ -81,12 +79,7 @@ struct Envelope<'a> {
 pub(crate) struct CheckedReader<R> {
     inner: R,
     /// Bytes read but not yet checked (an incomplete line).
-    incoming: Vec<u8>,
-    /// How much of `incoming` is known to hold no line break.
-    scanned: usize,
-    /// Checked lines for rmcp, from `handed` on.
-    ready: Vec<u8>,
-    handed: usize,
+    lines: Lines,
     /// Skipping the rest of a line that was too long.
     discarding: bool,
     eof: bool,
@@ -96,66 +89,67 @@ pub(crate) struct CheckedReader<R> {
 }
 
 impl<R> CheckedReader<R> {
-    /// Moves the complete lines of `incoming` to `ready`, or answers them.
-    fn check_lines(&mut self) {
-        let mut start = 0;
-        // Bytes before `scanned` hold no line break: a long line is
-        // searched once, not once per read.
-        let mut from = self.scanned;
-        while let Some(end) = memchr::memchr(b'\n', &self.incoming[from..]) {
-            let end = from + end + 1;
-            from = end;
-            if self.discarding {
-                self.discarding = false;
-            } else {
-                self.check(start, end);
+    /// Adds `bytes`: the lines they complete go to rmcp, to the express
+    /// lane, or are answered.
+    fn check_lines(&mut self, bytes: &[u8]) {
+        let Self {
+            lines,
+            discarding,
+            errors,
+            express,
+            ..
+        } = self;
+        lines.push(bytes, |line| {
+            if std::mem::take(discarding) {
+                return false;
             }
-            start = end;
-        }
-        self.incoming.drain(..start);
-        self.scanned = self.incoming.len();
-        if self.incoming.len() > MAX_LINE {
-            self.incoming.clear();
-            self.scanned = 0;
-            self.discarding = true;
-            self.refuse(&format!("a line longer than {} MiB", MAX_LINE >> 20));
-        }
-    }
-
-    fn check(&mut self, start: usize, end: usize) {
-        let line = &self.incoming[start..end];
-        if line.iter().all(u8::is_ascii_whitespace) {
-            return;
-        }
-        if let Some(lane) = &self.express
-            && let Ok(message) = serde_json::from_slice::<Envelope<'_>>(line)
-        {
-            let taken = match (message.method.as_deref(), message.id) {
-                (Some("tools/call"), Some(id)) => lane.call(line, id, message.params),
-                (Some("notifications/cancelled"), None) => lane.cancel(message.params),
-                _ => false,
-            };
-            if !taken {
-                self.ready.extend_from_slice(line);
-            }
-            return;
-        }
-        match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
-            Ok(_) => self.ready.extend_from_slice(line),
-            Err(err) => self.refuse(&format!("the line is not JSON ({err})")),
-        }
-    }
-
-    fn refuse(&self, why: &str) {
-        tracing::warn!("answered a malformed client message with a parse error: {why}");
-        let error = json!({
-            "jsonrpc": "2.0",
-            "id": null,
-            "error": {"code": -32700, "message": format!("Parse error: {why}")},
+            check(line, errors, express.as_ref())
         });
-        if !self.errors.send(format!("{error}\n").as_bytes()) {
-            tracing::debug!("parse error not sent: the client is not reading");
+        if lines.partial() > MAX_LINE {
+            lines.discard_partial();
+            *discarding = true;
+            refuse(
+                errors,
+                &format!("a line longer than {} MiB", MAX_LINE >> 20),
+            );
         }
+    }
+}
+
+/// Whether `line` goes to rmcp; a line that is not JSON is answered
+/// through `errors`, a plain tool call taken by the `express` lane.
+fn check(line: &[u8], errors: &LineSender, express: Option<&ExpressLane>) -> bool {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return false;
+    }
+    if let Some(lane) = express
+        && let Ok(message) = serde_json::from_slice::<Envelope<'_>>(line)
+    {
+        let taken = match (message.method.as_deref(), message.id) {
+            (Some("tools/call"), Some(id)) => lane.call(line, id, message.params),
+            (Some("notifications/cancelled"), None) => lane.cancel(message.params),
+            _ => false,
+        };
+        return !taken;
+    }
+    match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
+        Ok(_) => true,
+        Err(err) => {
+            refuse(errors, &format!("the line is not JSON ({err})"));
+            false
+        }
+    }
+}
+
+fn refuse(errors: &LineSender, why: &str) {
+    tracing::warn!("answered a malformed client message with a parse error: {why}");
+    let error = json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {"code": -32700, "message": format!("Parse error: {why}")},
+    });
+    if !errors.send(format!("{error}\n").as_bytes()) {
+        tracing::debug!("parse error not sent: the client is not reading");
     }
 }
 
@@ -167,17 +161,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for CheckedReader<R> {
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if this.handed < this.ready.len() {
-                let n = out.remaining().min(this.ready.len() - this.handed);
-                out.put_slice(&this.ready[this.handed..this.handed + n]);
-                this.handed += n;
-                if this.handed == this.ready.len() {
-                    this.ready.clear();
-                    this.handed = 0;
-                }
-                return Poll::Ready(Ok(()));
-            }
-            if this.eof {
+            if this.lines.hand(out) || this.eof {
                 return Poll::Ready(Ok(()));
             }
             let mut chunk = [0u8; 8192];
@@ -186,14 +170,12 @@ impl<R: AsyncRead + Unpin> AsyncRead for CheckedReader<R> {
             if buf.filled().is_empty() {
                 this.eof = true;
                 // A last line without its line break is still a line.
-                if !this.incoming.is_empty() && !this.discarding {
-                    this.incoming.push(b'\n');
-                    this.check_lines();
+                if this.lines.partial() > 0 && !this.discarding {
+                    this.check_lines(b"\n");
                 }
                 continue;
             }
-            this.incoming.extend_from_slice(buf.filled());
-            this.check_lines();
+            this.check_lines(buf.filled());
         }
     }
 }
