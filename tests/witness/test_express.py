@@ -1,12 +1,14 @@
-"""The express lane (a handshake-era stdio client's plain `tools/call`,
-relayed as lines beside rmcp) keeps every guarantee of the mux's own path.
+"""The express lane (a stdio client's plain `tools/call`, relayed as lines
+beside rmcp) keeps every guarantee of the mux's own path.
 
-The official Python client in `legacy` mode sends plain calls (no `_meta`
-without a progress callback), so these calls take the express lane; the
-same calls from a `2026-07-28` client (`auto`) take rmcp's path, and both
-must behave alike: deadlines that cancel at the server, a crash reported
-with its cause, progress that keeps a call alive, and the backend's own
-errors passed through."""
+The official Python client sends plain calls in both modes (without a
+progress callback): in `legacy` mode with no `_meta`, in `auto` mode
+(`2026-07-28`) with only the protocol version, its info and its
+capabilities in `_meta`; so these calls take the express lane in both eras.
+They must behave as on rmcp's path: deadlines that cancel at the server, a
+crash reported with its cause, progress that keeps a call alive, and the
+backend's own errors passed through. (A call with a progress token takes
+rmcp's path.)"""
 
 import os
 

@@ -19,13 +19,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Poll, Waker};
 
 use rmcp::ErrorData;
 use rmcp::model::{ClientCapabilities, Implementation, ProtocolVersion, RequestMetaObject};
 use rmcp::service::ServiceError;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::Deadline;
@@ -47,7 +47,7 @@ pub enum Answer {
 #[derive(Debug)]
 pub(crate) struct Express {
     next: AtomicU64,
-    pending: Mutex<HashMap<u64, Pending>>,
+    pending: Mutex<HashMap<u64, Arc<Waiter>>>,
     /// Set once the first call is made: until then no line is inspected.
     used: AtomicBool,
     /// Set when the session's stdout ended: calls fail at once.
@@ -56,12 +56,6 @@ pub(crate) struct Express {
     /// What follows the progress token in every request's `_meta` (for a
     /// `2026-07-28` backend), commas and all; unset otherwise.
     meta: OnceLock<String>,
-}
-
-#[derive(Debug)]
-struct Pending {
-    answer: oneshot::Sender<Answer>,
-    progress: Arc<Notify>,
 }
 
 impl Express {
@@ -98,7 +92,7 @@ impl Express {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Pending>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<Waiter>>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -116,7 +110,7 @@ impl Express {
         let Ok(message) = serde_json::from_slice::<Incoming<'_>>(line) else {
             return false;
         };
-        match message.method.as_deref() {
+        match message.method {
             None => {
                 let Some(id) = message.id.and_then(express_id) else {
                     return false;
@@ -138,8 +132,9 @@ impl Express {
                 };
                 // A late answer (the call timed out or was dropped) is
                 // dropped here too: rmcp knows nothing of its id.
-                if let Some(pending) = self.lock().remove(&id) {
-                    let _ = pending.answer.send(answer);
+                let waiter = self.lock().remove(&id);
+                if let Some(waiter) = waiter {
+                    waiter.wake(Some(Ok(answer)));
                 }
                 true
             }
@@ -152,8 +147,9 @@ impl Express {
                 else {
                     return false;
                 };
-                if let Some(pending) = self.lock().get(&id) {
-                    pending.progress.notify_one();
+                let waiter = self.lock().get(&id).cloned();
+                if let Some(waiter) = waiter {
+                    waiter.wake(None);
                 }
                 true
             }
@@ -164,11 +160,37 @@ impl Express {
     /// The session's stdout ended: every call fails, now and later.
     pub(crate) fn end(&self) {
         self.ended.store(true, Ordering::Relaxed);
-        self.lock().clear();
+        let ended = std::mem::take(&mut *self.lock());
+        for waiter in ended.into_values() {
+            waiter.wake(Some(Err(ServiceError::TransportClosed)));
+        }
     }
 
-    /// Calls tool `name` (its JSON string, quotes included) with
-    /// `arguments` (a JSON object, verbatim), within `deadline`.
+    /// The request line for a call of tool `name` with `arguments` (a JSON
+    /// object, verbatim), numbered but not yet sent.
+    pub(crate) fn request(&self, name: &str, arguments: Option<&str>) -> Request {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let meta = self.meta.get().map_or("", String::as_str);
+        let mut line =
+            Vec::with_capacity(160 + name.len() + meta.len() + arguments.map_or(0, str::len));
+        line.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":\"");
+        push_id(&mut line, id);
+        line.extend_from_slice(b"\",\"method\":\"tools/call\",\"params\":{\"name\":");
+        // A `&str` always encodes.
+        let _ = serde_json::to_writer(&mut line, name);
+        if let Some(arguments) = arguments {
+            line.extend_from_slice(b",\"arguments\":");
+            line.extend_from_slice(arguments.as_bytes());
+        }
+        line.extend_from_slice(b",\"_meta\":{\"progressToken\":\"");
+        push_id(&mut line, id);
+        line.push(b'"');
+        line.extend_from_slice(meta.as_bytes());
+        line.extend_from_slice(b"}}}\n");
+        Request { id, line }
+    }
+
+    /// Sends `request` and waits for its answer, within `deadline`.
     ///
     /// Dropping the future before it is answered cancels the call at the
     /// backend.
@@ -179,68 +201,100 @@ impl Express {
     /// session; the backend's own error is an [`Answer::Error`].
     pub(crate) async fn call(
         self: &Arc<Self>,
-        name: &str,
-        arguments: Option<&RawValue>,
+        request: Request,
         deadline: Deadline,
     ) -> Result<Answer, ServiceError> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let (answer, answered) = oneshot::channel();
-        let progress = Arc::new(Notify::new());
+        let Request { id, line } = request;
+        let waiter = Arc::new(Waiter::default());
         self.used.store(true, Ordering::Relaxed);
         {
             let mut pending = self.lock();
             if self.ended.load(Ordering::Relaxed) {
                 return Err(ServiceError::TransportClosed);
             }
-            pending.insert(
-                id,
-                Pending {
-                    answer,
-                    progress: progress.clone(),
-                },
-            );
+            pending.insert(id, waiter.clone());
         }
-        let meta = self.meta.get().map_or("", String::as_str);
-        let arguments = arguments.map(RawValue::get);
-        let mut line =
-            String::with_capacity(160 + name.len() + meta.len() + arguments.map_or(0, str::len));
-        line.push_str("{\"jsonrpc\":\"2.0\",\"id\":\"");
-        push_id(&mut line, id);
-        line.push_str("\",\"method\":\"tools/call\",\"params\":{\"name\":");
-        line.push_str(name);
-        if let Some(arguments) = arguments {
-            line.push_str(",\"arguments\":");
-            line.push_str(arguments);
-        }
-        line.push_str(",\"_meta\":{\"progressToken\":\"");
-        push_id(&mut line, id);
-        line.push('"');
-        line.push_str(meta);
-        line.push_str("}}}\n");
         let mut outstanding = Outstanding {
             express: self,
             id,
             sent: false,
         };
-        if !self.requests.send(line.as_bytes()) {
+        if !self.requests.send(&line) {
             return Err(ServiceError::TransportClosed);
         }
+        drop(line);
         outstanding.sent = true;
         let hard = Instant::now() + deadline.max_total;
-        tokio::pin!(answered);
-        loop {
-            let idle = (Instant::now() + deadline.idle).min(hard);
-            tokio::select! {
-                answer = &mut answered => {
-                    outstanding.sent = false;
-                    return answer.map_err(|_| ServiceError::TransportClosed);
-                }
-                () = progress.notified() => {}
-                () = tokio::time::sleep_until(idle) => {
-                    let timeout = if idle == hard { deadline.max_total } else { deadline.idle };
-                    return Err(ServiceError::Timeout { timeout });
-                }
+        let mut idle = (Instant::now() + deadline.idle).min(hard);
+        let sleep = tokio::time::sleep_until(idle);
+        tokio::pin!(sleep);
+        std::future::poll_fn(|cx| {
+            let mut state = waiter.lock();
+            if let Some(answer) = state.answer.take() {
+                outstanding.sent = false;
+                return Poll::Ready(answer);
             }
+            if std::mem::take(&mut state.progressed) {
+                idle = (Instant::now() + deadline.idle).min(hard);
+                sleep.as_mut().reset(idle);
+            }
+            if sleep.as_mut().poll(cx).is_ready() {
+                let timeout = if idle == hard {
+                    deadline.max_total
+                } else {
+                    deadline.idle
+                };
+                return Poll::Ready(Err(ServiceError::Timeout { timeout }));
+            }
+            if !state
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                state.waker = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// An express request, built and numbered, not yet sent.
+#[derive(Debug)]
+pub struct Request {
+    id: u64,
+    line: Vec<u8>,
+}
+
+/// Where the guard leaves an express call's answer or progress for the
+/// call waiting on it.
+#[derive(Debug, Default)]
+struct Waiter(Mutex<WaiterState>);
+
+#[derive(Debug, Default)]
+struct WaiterState {
+    /// The answer, or the session's end.
+    answer: Option<Result<Answer, ServiceError>>,
+    /// A progress report came since the caller last looked.
+    progressed: bool,
+    waker: Option<Waker>,
+}
+
+impl Waiter {
+    fn lock(&self) -> MutexGuard<'_, WaiterState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands the caller `answer`, or notes progress when there is none.
+    fn wake(&self, answer: Option<Result<Answer, ServiceError>>) {
+        let mut state = self.lock();
+        match answer {
+            Some(answer) => state.answer = Some(answer),
+            None => state.progressed = true,
+        }
+        if let Some(waker) = state.waker.take() {
+            drop(state);
+            waker.wake();
         }
     }
 }
@@ -271,8 +325,9 @@ impl Drop for Outstanding<'_> {
 struct Incoming<'a> {
     #[serde(borrow)]
     id: Option<&'a RawValue>,
+    /// Borrowed: a method with escapes fails the parse and goes to rmcp.
     #[serde(borrow)]
-    method: Option<std::borrow::Cow<'a, str>>,
+    method: Option<&'a str>,
     #[serde(borrow)]
     params: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -288,8 +343,8 @@ struct ProgressParams<'a> {
 }
 
 /// Appends express id `id` (`mcpgw-x7`, without quotes).
-fn push_id(line: &mut String, id: u64) {
-    use std::fmt::Write as _;
+fn push_id(line: &mut Vec<u8>, id: u64) {
+    use std::io::Write as _;
     let _ = write!(line, "{PREFIX}{id}");
 }
 
@@ -339,7 +394,11 @@ mod tests {
         let args = RawValue::from_string("{\"text\":\"hi\"}".into()).unwrap();
         let call = tokio::spawn({
             let express = express.clone();
-            async move { express.call("\"echo\"", Some(&args), DEADLINE).await }
+            async move {
+                express
+                    .call(express.request("echo", Some(args.get())), DEADLINE)
+                    .await
+            }
         });
         let request: serde_json::Value =
             serde_json::from_str(&sent.next_line().await.unwrap().unwrap()).unwrap();
@@ -372,7 +431,7 @@ mod tests {
         };
         let call = tokio::spawn({
             let express = express.clone();
-            async move { express.call("\"slow\"", None, deadline).await }
+            async move { express.call(express.request("slow", None), deadline).await }
         });
         let request: serde_json::Value =
             serde_json::from_str(&sent.next_line().await.unwrap().unwrap()).unwrap();
@@ -401,7 +460,7 @@ mod tests {
         let (express, _sent, _outbox) = express();
         let call = tokio::spawn({
             let express = express.clone();
-            async move { express.call("\"echo\"", None, DEADLINE).await }
+            async move { express.call(express.request("echo", None), DEADLINE).await }
         });
         tokio::task::yield_now().await;
         express.end();
@@ -410,7 +469,7 @@ mod tests {
             Err(ServiceError::TransportClosed)
         ));
         assert!(matches!(
-            express.call("\"echo\"", None, DEADLINE).await,
+            express.call(express.request("echo", None), DEADLINE).await,
             Err(ServiceError::TransportClosed)
         ));
     }
@@ -429,7 +488,7 @@ mod tests {
         let express = Arc::new(express);
         let call = tokio::spawn({
             let express = express.clone();
-            async move { express.call("\"echo\"", None, DEADLINE).await }
+            async move { express.call(express.request("echo", None), DEADLINE).await }
         });
         let mut sent = BufReader::new(reader).lines();
         let request: serde_json::Value =

@@ -25,7 +25,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-pub use express::Answer;
+pub use express::{Answer, Request as ExpressRequest};
 
 use rmcp::model::{
     CancelledNotificationParam, ClientCapabilities, ClientConfig, ClientRequest,
@@ -768,11 +768,10 @@ impl Backend {
         result
     }
 
-    /// Calls tool `name` (its name as a JSON string, quotes included) with
-    /// `arguments` (a JSON object, verbatim) as an express call: written
-    /// and answered beside rmcp, which neither parses nor sees it (see
-    /// `express.rs`). Deadlines, progress and cancellation behave as for
-    /// [`Self::request`].
+    /// Sends `request` (from [`Self::express_request`]) as an express
+    /// call: written and answered beside rmcp, which neither parses nor
+    /// sees it (see `express.rs`). Deadlines, progress and cancellation
+    /// behave as for [`Self::request`].
     ///
     /// # Errors
     ///
@@ -780,11 +779,19 @@ impl Backend {
     /// [`Answer::Error`].
     pub async fn call_express(
         &self,
-        name: &str,
-        arguments: Option<&serde_json::value::RawValue>,
+        request: ExpressRequest,
         deadline: Deadline,
     ) -> Result<Answer, ServiceError> {
-        self.express.call(name, arguments, deadline).await
+        self.express.call(request, deadline).await
+    }
+
+    /// The express request for a call of tool `name` with `arguments` (a
+    /// JSON object, verbatim), for [`Backend::call_express`]. Built apart
+    /// from the call so that the caller keeps no copy of its parameters
+    /// while it waits for admission.
+    #[must_use]
+    pub fn express_request(&self, name: &str, arguments: Option<&str>) -> ExpressRequest {
+        self.express.request(name, arguments)
     }
 
     /// Whether this backend's protocol has `ping` (the handshake era does;

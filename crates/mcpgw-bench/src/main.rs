@@ -10,6 +10,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod cpu;
 mod rpc;
 mod setup;
 mod stats;

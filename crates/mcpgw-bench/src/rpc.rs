@@ -19,6 +19,10 @@ pub(crate) struct LineClient {
     next: Arc<AtomicU64>,
     pending: Pending,
     out: mpsc::UnboundedSender<Vec<u8>>,
+    /// Speaks the stateless `2026-07-28` protocol (no handshake; every
+    /// request carries its `_meta`): `Some(true)` with a progress token in
+    /// every request too, as mcpgw sends its servers.
+    stateless: Option<bool>,
 }
 
 impl LineClient {
@@ -77,12 +81,33 @@ impl LineClient {
             next: Arc::new(AtomicU64::new(1)),
             pending,
             out,
+            stateless: None,
         }
     }
 
+    /// Speaks the stateless `2026-07-28` protocol: every request carries
+    /// the protocol version, the client's info and its capabilities in
+    /// `_meta`, as the official Python client sends them; with
+    /// `progress_tokens` also a progress token, as mcpgw sends its servers.
+    pub(crate) fn stateless(mut self, progress_tokens: bool) -> Self {
+        self.stateless = Some(progress_tokens);
+        self
+    }
+
     /// Sends request `method` and waits for its result.
-    pub(crate) async fn request(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+    pub(crate) async fn request(&self, method: &str, mut params: Value) -> anyhow::Result<Value> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Some(progress_tokens) = self.stateless {
+            let mut meta = json!({
+                "io.modelcontextprotocol/clientCapabilities": { "elicitation": {}, "roots": {} },
+                "io.modelcontextprotocol/clientInfo": client_info(),
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            });
+            if progress_tokens {
+                meta["progressToken"] = json!(format!("bench-{id}"));
+            }
+            params["_meta"] = meta;
+        }
         let (sender, answer) = oneshot::channel();
         self.pending
             .lock()
@@ -149,8 +174,12 @@ pub(crate) fn initialize_params() -> Value {
     json!({
         "protocolVersion": "2025-11-25",
         "capabilities": {},
-        "clientInfo": { "name": "mcpgw-bench", "version": env!("CARGO_PKG_VERSION") }
+        "clientInfo": client_info(),
     })
+}
+
+fn client_info() -> Value {
+    json!({ "name": "mcpgw-bench", "version": env!("CARGO_PKG_VERSION") })
 }
 
 /// The parameters of a `tools/call`.

@@ -74,8 +74,9 @@ impl Bench {
     }
 
     /// The test server in a container of its own, spoken to over its
-    /// attached stdio, initialized.
-    pub(crate) async fn direct(&self) -> anyhow::Result<LineClient> {
+    /// attached stdio: initialized, or else `stateless` (see
+    /// [`LineClient::stateless`]).
+    pub(crate) async fn direct(&self, stateless: Option<bool>) -> anyhow::Result<LineClient> {
         let path = self.catalog(1, 0)?;
         let catalog = mcpgw_catalog::load(&path)?;
         let mut direct = self.direct.lock().await;
@@ -88,6 +89,9 @@ impl Bench {
         direct.push(container.id.clone());
         drop(direct);
         let client = LineClient::new(container.stdout, container.stdin);
+        if let Some(progress_tokens) = stateless {
+            return Ok(client.stateless(progress_tokens));
+        }
         client.initialize().await?;
         Ok(client)
     }

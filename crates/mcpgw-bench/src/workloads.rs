@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
+use crate::cpu;
 use crate::rpc::LineClient;
 use crate::setup::Bench;
 use crate::stats::{Figure, Samples, Section};
@@ -41,7 +42,7 @@ impl Scale {
         Self {
             runs: runs.max(1),
             calls: 2000,
-            calls_per_worker: 250,
+            calls_per_worker: 1000,
             pipelined: 40_000,
             window: 256,
             http_for: Duration::from_secs(3),
@@ -59,7 +60,7 @@ impl Scale {
         Self {
             runs: 1,
             calls: 20,
-            calls_per_worker: 5,
+            calls_per_worker: 8,
             pipelined: 200,
             window: 32,
             http_for: Duration::from_millis(300),
@@ -141,18 +142,33 @@ async fn pipelined(
 }
 
 /// Per-call latency, direct and through the gateway, at concurrency 1 and
-/// 16, interleaved in each run.
+/// 16, for a client of each protocol era: each run interleaves `ROUNDS`
+/// rounds of every setup, so that the machine's drift is shared evenly.
 pub(crate) async fn overhead(bench: &Bench, scale: &Scale) -> anyhow::Result<Vec<Section>> {
-    let direct = bench.direct().await?;
+    let direct = bench.direct(None).await?;
+    let direct_stateless = bench.direct(Some(false)).await?;
+    let as_mcpgw = bench.direct(Some(true)).await?;
     let (relay_process, relay) = bench.relay()?;
     relay.initialize().await?;
     let (gateway, client) = bench.stdio(&bench.catalog(1, 0)?)?;
     client.initialize().await?;
     client.list_tools().await?;
-    // Warm every path up.
-    latencies(&direct, "echo", None, 4, scale.calls / 10 + 1).await?;
-    latencies(&relay, "echo", None, 4, scale.calls / 10 + 1).await?;
-    latencies(&client, "s0__echo", None, 4, scale.calls / 10 + 1).await?;
+    let (stateless_gateway, stateless_client) = bench.stdio(&bench.catalog(1, 0)?)?;
+    let stateless_client = stateless_client.stateless(false);
+    stateless_client.list_tools().await?;
+    // In the order of each round: who calls, the tool, and the process
+    // between client and server, if any.
+    let setups: [(&LineClient, &str, Option<u32>); SETUPS] = [
+        (&direct, "echo", None),
+        (&direct_stateless, "echo", None),
+        (&as_mcpgw, "echo", None),
+        (&relay, "echo", Some(relay_process.pid)),
+        (&client, "s0__echo", Some(gateway.pid)),
+        (&stateless_client, "s0__echo", Some(stateless_gateway.pid)),
+    ];
+    for (endpoint, tool, _) in setups {
+        latencies(endpoint, tool, None, 4, scale.calls / 10 + 1).await?;
+    }
     let mut section = Section::new(
         "Per-call overhead: `echo` on one test server, direct over its container's stdio and through `mcpgw run` over stdio",
     );
@@ -161,65 +177,175 @@ pub(crate) async fn overhead(bench: &Bench, scale: &Scale) -> anyhow::Result<Vec
             scale.calls
         } else {
             scale.calls_per_worker
-        };
-        let mut f = Figures::default();
+        } / ROUNDS;
+        // `[setup]`: p50 and p99 in each run.
+        let mut p50: [Vec<f64>; SETUPS] = Default::default();
+        let mut p99: [Vec<f64>; SETUPS] = Default::default();
+        let mut cpu = CpuFigures::default();
         for _ in 0..scale.runs {
-            let mut d = latencies(&direct, "echo", None, c, each).await?;
-            let mut r = latencies(&relay, "echo", None, c, each).await?;
-            let mut g = latencies(&client, "s0__echo", None, c, each).await?;
-            f.relay50.push(r.quantile_us(0.5) - d.quantile_us(0.5));
-            f.beyond50.push(g.quantile_us(0.5) - r.quantile_us(0.5));
-            let (d50, g50, d99, g99) = (
-                d.quantile_us(0.5),
-                g.quantile_us(0.5),
-                d.quantile_us(0.99),
-                g.quantile_us(0.99),
-            );
-            f.direct50.push(d50);
-            f.via50.push(g50);
-            f.added50.push(g50 - d50);
-            f.ratio50.push(g50 / d50);
-            f.direct99.push(d99);
-            f.via99.push(g99);
-            f.added99.push(g99 - d99);
+            let mut samples: [Samples; SETUPS] = Default::default();
+            let mut used = [[0.0; 5]; SETUPS];
+            for _ in 0..ROUNDS {
+                for (i, (endpoint, tool, pid)) in setups.into_iter().enumerate() {
+                    let (s, per_call) =
+                        metered(c * each, pid, latencies(endpoint, tool, None, c, each)).await?;
+                    samples[i].extend(s);
+                    for (total, role) in used[i].iter_mut().zip(per_call) {
+                        #[allow(clippy::cast_precision_loss)]
+                        let share = role / ROUNDS as f64;
+                        *total += share;
+                    }
+                }
+            }
+            cpu.push(&used);
+            for (i, s) in samples.iter_mut().enumerate() {
+                p50[i].push(s.quantile_us(0.5));
+                p99[i].push(s.quantile_us(0.99));
+            }
         }
         let figure = |name: &str, unit, values: Vec<f64>| Figure {
             values,
             ..Figure::new(format!("c={c}: {name}"), unit)
         };
+        let minus = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a - b).collect::<Vec<_>>();
+        let over = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a / b).collect::<Vec<_>>();
+        let [direct, stateless, as_mcpgw, relay, via, via_stateless] = &p50;
         section.figures.extend([
-            figure("direct p50", "µs", f.direct50),
-            figure("via mcpgw p50", "µs", f.via50),
-            figure("added p50", "µs", f.added50).at_most(100.0),
-            figure("ratio p50", "×", f.ratio50),
-            figure("added p50 by a bare relay process", "µs", f.relay50),
-            figure("added p50 by mcpgw beyond that relay", "µs", f.beyond50),
-            figure("direct p99", "µs", f.direct99),
-            figure("via mcpgw p99", "µs", f.via99),
-            figure("added p99", "µs", f.added99).at_most(1000.0),
+            figure("direct p50", "µs", direct.clone()),
+            figure("via mcpgw p50", "µs", via.clone()),
+            figure("added p50", "µs", minus(via, direct)).at_most(100.0),
+            figure("ratio p50", "×", over(via, direct)),
+            figure(
+                "added p50 by a bare relay process",
+                "µs",
+                minus(relay, direct),
+            ),
+            figure(
+                "added p50 by mcpgw beyond that relay",
+                "µs",
+                minus(via, relay),
+            ),
+            figure("direct p99", "µs", p99[0].clone()),
+            figure("via mcpgw p99", "µs", p99[4].clone()),
+            figure("added p99", "µs", minus(&p99[4], &p99[0])).at_most(1000.0),
+            figure("2026-07-28 client: direct p50", "µs", stateless.clone()),
+            figure(
+                "2026-07-28 client: via mcpgw p50",
+                "µs",
+                via_stateless.clone(),
+            ),
+            figure(
+                "2026-07-28 client: added p50",
+                "µs",
+                minus(via_stateless, stateless),
+            )
+            .at_most(100.0),
+            figure(
+                "2026-07-28 client: added p99",
+                "µs",
+                minus(&p99[5], &p99[1]),
+            )
+            .at_most(1000.0),
+            figure(
+                "direct p50, sending what mcpgw sends the server",
+                "µs",
+                as_mcpgw.clone(),
+            ),
+            figure(
+                "handshake-era client: added p50 over sending what mcpgw sends",
+                "µs",
+                minus(via, as_mcpgw),
+            ),
         ]);
+        if c > 1 {
+            section.figures.extend(cpu.figures(c));
+        }
     }
     section.notes.push(format!(
-        "Each run: {} calls at c=1, {} × 16 at c=16: direct, then through the bare relay, then through the gateway.",
-        scale.calls, scale.calls_per_worker
+        "Each run: {} calls at c=1 and {} × 16 at c=16 in each setup, in {ROUNDS} interleaved rounds of: direct with a handshake-era client, with a 2026-07-28 client, sending what mcpgw sends, through the bare relay, through mcpgw with a handshake-era client, with a 2026-07-28 client.",
+        scale.calls / ROUNDS * ROUNDS,
+        scale.calls_per_worker / ROUNDS * ROUNDS
     ));
+    section.notes.push("Unlabelled figures are for a handshake-era client (`2025-11-25`, opened with `initialize`), calling the server directly and through mcpgw. A `2026-07-28` client sends the protocol version, its info and its capabilities in the `_meta` of every request, as the official Python client does. mcpgw speaks the newest protocol the server has, here `2026-07-28`, and adds a progress token to every call: \"sending what mcpgw sends\" is a direct client sending the server those same requests.".to_string());
     section.notes.push("The bare relay (`mcpgw-bench --relay`) only copies bytes between its stdio and the container's, on the same kind of non-blocking pipes: what any gateway in a process of its own adds at the least.".to_string());
+    section.notes.push("Machine CPU per call: the CPU time every process on the machine used during the run (`/proc/*/task/*/schedstat`), divided by the calls; client is `mcpgw-bench`, gateway the process in between, engine `dockerd` and `containerd` with its shims, server the test server. At c=16 the two cores are busy, so p50 ≈ 16 × CPU per call ÷ 2 cores: each µs of CPU a call costs anywhere adds about 8 µs.".to_string());
     gateway.stop().await?;
+    stateless_gateway.stop().await?;
     relay_process.stop().await?;
     Ok(vec![section])
 }
 
+/// The setups of the overhead workload.
+const SETUPS: usize = 6;
+/// Their names, for the CPU figures.
+const SETUP_NAMES: [&str; SETUPS] = [
+    "direct",
+    "direct, 2026-07-28 client",
+    "direct sending what mcpgw sends",
+    "via the bare relay",
+    "via mcpgw",
+    "via mcpgw, 2026-07-28 client",
+];
+/// Interleaved rounds per run.
+const ROUNDS: usize = 4;
+
+/// Runs `work` (of `calls` calls) and measures the machine's CPU it took,
+/// per call, by role (see [`cpu::ROLES`]); `gateway` is the endpoint's pid.
+async fn metered<T>(
+    calls: usize,
+    gateway: Option<u32>,
+    work: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(T, [f64; 5])> {
+    let before = cpu::Snapshot::take();
+    let out = work.await?;
+    #[allow(clippy::cast_precision_loss)]
+    let per_call = cpu::Snapshot::take()
+        .since(&before, gateway)
+        .map(|us| us / calls.max(1) as f64);
+    Ok((out, per_call))
+}
+
+/// The machine's CPU per call in each run, for each setup.
 #[derive(Default)]
-struct Figures {
-    direct50: Vec<f64>,
-    via50: Vec<f64>,
-    added50: Vec<f64>,
-    ratio50: Vec<f64>,
-    direct99: Vec<f64>,
-    via99: Vec<f64>,
-    added99: Vec<f64>,
-    relay50: Vec<f64>,
-    beyond50: Vec<f64>,
+struct CpuFigures {
+    /// `[setup][role]`, one value per run.
+    runs: [[Vec<f64>; 5]; SETUPS],
+}
+
+impl CpuFigures {
+    fn push(&mut self, setups: &[[f64; 5]; SETUPS]) {
+        for (setup, roles) in setups.iter().enumerate() {
+            for (role, us) in roles.iter().enumerate() {
+                self.runs[setup][role].push(*us);
+            }
+        }
+    }
+
+    /// The total for each setup, and the shares of the process in between
+    /// (if any) and of the server.
+    fn figures(self, c: usize) -> Vec<Figure> {
+        let mut figures = Vec::new();
+        for (setup, roles) in SETUP_NAMES.into_iter().zip(self.runs) {
+            let runs = roles[0].len();
+            let total = (0..runs)
+                .map(|i| roles.iter().map(|r| r[i]).sum())
+                .collect();
+            figures.push(Figure {
+                values: total,
+                ..Figure::new(format!("c={c}: machine CPU per call, {setup}"), "µs")
+            });
+            for (role, values) in cpu::ROLES.into_iter().zip(roles) {
+                if !matches!(role, "gateway" | "server") || values.iter().all(|us| *us == 0.0) {
+                    continue;
+                }
+                figures.push(Figure {
+                    values,
+                    ..Figure::new(format!("c={c}: … of it {role}, {setup}"), "µs")
+                });
+            }
+        }
+        figures
+    }
 }
 
 /// Calls per second: pipelined over stdio (direct and through the
@@ -230,7 +356,7 @@ pub(crate) async fn throughput(
     profile: bool,
 ) -> anyhow::Result<Vec<Section>> {
     let mut section = Section::new("Throughput: `echo` calls per second");
-    let direct = bench.direct().await?;
+    let direct = bench.direct(None).await?;
     let (gateway, client) = bench.stdio(&bench.catalog(1, 0)?)?;
     client.initialize().await?;
     client.list_tools().await?;

@@ -846,6 +846,16 @@ impl Mux {
             ServerResult::EmptyResult(_) => Ok(CallToolResponse::Complete(
                 CallToolResult::success(Vec::new()),
             )),
+            // An express call's result, as JSON (`express.rs`), when the call
+            // was parked for a `2026-07-28` client's input and resumed here.
+            ServerResult::CustomResult(rmcp::model::CustomResult(value)) => {
+                match serde_json::from_value::<ServerResult>(value) {
+                    Ok(ServerResult::CustomResult(_)) | Err(_) => {
+                        Err(unexpected(&self.shared.slots[index].name, what))
+                    }
+                    Ok(result) => self.tool_response(index, what, result),
+                }
+            }
             _ => Err(unexpected(&self.shared.slots[index].name, what)),
         }
     }
@@ -1197,7 +1207,7 @@ impl ServerHandler for Mux {
         let mut upstream = request;
         let what = format!("tools/call `{}`", upstream.name);
         upstream.meta = None;
-        upstream.name = route.upstream.clone().into();
+        upstream.name = route.upstream.to_string().into();
         let resume = self.ours(&mut upstream.request_state, &mut upstream.input_responses);
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(upstream));
         let began = Instant::now();
@@ -1255,7 +1265,7 @@ impl ServerHandler for Mux {
         let mut upstream = request;
         let what = format!("prompts/get `{}`", upstream.name);
         upstream.meta = None;
-        upstream.name = route.upstream;
+        upstream.name = route.upstream.to_string();
         let resume = self.ours(&mut upstream.request_state, &mut upstream.input_responses);
         let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(upstream));
         match Box::pin(self.forward_rounds(route.server, &what, request, &context, resume)).await? {
@@ -1428,7 +1438,7 @@ impl ServerHandler for Mux {
                     ErrorData::invalid_params(format!("unknown prompt `{}`", prompt.name), None)
                 })?;
                 let what = format!("completion/complete for prompt `{}`", prompt.name);
-                upstream.r#ref = Reference::for_prompt(route.upstream);
+                upstream.r#ref = Reference::for_prompt(route.upstream.to_string());
                 (route.server, what)
             }
             Reference::Resource(template) => {

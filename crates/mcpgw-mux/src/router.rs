@@ -17,6 +17,7 @@
 //!   list and cannot be routed; the table remembers it only to say why.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use mcpgw_backend::Inventory;
 use mcpgw_catalog::ToolFilter;
@@ -31,8 +32,10 @@ pub const MAX_NAME_LEN: usize = 64;
 pub struct Route {
     /// Index of the server in catalog order.
     pub server: usize,
-    /// The name the backend knows the tool or prompt by.
-    pub upstream: String,
+    /// The name clients know the tool or prompt by.
+    pub name: Arc<str>,
+    /// The name the backend knows it by.
+    pub upstream: Arc<str>,
 }
 
 /// One server's input to the table.
@@ -93,10 +96,11 @@ impl RoutingTable {
                 listed.name = exposed.clone().into();
                 table.tools.push(listed);
                 table.tool_routes.insert(
-                    exposed,
+                    exposed.clone(),
                     Route {
                         server: index,
-                        upstream: tool.name.to_string(),
+                        name: exposed.into(),
+                        upstream: tool.name.as_ref().into(),
                     },
                 );
             }
@@ -106,10 +110,11 @@ impl RoutingTable {
                 listed.name.clone_from(&exposed);
                 table.prompts.push(listed);
                 table.prompt_routes.insert(
-                    exposed,
+                    exposed.clone(),
                     Route {
                         server: index,
-                        upstream: prompt.name.clone(),
+                        name: exposed.into(),
+                        upstream: prompt.name.as_str().into(),
                     },
                 );
             }

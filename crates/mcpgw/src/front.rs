@@ -9,7 +9,6 @@
 //! lane instead of rmcp (`mcpgw_mux`'s `express.rs`), and their answers
 //! pass the same filter.
 
-use std::borrow::Cow;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -65,8 +64,9 @@ where
 /// What the front reads of a client's message, to find express calls.
 #[derive(Deserialize)]
 struct Envelope<'a> {
+    /// Borrowed: a method with escapes fails the parse and goes to rmcp.
     #[serde(borrow)]
-    method: Option<Cow<'a, str>>,
+    method: Option<&'a str>,
     #[serde(borrow)]
     id: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -125,7 +125,7 @@ fn check(line: &[u8], errors: &LineSender, express: Option<&ExpressLane>) -> boo
     if let Some(lane) = express
         && let Ok(message) = serde_json::from_slice::<Envelope<'_>>(line)
     {
-        let taken = match (message.method.as_deref(), message.id) {
+        let taken = match (message.method, message.id) {
             (Some("tools/call"), Some(id)) => lane.call(line, id, message.params),
             (Some("notifications/cancelled"), None) => lane.cancel(message.params),
             _ => false,

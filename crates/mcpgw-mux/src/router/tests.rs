@@ -82,6 +82,7 @@ fn filters_hide_and_refuse_tools() {
         table.tool("time__get_time"),
         ToolLookup::Found(&Route {
             server: 0,
+            name: "time__get_time".into(),
             upstream: "get_time".into()
         })
     );
