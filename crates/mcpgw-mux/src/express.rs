@@ -25,6 +25,7 @@ use std::time::Instant;
 use mcpgw_backend::Answer;
 use mcpgw_backend::outbox::LineSender;
 use rmcp::ErrorData;
+use rmcp::model::ErrorCode;
 use rmcp::model::{
     CallToolResponse, ClientCapabilities, CustomResult, ProtocolVersion, ServerResult,
 };
@@ -125,7 +126,7 @@ impl ExpressLane {
         }
         let shared = &self.mux.shared;
         let (index, name, upstream, request) = {
-            let table = read(&shared.table);
+            let table = read(&shared.table).clone();
             let ToolLookup::Found(route) = table.tool(&params.name) else {
                 return false;
             };
@@ -166,17 +167,18 @@ impl ExpressLane {
         }
         let lane = self.clone();
         let id = key.clone();
+        // Recorded when the call ends, answered or cancelled.
+        let record = Record {
+            mux: self.mux.clone(),
+            index,
+            tool: upstream,
+            began: Instant::now(),
+            ok: false,
+        };
         let task = tokio::spawn(async move {
+            let mut record = record;
             let mux = &lane.mux;
             let slot = &mux.shared.slots[index];
-            // Recorded when the call ends, answered or cancelled.
-            let mut record = Record {
-                mux,
-                server: slot.name.as_str(),
-                tool: &upstream,
-                began: Instant::now(),
-                ok: false,
-            };
             let what = || format!("tools/call `{name}`");
             let call = {
                 let mux = mux.clone();
@@ -196,7 +198,7 @@ impl ExpressLane {
             let (line, ok) = match era {
                 Era::Handshake => {
                     let answer = call.await;
-                    lock(&lane.calls).remove(&id);
+                    lane.unregister(&id);
                     lane.answer(index, &what, &id, answer)
                 }
                 Era::Stateless(capabilities) => {
@@ -215,7 +217,7 @@ impl ExpressLane {
                     let call = rounds.start(index, capabilities.clone(), work);
                     let binding = format!("{index}:{}", what());
                     let outcome = rounds.run(call, &binding, slot.deadline.max_total).await;
-                    lock(&lane.calls).remove(&id);
+                    lane.unregister(&id);
                     lane.stateless_answer(index, &what, &id, outcome, &capabilities)
                 }
             };
@@ -244,6 +246,18 @@ impl ExpressLane {
         };
         task.abort();
         true
+    }
+
+    /// Removes the running call's own entry for client id `id`: not one a
+    /// later call with the same id made after this one was cancelled.
+    fn unregister(&self, id: &str) {
+        let mut calls = lock(&self.calls);
+        if calls
+            .get(id)
+            .is_some_and(|task| task.id() == tokio::task::id())
+        {
+            calls.remove(id);
+        }
     }
 
     /// Whether the stdio client is known and of the handshake era.
@@ -331,6 +345,13 @@ impl ExpressLane {
         outcome: Result<ServerResult, ErrorData>,
         capabilities: &ClientCapabilities,
     ) -> (Option<Vec<u8>>, bool) {
+        // As rmcp's server does for a `2026-07-28` peer.
+        let outcome = outcome.map_err(|mut error| {
+            if error.code == ErrorCode::RESOURCE_NOT_FOUND {
+                error.code = ErrorCode::INVALID_PARAMS;
+            }
+            error
+        });
         reply(id, 256, what, |line| {
             let result = match outcome? {
                 ServerResult::CustomResult(CustomResult(mut value)) => {
@@ -519,21 +540,26 @@ fn plain_result(result: &str, out: &mut Vec<u8>) -> Option<bool> {
     Some(is_error)
 }
 
-/// Records an express call in the metrics when it ends, however it ends.
-struct Record<'a> {
-    mux: &'a Mux,
-    server: &'a str,
-    tool: &'a str,
+/// Records an express call in the metrics when it ends, however it ends:
+/// made before its task is spawned, so a call aborted before its task
+/// first runs is recorded too.
+struct Record {
+    mux: Mux,
+    index: usize,
+    tool: Arc<str>,
     began: Instant,
     ok: bool,
 }
 
-impl Drop for Record<'_> {
+impl Drop for Record {
     fn drop(&mut self) {
-        self.mux
-            .shared
-            .metrics
-            .call(self.server, self.tool, self.ok, self.began.elapsed());
+        let shared = &self.mux.shared;
+        shared.metrics.call(
+            shared.slots[self.index].name.as_str(),
+            &self.tool,
+            self.ok,
+            self.began.elapsed(),
+        );
     }
 }
 

@@ -1218,6 +1218,10 @@ impl ServerHandler for Mux {
             Box::pin(self.forward_rounds(route.server, &what, request, &context, resume)).await;
         let ok = match &outcome {
             Ok(ServerResult::CallToolResult(result)) => result.is_error != Some(true),
+            // A resumed express call's result, as JSON (`express.rs`).
+            Ok(ServerResult::CustomResult(rmcp::model::CustomResult(result))) => {
+                result.get("isError") != Some(&serde_json::Value::Bool(true))
+            }
             Ok(_) => true,
             Err(_) => false,
         };
