@@ -107,7 +107,7 @@ impl Express {
         if memchr::memmem::find(line, PREFIX.as_bytes()).is_none() {
             return false;
         }
-        let Ok(message) = serde_json::from_slice::<Incoming<'_>>(line) else {
+        let Ok(message) = serde_json::from_slice::<Envelope<'_>>(line) else {
             return false;
         };
         match message.method {
@@ -320,20 +320,27 @@ impl Drop for Outstanding<'_> {
     }
 }
 
-/// What the guard reads of a backend's line.
-#[derive(Deserialize)]
-struct Incoming<'a> {
+/// The members of a JSON-RPC message that the express paths look at, all
+/// borrowed from its line: the backend's stdout guard reads its answers and
+/// progress reports by it, and the stdio front its client's calls. A
+/// method with escapes fails the parse, and the line goes to rmcp.
+#[derive(Debug, Deserialize)]
+pub struct Envelope<'a> {
+    /// The request's or the response's id.
     #[serde(borrow)]
-    id: Option<&'a RawValue>,
-    /// Borrowed: a method with escapes fails the parse and goes to rmcp.
+    pub id: Option<&'a RawValue>,
+    /// The method of a request or a notification.
     #[serde(borrow)]
-    method: Option<&'a str>,
+    pub method: Option<&'a str>,
+    /// Their params.
     #[serde(borrow)]
-    params: Option<&'a RawValue>,
+    pub params: Option<&'a RawValue>,
+    /// A response's result.
     #[serde(borrow)]
-    result: Option<&'a RawValue>,
+    pub result: Option<&'a RawValue>,
+    /// A response's error.
     #[serde(borrow)]
-    error: Option<&'a RawValue>,
+    pub error: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]

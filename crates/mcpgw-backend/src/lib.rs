@@ -25,7 +25,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-pub use express::{Answer, Request as ExpressRequest};
+pub use express::{Answer, Envelope, Request as ExpressRequest};
 
 use rmcp::model::{
     CancelledNotificationParam, ClientCapabilities, ClientConfig, ClientRequest,

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 /// CPU time of every thread on the machine, in nanoseconds, by process.
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
-    by_pid: HashMap<u32, (String, u64, u64)>,
+    by_pid: HashMap<u32, (String, u64)>,
 }
 
 /// The roles the CPU of a run is split into, in the order reported.
@@ -35,19 +35,12 @@ impl Snapshot {
             let Ok(tasks) = std::fs::read_dir(path.join("task")) else {
                 continue;
             };
-            let mut ns = 0;
-            let mut slices = 0;
-            for stat in tasks
+            let ns = tasks
                 .flatten()
                 .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-            {
-                let mut fields = stat
-                    .split_whitespace()
-                    .map(|f| f.parse::<u64>().unwrap_or(0));
-                ns += fields.next().unwrap_or(0);
-                slices += fields.nth(1).unwrap_or(0);
-            }
-            by_pid.insert(pid, (comm.trim().to_string(), ns, slices));
+                .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+                .sum();
+            by_pid.insert(pid, (comm.trim().to_string(), ns));
         }
         Self { by_pid }
     }
@@ -60,10 +53,8 @@ impl Snapshot {
     pub(crate) fn since(&self, before: &Self, gateway: Option<u32>) -> [f64; 5] {
         let me = std::process::id();
         let mut roles = [0.0; 5];
-        let mut slices = [0u64; 5];
-        for (pid, (comm, ns, n)) in &self.by_pid {
-            let was = before.by_pid.get(pid).map_or(0, |(_, ns, _)| *ns);
-            let was_n = before.by_pid.get(pid).map_or(0, |(_, _, n)| *n);
+        for (pid, (comm, ns)) in &self.by_pid {
+            let was = before.by_pid.get(pid).map_or(0, |(_, ns)| *ns);
             let role = if *pid == me {
                 0
             } else if Some(*pid) == gateway {
@@ -78,10 +69,6 @@ impl Snapshot {
             #[allow(clippy::cast_precision_loss)]
             let us = ns.saturating_sub(was) as f64 / 1e3;
             roles[role] += us;
-            slices[role] += n.saturating_sub(was_n);
-        }
-        if std::env::var_os("MCPGW_BENCH_SLICES").is_some() {
-            eprintln!("slices by role: {slices:?}");
         }
         roles
     }

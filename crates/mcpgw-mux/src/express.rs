@@ -34,7 +34,7 @@ use serde_json::value::RawValue;
 use tokio::task::AbortHandle;
 
 use crate::router::ToolLookup;
-use crate::{Activity, Mux, busy, lock, read};
+use crate::{Activity, Mux, busy, lock, read, tool_call};
 
 /// The express lane of one stdio client session. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -125,7 +125,7 @@ impl ExpressLane {
             return false;
         }
         let shared = &self.mux.shared;
-        let (index, name, upstream, request) = {
+        let (index, name, upstream, backend, request) = {
             let table = read(&shared.table).clone();
             let ToolLookup::Found(route) = table.tool(&params.name) else {
                 return false;
@@ -154,10 +154,10 @@ impl ExpressLane {
                 route.server,
                 route.name.clone(),
                 route.upstream.clone(),
-                (backend, request),
+                backend,
+                request,
             )
         };
-        let (backend, request) = request;
         let key: Arc<str> = id.get().into();
         // Held while the task is spawned and registered, so that it cannot
         // end (and unregister) before it is registered.
@@ -179,7 +179,7 @@ impl ExpressLane {
             let mut record = record;
             let mux = &lane.mux;
             let slot = &mux.shared.slots[index];
-            let what = || format!("tools/call `{name}`");
+            let what = || tool_call(&name);
             let call = {
                 let mux = mux.clone();
                 let what = what();
@@ -215,7 +215,7 @@ impl ExpressLane {
                         }
                     };
                     let call = rounds.start(index, capabilities.clone(), work);
-                    let binding = format!("{index}:{}", what());
+                    let binding = crate::rounds::binding(index, &what());
                     let outcome = rounds.run(call, &binding, slot.deadline.max_total).await;
                     lane.unregister(&id);
                     lane.stateless_answer(index, &what, &id, outcome, &capabilities)

@@ -768,7 +768,7 @@ impl Mux {
             return self.forward(index, what, request, context).await;
         }
         let rounds = &self.shared.rounds;
-        let binding = format!("{index}:{what}");
+        let binding = rounds::binding(index, what);
         let ttl = self.shared.slots[index].deadline.max_total;
         let call = match resume {
             Some((state, responses)) => {
@@ -1076,6 +1076,13 @@ fn complete(result_type: &mut Option<ResultType>) {
     result_type.get_or_insert(ResultType::COMPLETE);
 }
 
+/// How errors (and round bindings) name a call of tool `name`: both the
+/// express lane and rmcp's path, so that either can resume the other's
+/// rounds.
+fn tool_call(name: &str) -> String {
+    format!("tools/call `{name}`")
+}
+
 fn unexpected(server: &ServerName, what: &str) -> ErrorData {
     ErrorData::internal_error(
         format!("server `{server}` answered {what} with a result of the wrong kind"),
@@ -1205,7 +1212,7 @@ impl ServerHandler for Mux {
             }
         };
         let mut upstream = request;
-        let what = format!("tools/call `{}`", upstream.name);
+        let what = tool_call(&upstream.name);
         upstream.meta = None;
         upstream.name = route.upstream.to_string().into();
         let resume = self.ours(&mut upstream.request_state, &mut upstream.input_responses);

@@ -30,6 +30,13 @@ use tokio::task::JoinHandle;
 
 use crate::lock;
 
+/// What a call's `requestState` is bound to: the server and the request
+/// (`what`, such as ``tools/call `t__x` ``), so that a state cannot resume
+/// another call. Every path that starts or resumes a round uses this.
+pub(crate) fn binding(server: usize, what: &str) -> String {
+    format!("{server}:{what}")
+}
+
 /// How long a backend's request waits for the client to retry.
 const ASK_TIMEOUT: Duration = Duration::from_secs(300);
 

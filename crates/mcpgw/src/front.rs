@@ -12,12 +12,11 @@
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use mcpgw_backend::Envelope;
 use mcpgw_backend::lines::Lines;
 use mcpgw_backend::outbox::{LineSender, Outbox, outbox};
 use mcpgw_mux::{ExpressLane, Mux};
-use serde::Deserialize;
 use serde_json::json;
-use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::JoinHandle;
 
@@ -59,18 +58,6 @@ where
         writer,
         drain: tokio::spawn(drain),
     }
-}
-
-/// What the front reads of a client's message, to find express calls.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    /// Borrowed: a method with escapes fails the parse and goes to rmcp.
-    #[serde(borrow)]
-    method: Option<&'a str>,
-    #[serde(borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    params: Option<&'a RawValue>,
 }
 
 /// Hands rmcp only lines that are JSON; answers the others with `-32700`.
