@@ -13,61 +13,180 @@
 //! (a progress token; for a `2026-07-28` backend its protocol version and
 //! the gateway's client info and capabilities), a deadline restarted by
 //! each progress report up to a hard maximum, `notifications/cancelled` on
-//! timeout or when the caller drops the call, and an error when the session
-//! ends under it.
-
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::task::{Poll, Waker};
+//! timeout or when the caller gives the call up, and an error when the
+//! session ends under it.
+//!
+//! A call's outcome goes to its [`Finish`], called once, where the outcome
+//! is learnt: on the task that reads the backend's stdout (an answer, the
+//! end of the session) or on the session's deadline task (a timeout). No
+//! task, channel or timer is made per call: one task per session watches
+//! every call's deadline, and sleeps until the earliest.
 
 use rmcp::ErrorData;
 use rmcp::model::{ClientCapabilities, Implementation, ProtocolVersion, RequestMetaObject};
 use rmcp::service::ServiceError;
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use rustc_hash::FxHasher;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::task::{Poll, Waker};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::Deadline;
+use crate::envelope::Envelope;
+use crate::json;
 use crate::outbox::LineSender;
 
 /// The prefix of express ids and progress tokens; rmcp's ids are numbers.
 const PREFIX: &str = "mcpgw-x";
 
-/// A backend's answer to an express call.
+/// Numbers the express calls of every session in the process, so that an
+/// id never names a call of another session.
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+/// A backend's answer to an express call, borrowed from its line.
 #[derive(Debug)]
-pub enum Answer {
-    /// The `result` member, verbatim.
-    Result(Box<RawValue>),
+pub enum Reply<'a> {
+    /// The `result` member's JSON text, verbatim (checked JSON).
+    Result(&'a str),
     /// The `error` member.
     Error(ErrorData),
 }
 
-/// The express calls of one backend session.
+/// A backend's answer to an express call, owned.
 #[derive(Debug)]
+pub enum Answer {
+    /// The `result` member's JSON text, verbatim (checked JSON).
+    Result(String),
+    /// The `error` member.
+    Error(ErrorData),
+}
+
+impl Answer {
+    /// The answer, borrowed.
+    #[must_use]
+    pub fn as_reply(&self) -> Reply<'_> {
+        match self {
+            Self::Result(result) => Reply::Result(result),
+            Self::Error(error) => Reply::Error(error.clone()),
+        }
+    }
+}
+
+/// Where an express call's outcome goes: the backend's answer, or the
+/// error that ended the call unanswered (a timeout, after which the call
+/// was cancelled at the backend; the end of the session).
+///
+/// `finish` runs once, on the task that learnt the outcome, while that task
+/// reads the backend's stdout or watches deadlines: it must not block. A
+/// call cancelled through [`ExpressCalls::cancel`] is not finished: its
+/// `Finish` is handed back, or dropped.
+pub trait Finish: Send + 'static {
+    /// Takes the call's outcome.
+    fn finish(self: Box<Self>, outcome: Result<Reply<'_>, ServiceError>);
+}
+
+/// The express calls of one backend session: a cheap handle.
+#[derive(Debug, Clone)]
+pub struct ExpressCalls(pub(crate) Arc<Express>);
+
+impl ExpressCalls {
+    /// The request line for a call of tool `name` with `arguments` (a JSON
+    /// object, verbatim), numbered but not yet sent. Built apart from the
+    /// call so that the caller keeps no copy of its parameters while it
+    /// waits for admission.
+    #[must_use]
+    pub fn request(&self, name: &str, arguments: Option<&str>) -> Request {
+        self.0.request(name, arguments)
+    }
+
+    /// Sends `request` within `deadline`; its outcome goes to `finish`
+    /// (at once, with an error, if the session has ended). The caller must
+    /// hold no lock that `finish` takes.
+    pub fn start(&self, request: Request, deadline: Deadline, finish: Box<dyn Finish>) {
+        self.0.start(request, deadline, finish);
+    }
+
+    /// Gives up call `id` (a [`Request::id`]): the backend is told, and the
+    /// call's `Finish` is handed back unfinished; `None` if the call has
+    /// already ended.
+    pub fn cancel(&self, id: u64) -> Option<Box<dyn Finish>> {
+        self.0.cancel(id)
+    }
+
+    /// Sends `request` and waits for its answer, within `deadline`.
+    /// Dropping the future before it is answered cancels the call at the
+    /// backend.
+    ///
+    /// # Errors
+    ///
+    /// A timeout (the call is cancelled at the backend), or a closed
+    /// session; the backend's own error is an [`Answer::Error`].
+    pub async fn call(&self, request: Request, deadline: Deadline) -> Result<Answer, ServiceError> {
+        self.0.call(request, deadline).await
+    }
+}
+
+/// The express calls of one backend session.
 pub(crate) struct Express {
-    next: AtomicU64,
-    pending: Mutex<HashMap<u64, Arc<Waiter>>>,
+    table: Mutex<Table>,
     /// Set once the first call is made: until then no line is inspected.
     used: AtomicBool,
-    /// Set when the session's stdout ended: calls fail at once.
-    ended: AtomicBool,
     requests: LineSender,
     /// What follows the progress token in every request's `_meta` (for a
     /// `2026-07-28` backend), commas and all; unset otherwise.
     meta: OnceLock<String>,
+    /// Wakes the deadline task: a call is due earlier than it will look,
+    /// or the session has ended.
+    deadlines: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Express {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let table = self.lock();
+        f.debug_struct("Express")
+            .field("pending", &table.pending.len())
+            .field("ended", &table.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    pending: HashMap<u64, Pending, BuildHasherDefault<FxHasher>>,
+    /// When the deadline task looks next; `None` while it waits to be told.
+    wake_at: Option<Instant>,
+    /// The session's stdout ended: calls fail at once.
+    ended: bool,
+}
+
+/// A call sent and not yet answered.
+struct Pending {
+    finish: Box<dyn Finish>,
+    /// When it times out: `idle` after it was sent or last reported
+    /// progress, and never after `hard`.
+    due: Instant,
+    hard: Instant,
+    deadline: Deadline,
 }
 
 impl Express {
-    pub(crate) fn new(requests: LineSender) -> Self {
-        Self {
-            next: AtomicU64::new(1),
-            pending: Mutex::default(),
+    /// The express calls of a session writing its requests to `requests`,
+    /// with the task that watches their deadlines, which ends with the
+    /// session (or when this is dropped).
+    pub(crate) fn new(requests: LineSender) -> Arc<Self> {
+        let deadlines = Arc::new(Notify::new());
+        let express = Arc::new(Self {
+            table: Mutex::default(),
             used: AtomicBool::new(false),
-            ended: AtomicBool::new(false),
             requests,
             meta: OnceLock::new(),
-        }
+            deadlines: deadlines.clone(),
+        });
+        tokio::spawn(watch_deadlines(Arc::downgrade(&express), deadlines));
+        express
     }
 
     /// Sets the per-request `_meta` a `2026-07-28` backend expects.
@@ -92,8 +211,8 @@ impl Express {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<Waiter>>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether `line` may concern an express call and must be looked at.
@@ -107,7 +226,7 @@ impl Express {
         if memchr::memmem::find(line, PREFIX.as_bytes()).is_none() {
             return false;
         }
-        let Ok(message) = serde_json::from_slice::<Envelope<'_>>(line) else {
+        let Some(message) = std::str::from_utf8(line).ok().and_then(Envelope::read) else {
             return false;
         };
         match message.method {
@@ -115,41 +234,44 @@ impl Express {
                 let Some(id) = message.id.and_then(express_id) else {
                     return false;
                 };
-                let answer = match (message.result, message.error) {
-                    (Some(result), _) => Answer::Result(result.to_owned()),
+                // A late answer (the call timed out or was given up) is
+                // dropped here too: rmcp knows nothing of its id.
+                let Some(pending) = self.lock().pending.remove(&id) else {
+                    return true;
+                };
+                let reply = match (message.result, message.error) {
+                    (Some(result), _) => Reply::Result(result),
                     (None, Some(error)) => {
-                        Answer::Error(serde_json::from_str(error.get()).unwrap_or_else(|e| {
+                        Reply::Error(serde_json::from_str(error).unwrap_or_else(|e| {
                             ErrorData::internal_error(
                                 format!("the server sent a malformed error ({e})"),
                                 None,
                             )
                         }))
                     }
-                    (None, None) => Answer::Error(ErrorData::internal_error(
+                    (None, None) => Reply::Error(ErrorData::internal_error(
                         "the server sent a response with neither a result nor an error",
                         None,
                     )),
                 };
-                // A late answer (the call timed out or was dropped) is
-                // dropped here too: rmcp knows nothing of its id.
-                let waiter = self.lock().remove(&id);
-                if let Some(waiter) = waiter {
-                    waiter.wake(Some(Ok(answer)));
-                }
+                pending.finish.finish(Ok(reply));
                 true
             }
             Some("notifications/progress") => {
-                let Some(id) = message
-                    .params
-                    .and_then(|p| serde_json::from_str::<ProgressParams<'_>>(p.get()).ok())
-                    .and_then(|p| p.progress_token)
-                    .and_then(express_id)
-                else {
+                let mut token = None;
+                if let Some(params) = message.params {
+                    json::members(params, |key, value| {
+                        if key == Some("progressToken") {
+                            token = Some(value);
+                        }
+                    });
+                }
+                let Some(id) = token.and_then(express_id) else {
                     return false;
                 };
-                let waiter = self.lock().get(&id).cloned();
-                if let Some(waiter) = waiter {
-                    waiter.wake(None);
+                // Later, never earlier: the deadline task need not be told.
+                if let Some(pending) = self.lock().pending.get_mut(&id) {
+                    pending.due = (Instant::now() + pending.deadline.idle).min(pending.hard);
                 }
                 true
             }
@@ -159,17 +281,19 @@ impl Express {
 
     /// The session's stdout ended: every call fails, now and later.
     pub(crate) fn end(&self) {
-        self.ended.store(true, Ordering::Relaxed);
-        let ended = std::mem::take(&mut *self.lock());
-        for waiter in ended.into_values() {
-            waiter.wake(Some(Err(ServiceError::TransportClosed)));
+        let ended = {
+            let mut table = self.lock();
+            table.ended = true;
+            std::mem::take(&mut table.pending)
+        };
+        self.deadlines.notify_one();
+        for pending in ended.into_values() {
+            pending.finish.finish(Err(ServiceError::TransportClosed));
         }
     }
 
-    /// The request line for a call of tool `name` with `arguments` (a JSON
-    /// object, verbatim), numbered but not yet sent.
-    pub(crate) fn request(&self, name: &str, arguments: Option<&str>) -> Request {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
+    fn request(&self, name: &str, arguments: Option<&str>) -> Request {
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
         let meta = self.meta.get().map_or("", String::as_str);
         let mut line =
             Vec::with_capacity(160 + name.len() + meta.len() + arguments.map_or(0, str::len));
@@ -190,61 +314,91 @@ impl Express {
         Request { id, line }
     }
 
-    /// Sends `request` and waits for its answer, within `deadline`.
-    ///
-    /// Dropping the future before it is answered cancels the call at the
-    /// backend.
-    ///
-    /// # Errors
-    ///
-    /// A timeout (the call is cancelled at the backend), or a closed
-    /// session; the backend's own error is an [`Answer::Error`].
-    pub(crate) async fn call(
+    fn start(&self, request: Request, deadline: Deadline, finish: Box<dyn Finish>) {
+        let Request { id, line } = request;
+        self.used.store(true, Ordering::Relaxed);
+        let now = Instant::now();
+        let hard = now + deadline.max_total;
+        let due = (now + deadline.idle).min(hard);
+        let mut table = self.lock();
+        // Sent under the lock, so that a cancel cannot overtake the request.
+        if table.ended || !self.requests.send(&line) {
+            drop(table);
+            finish.finish(Err(ServiceError::TransportClosed));
+            return;
+        }
+        table.pending.insert(
+            id,
+            Pending {
+                finish,
+                due,
+                hard,
+                deadline,
+            },
+        );
+        if table.wake_at.is_none_or(|at| due < at) {
+            table.wake_at = Some(due);
+            drop(table);
+            self.deadlines.notify_one();
+        }
+    }
+
+    fn cancel(&self, id: u64) -> Option<Box<dyn Finish>> {
+        let pending = self.lock().pending.remove(&id)?;
+        self.send_cancel(id, "the gateway's client abandoned the request");
+        Some(pending.finish)
+    }
+
+    /// Tells the backend that call `id` is given up, in order behind its
+    /// request, through the same outbox.
+    fn send_cancel(&self, id: u64, reason: &str) {
+        let mut line = Vec::with_capacity(160);
+        line.extend_from_slice(
+            b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":\"",
+        );
+        push_id(&mut line, id);
+        line.extend_from_slice(b"\",\"reason\":");
+        let _ = serde_json::to_writer(&mut line, reason);
+        line.extend_from_slice(b"}}\n");
+        let _ = self.requests.send(&line);
+    }
+
+    /// Removes the calls due by `now` and says when the next one is due;
+    /// and whether the session has ended.
+    fn expire(&self, now: Instant) -> (Vec<(u64, Pending)>, bool) {
+        let mut table = self.lock();
+        let due: Vec<u64> = table
+            .pending
+            .iter()
+            .filter(|(_, p)| p.due <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        let expired = due
+            .into_iter()
+            .filter_map(|id| Some((id, table.pending.remove(&id)?)))
+            .collect();
+        table.wake_at = table.pending.values().map(|p| p.due).min();
+        (expired, table.ended)
+    }
+
+    async fn call(
         self: &Arc<Self>,
         request: Request,
         deadline: Deadline,
     ) -> Result<Answer, ServiceError> {
-        let Request { id, line } = request;
+        let id = request.id;
         let waiter = Arc::new(Waiter::default());
-        self.used.store(true, Ordering::Relaxed);
-        {
-            let mut pending = self.lock();
-            if self.ended.load(Ordering::Relaxed) {
-                return Err(ServiceError::TransportClosed);
-            }
-            pending.insert(id, waiter.clone());
-        }
         let mut outstanding = Outstanding {
             express: self,
             id,
-            sent: false,
+            answered: false,
         };
-        if !self.requests.send(&line) {
-            return Err(ServiceError::TransportClosed);
-        }
-        drop(line);
-        outstanding.sent = true;
-        let hard = Instant::now() + deadline.max_total;
-        let mut idle = (Instant::now() + deadline.idle).min(hard);
-        let sleep = tokio::time::sleep_until(idle);
-        tokio::pin!(sleep);
+        self.start(request, deadline, Box::new(waiter.clone()));
         std::future::poll_fn(|cx| {
             let mut state = waiter.lock();
             if let Some(answer) = state.answer.take() {
-                outstanding.sent = false;
+                outstanding.answered = true;
                 return Poll::Ready(answer);
-            }
-            if std::mem::take(&mut state.progressed) {
-                idle = (Instant::now() + deadline.idle).min(hard);
-                sleep.as_mut().reset(idle);
-            }
-            if sleep.as_mut().poll(cx).is_ready() {
-                let timeout = if idle == hard {
-                    deadline.max_total
-                } else {
-                    deadline.idle
-                };
-                return Poll::Ready(Err(ServiceError::Timeout { timeout }));
             }
             if !state
                 .waker
@@ -259,6 +413,54 @@ impl Express {
     }
 }
 
+impl Drop for Express {
+    fn drop(&mut self) {
+        // The deadline task holds only a weak reference: let it end.
+        self.deadlines.notify_one();
+    }
+}
+
+/// The deadline task of one session: sleeps until the earliest call is due
+/// (or until told of an earlier one), then times out the calls that are,
+/// which cancels them at the backend.
+async fn watch_deadlines(express: Weak<Express>, told: Arc<Notify>) {
+    loop {
+        let notified = told.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let wake_at = {
+            let Some(express) = express.upgrade() else {
+                return;
+            };
+            let (expired, ended) = express.expire(Instant::now());
+            for (id, pending) in expired {
+                express.send_cancel(id, "the gateway's deadline for the request passed");
+                let timeout = if pending.due == pending.hard {
+                    pending.deadline.max_total
+                } else {
+                    pending.deadline.idle
+                };
+                pending
+                    .finish
+                    .finish(Err(ServiceError::Timeout { timeout }));
+            }
+            if ended {
+                return;
+            }
+            express.lock().wake_at
+        };
+        match wake_at {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = &mut notified => {}
+                }
+            }
+            None => notified.await,
+        }
+    }
+}
+
 /// An express request, built and numbered, not yet sent.
 #[derive(Debug)]
 pub struct Request {
@@ -266,17 +468,22 @@ pub struct Request {
     line: Vec<u8>,
 }
 
-/// Where the guard leaves an express call's answer or progress for the
-/// call waiting on it.
+impl Request {
+    /// The call's number, for [`ExpressCalls::cancel`].
+    #[must_use]
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// Where an awaited express call's answer is left for the caller.
 #[derive(Debug, Default)]
 struct Waiter(Mutex<WaiterState>);
 
 #[derive(Debug, Default)]
 struct WaiterState {
-    /// The answer, or the session's end.
+    /// The answer, or why there is none.
     answer: Option<Result<Answer, ServiceError>>,
-    /// A progress report came since the caller last looked.
-    progressed: bool,
     waker: Option<Waker>,
 }
 
@@ -284,14 +491,16 @@ impl Waiter {
     fn lock(&self) -> MutexGuard<'_, WaiterState> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
 
-    /// Hands the caller `answer`, or notes progress when there is none.
-    fn wake(&self, answer: Option<Result<Answer, ServiceError>>) {
+impl Finish for Arc<Waiter> {
+    fn finish(self: Box<Self>, outcome: Result<Reply<'_>, ServiceError>) {
+        let answer = outcome.map(|reply| match reply {
+            Reply::Result(result) => Answer::Result(result.to_string()),
+            Reply::Error(error) => Answer::Error(error),
+        });
         let mut state = self.lock();
-        match answer {
-            Some(answer) => state.answer = Some(answer),
-            None => state.progressed = true,
-        }
+        state.answer = Some(answer);
         if let Some(waker) = state.waker.take() {
             drop(state);
             waker.wake();
@@ -299,66 +508,31 @@ impl Waiter {
     }
 }
 
-/// Removes an express call that ends unanswered, and tells the backend.
+/// Gives up an awaited express call that ends unanswered (its caller went
+/// away), which tells the backend.
 struct Outstanding<'a> {
     express: &'a Express,
     id: u64,
-    sent: bool,
+    answered: bool,
 }
 
 impl Drop for Outstanding<'_> {
     fn drop(&mut self) {
-        self.express.lock().remove(&self.id);
-        if self.sent {
-            // In order behind the request, through the same outbox.
-            let cancel = format!(
-                "{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{{\"requestId\":\"{PREFIX}{}\",\"reason\":\"the gateway's client abandoned the request\"}}}}\n",
-                self.id
-            );
-            let _ = self.express.requests.send(cancel.as_bytes());
+        if !self.answered {
+            drop(self.express.cancel(self.id));
         }
     }
 }
 
-/// The members of a JSON-RPC message that the express paths look at, all
-/// borrowed from its line: the backend's stdout guard reads its answers and
-/// progress reports by it, and the stdio front its client's calls. A
-/// method with escapes fails the parse, and the line goes to rmcp.
-#[derive(Debug, Deserialize)]
-pub struct Envelope<'a> {
-    /// The request's or the response's id.
-    #[serde(borrow)]
-    pub id: Option<&'a RawValue>,
-    /// The method of a request or a notification.
-    #[serde(borrow)]
-    pub method: Option<&'a str>,
-    /// Their params.
-    #[serde(borrow)]
-    pub params: Option<&'a RawValue>,
-    /// A response's result.
-    #[serde(borrow)]
-    pub result: Option<&'a RawValue>,
-    /// A response's error.
-    #[serde(borrow)]
-    pub error: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct ProgressParams<'a> {
-    #[serde(borrow, rename = "progressToken")]
-    progress_token: Option<&'a RawValue>,
-}
-
 /// Appends express id `id` (`mcpgw-x7`, without quotes).
 fn push_id(line: &mut Vec<u8>, id: u64) {
-    use std::io::Write as _;
-    let _ = write!(line, "{PREFIX}{id}");
+    line.extend_from_slice(PREFIX.as_bytes());
+    line.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
 }
 
 /// The number of an express id (`"mcpgw-x7"` → 7).
-fn express_id(raw: &RawValue) -> Option<u64> {
-    raw.get()
-        .strip_prefix('"')?
+fn express_id(raw: &str) -> Option<u64> {
+    raw.strip_prefix('"')?
         .strip_suffix('"')?
         .strip_prefix(PREFIX)?
         .parse()
@@ -389,7 +563,7 @@ mod tests {
         let (outbox, drain) = outbox(writer, None);
         tokio::spawn(drain);
         (
-            Arc::new(Express::new(outbox.lines())),
+            Express::new(outbox.lines()),
             BufReader::new(reader).lines(),
             outbox,
         )
@@ -398,12 +572,12 @@ mod tests {
     #[tokio::test]
     async fn a_call_is_answered_by_the_line_with_its_id() {
         let (express, mut sent, _outbox) = express();
-        let args = RawValue::from_string("{\"text\":\"hi\"}".into()).unwrap();
+        let args = "{\"text\":\"hi\"}";
         let call = tokio::spawn({
             let express = express.clone();
             async move {
                 express
-                    .call(express.request("echo", Some(args.get())), DEADLINE)
+                    .call(express.request("echo", Some(args)), DEADLINE)
                     .await
             }
         });
@@ -423,10 +597,10 @@ mod tests {
             format!("{{\"jsonrpc\":\"2.0\",\"id\":\"{id}\",\"result\":{{\"content\":[]}}}}\n");
         assert!(express.divert(answer.as_bytes()));
         match call.await.unwrap().unwrap() {
-            Answer::Result(result) => assert_eq!(result.get(), "{\"content\":[]}"),
+            Answer::Result(result) => assert_eq!(result, "{\"content\":[]}"),
             Answer::Error(e) => panic!("{e:?}"),
         }
-        assert!(express.lock().is_empty());
+        assert!(express.lock().pending.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
@@ -492,7 +666,6 @@ mod tests {
             Implementation::new("mcpgw", "0"),
             ClientCapabilities::default(),
         );
-        let express = Arc::new(express);
         let call = tokio::spawn({
             let express = express.clone();
             async move { express.call(express.request("echo", None), DEADLINE).await }

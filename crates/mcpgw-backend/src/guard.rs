@@ -96,12 +96,11 @@ impl<R> LineGuard<R> {
         }
     }
 
-    /// Sorts the lines `bytes` complete: rmcp's, logged garbage (handed on
-    /// all the same), or express answers; `false` if a line is longer than
-    /// the cap.
-    fn sort(&mut self, bytes: &[u8]) -> bool {
+    /// Sorts the lines just read: rmcp's, logged garbage (handed on all the
+    /// same), or express answers; `false` if a line is longer than the cap.
+    fn sort(&mut self) -> bool {
         let mut fits = true;
-        self.lines.push(bytes, |line| {
+        self.lines.sort(|line| {
             if line.len() > self.max_line + 1 {
                 fits = false;
                 return false;
@@ -160,19 +159,20 @@ impl<R: AsyncRead + Unpin> AsyncRead for LineGuard<R> {
             if this.lines.hand(out) || this.eof {
                 return Poll::Ready(Ok(()));
             }
-            let mut chunk = [0u8; 16 * 1024];
-            let mut buf = ReadBuf::new(&mut chunk);
-            if let Err(err) = ready!(Pin::new(&mut this.inner).poll_read(cx, &mut buf)) {
-                this.end();
-                return Poll::Ready(Err(err));
-            }
-            if buf.filled().is_empty() {
+            let read = match ready!(this.lines.poll_read_from(Pin::new(&mut this.inner), cx)) {
+                Ok(read) => read,
+                Err(err) => {
+                    this.end();
+                    return Poll::Ready(Err(err));
+                }
+            };
+            if read == 0 {
                 // An unfinished last line goes to rmcp as it is.
                 this.lines.release_partial();
                 this.end();
                 continue;
             }
-            if !this.sort(buf.filled()) {
+            if !this.sort() {
                 this.lines.discard_partial();
                 this.end();
                 return Poll::Ready(Err(this.too_long()));

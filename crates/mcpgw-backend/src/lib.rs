@@ -14,8 +14,10 @@
 // and clients still use them, and the gateway relays them.
 #![allow(deprecated)]
 
+mod envelope;
 mod express;
 mod guard;
+pub mod json;
 pub mod lines;
 pub mod outbox;
 mod reclaim;
@@ -25,7 +27,8 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-pub use express::{Answer, Envelope, Request as ExpressRequest};
+pub use envelope::Envelope;
+pub use express::{Answer, ExpressCalls, Finish, Reply, Request as ExpressRequest};
 
 use rmcp::model::{
     CancelledNotificationParam, ClientCapabilities, ClientConfig, ClientRequest,
@@ -442,7 +445,7 @@ impl Backend {
         let verdict = Arc::new(std::sync::Mutex::new(None));
         // Requests leave through an outbox: under load, many in one write.
         let (write, drain) = outbox::outbox(write, None);
-        let express = Arc::new(express::Express::new(write.lines()));
+        let express = express::Express::new(write.lines());
         let read = reclaim::Reclaim::new(guard::LineGuard::new(
             read,
             server,
@@ -768,30 +771,13 @@ impl Backend {
         result
     }
 
-    /// Sends `request` (from [`Self::express_request`]) as an express
-    /// call: written and answered beside rmcp, which neither parses nor
-    /// sees it (see `express.rs`). Deadlines, progress and cancellation
-    /// behave as for [`Self::request`].
-    ///
-    /// # Errors
-    ///
-    /// A timeout or a closed session; the backend's own error is an
-    /// [`Answer::Error`].
-    pub async fn call_express(
-        &self,
-        request: ExpressRequest,
-        deadline: Deadline,
-    ) -> Result<Answer, ServiceError> {
-        self.express.call(request, deadline).await
-    }
-
-    /// The express request for a call of tool `name` with `arguments` (a
-    /// JSON object, verbatim), for [`Backend::call_express`]. Built apart
-    /// from the call so that the caller keeps no copy of its parameters
-    /// while it waits for admission.
+    /// This session's express calls: `tools/call` requests written and
+    /// answered beside rmcp, which neither parses nor sees them (see
+    /// `express.rs`). Deadlines, progress and cancellation behave as for
+    /// [`Self::request`].
     #[must_use]
-    pub fn express_request(&self, name: &str, arguments: Option<&str>) -> ExpressRequest {
-        self.express.request(name, arguments)
+    pub fn express(&self) -> ExpressCalls {
+        ExpressCalls(self.express.clone())
     }
 
     /// Whether this backend's protocol has `ping` (the handshake era does;

@@ -1,14 +1,25 @@
 //! Bytes read, cut into whole lines, and the lines kept handed on: the
 //! buffer of the readers that sort a stream line by line (the guard on a
 //! backend's stdout, the stdio front on the client's input).
+//!
+//! Input is read straight into the buffer the lines are cut from: no
+//! scratch buffer to zero and copy out of on every read.
 
-use tokio::io::ReadBuf;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// Room made for each read.
+const READ_SIZE: usize = 16 * 1024;
 
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct Lines {
     /// Bytes read from the start of a line not yet complete.
-    incoming: Vec<u8>,
+    incoming: BytesMut,
     /// How much of `incoming` is known to hold no line break: a long line
     /// is searched once, not once per read.
     scanned: usize,
@@ -33,10 +44,32 @@ impl Lines {
         true
     }
 
-    /// Adds `bytes`, and passes each line they complete (its `\n`
-    /// included) to `keep`, which says whether to hand it on.
-    pub fn push(&mut self, bytes: &[u8], mut keep: impl FnMut(&[u8]) -> bool) {
+    /// Reads what `reader` has into the buffer, to be sorted by
+    /// [`Self::sort`]: how many bytes, 0 at the end of input.
+    ///
+    /// # Errors
+    ///
+    /// The reader's.
+    pub fn poll_read_from<R: AsyncRead>(
+        &mut self,
+        reader: Pin<&mut R>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        if self.incoming.capacity() - self.incoming.len() < READ_SIZE {
+            self.incoming.reserve(READ_SIZE);
+        }
+        tokio_util::io::poll_read_buf(reader, cx, &mut self.incoming)
+    }
+
+    /// Adds `bytes`, and sorts the lines they complete (see [`Self::sort`]).
+    pub fn push(&mut self, bytes: &[u8], keep: impl FnMut(&[u8]) -> bool) {
         self.incoming.extend_from_slice(bytes);
+        self.sort(keep);
+    }
+
+    /// Passes each line completed since the last sort (its `\n` included)
+    /// to `keep`, which says whether to hand it on.
+    pub fn sort(&mut self, mut keep: impl FnMut(&[u8]) -> bool) {
         let mut start = 0;
         let mut from = self.scanned;
         while let Some(end) = memchr::memchr(b'\n', &self.incoming[from..]) {
@@ -48,7 +81,7 @@ impl Lines {
             start = end;
             from = end;
         }
-        self.incoming.drain(..start);
+        bytes::Buf::advance(&mut self.incoming, start);
         self.scanned = self.incoming.len();
     }
 
@@ -60,13 +93,14 @@ impl Lines {
 
     /// Drops the line not yet complete.
     pub fn discard_partial(&mut self) {
-        self.incoming = Vec::new();
+        self.incoming = BytesMut::new();
         self.scanned = 0;
     }
 
     /// Hands on the line not yet complete as it is (at the end of input).
     pub fn release_partial(&mut self) {
-        self.ready.append(&mut self.incoming);
+        self.ready.extend_from_slice(&self.incoming);
+        self.incoming.clear();
         self.scanned = 0;
     }
 }

@@ -321,8 +321,8 @@ impl CpuFigures {
         }
     }
 
-    /// The total for each setup, and the shares of the process in between
-    /// (if any) and of the server.
+    /// The total for each setup, and each process's share (the process in
+    /// between only where there is one).
     fn figures(self, c: usize) -> Vec<Figure> {
         let mut figures = Vec::new();
         for (setup, roles) in SETUP_NAMES.into_iter().zip(self.runs) {
@@ -335,7 +335,7 @@ impl CpuFigures {
                 ..Figure::new(format!("c={c}: machine CPU per call, {setup}"), "µs")
             });
             for (role, values) in cpu::ROLES.into_iter().zip(roles) {
-                if !matches!(role, "gateway" | "server") || values.iter().all(|us| *us == 0.0) {
+                if role == "other" || values.iter().all(|us| *us == 0.0) {
                     continue;
                 }
                 figures.push(Figure {

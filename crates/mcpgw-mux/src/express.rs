@@ -1,40 +1,52 @@
 //! The express lane: a stdio client's `tools/call`, relayed as lines.
 //!
 //! The front hands the lane each `tools/call` line before rmcp sees it.
-//! When the call is plain (a handshake-era client, no `_meta`, a tool in
-//! the table whose server is up and shared, no secret of another server in
-//! it), the lane sends it to the backend as an express call (see
-//! `mcpgw_backend`'s `express.rs`) and writes the answer, with the client's
-//! id, to the client: no rmcp message types, no task per message. Anything
-//! else is left to rmcp and the mux's handlers, which answer every case.
+//! When the call is plain (no `_meta` from a handshake-era client, only
+//! what the protocol requires from a `2026-07-28` one; a tool in the table
+//! whose server is up and shared; no secret of another server in it), the
+//! lane sends it to the backend as an express call (see `mcpgw_backend`'s
+//! `express.rs`) and writes the answer, with the client's id, to the
+//! client: no rmcp message types, no task per message. Anything else is
+//! left to rmcp and the mux's handlers, which answer every case.
+//!
+//! Most calls take no task at all: admitted at once, sent, and answered
+//! from the backend's stdout by [`Answering`], the call's `Finish`. A call
+//! that must wait for a place in the server's queue, or a `2026-07-28`
+//! client's call to a handshake-era server (whose requests for input
+//! become the gateway's `InputRequiredResult`, `rounds.rs`), runs on a
+//! task of its own.
 //!
 //! The lane keeps the mux's guarantees: the server's admission bounds and
 //! deadline, its activity clock, the call metrics, the same errors, the
 //! client's `notifications/cancelled` (the call is cancelled at the
-//! backend and not answered), and the shape rmcp gives a handshake-era
-//! client's result (no `resultType: "complete"`, object-only structured
-//! content, no `InputRequiredResult`, no task without the capability). Every
-//! line it writes passes the front's redaction filter.
+//! backend and not answered), and the shape rmcp gives each era's result
+//! (for a handshake-era client no `resultType: "complete"`, object-only
+//! structured content, no `InputRequiredResult`; for a `2026-07-28` client
+//! `resultType: "complete"` when absent; a task only with the capability).
+//! Every line it writes passes the front's redaction filter.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::hash::BuildHasherDefault;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use mcpgw_backend::Answer;
 use mcpgw_backend::outbox::LineSender;
+use mcpgw_backend::{Answer, ExpressCalls, Finish, Reply, json};
 use rmcp::ErrorData;
 use rmcp::model::ErrorCode;
 use rmcp::model::{
     CallToolResponse, ClientCapabilities, CustomResult, ProtocolVersion, ServerResult,
 };
+use rmcp::service::ServiceError;
+use rustc_hash::FxHasher;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::task::AbortHandle;
 
 use crate::router::ToolLookup;
-use crate::{Activity, Mux, busy, lock, read, tool_call};
+use crate::{Admitted, Mux, busy, lock, read, tool_call};
 
 /// The express lane of one stdio client session. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -42,10 +54,38 @@ pub struct ExpressLane {
     mux: Mux,
     /// To the client, through the front's filter.
     answers: LineSender,
+    state: Arc<LaneState>,
+}
+
+#[derive(Debug, Default)]
+struct LaneState {
     /// Calls in flight, by the client's id (its JSON text).
-    calls: Arc<Mutex<HashMap<Arc<str>, AbortHandle>>>,
-    /// Whether the client is known to be of the handshake era; set once.
-    open: Arc<AtomicBool>,
+    calls: Mutex<HashMap<Arc<str>, Running, BuildHasherDefault<FxHasher>>>,
+    /// The stdio client's era once known ([`UNKNOWN`], [`HANDSHAKE`],
+    /// [`STATELESS`]): it does not change within the session.
+    era: AtomicU8,
+    /// The `_meta` a `2026-07-28` client sent last, as it wrote it, and
+    /// the capabilities it declares: it sends the same with every call.
+    declared: Mutex<Option<Declared>>,
+}
+
+#[derive(Debug)]
+struct Declared {
+    meta: Box<str>,
+    capabilities: Arc<ClientCapabilities>,
+}
+
+const UNKNOWN: u8 = 0;
+const HANDSHAKE: u8 = 1;
+const STATELESS: u8 = 2;
+
+/// How an express call in flight is given up.
+#[derive(Debug)]
+enum Running {
+    /// Sent without a task: express call `id` of `calls`.
+    Sent { calls: ExpressCalls, id: u64 },
+    /// On a task of its own.
+    Task(AbortHandle),
 }
 
 impl Mux {
@@ -56,37 +96,59 @@ impl Mux {
         ExpressLane {
             mux: self.clone(),
             answers,
-            calls: Arc::default(),
-            open: Arc::default(),
+            state: Arc::default(),
         }
     }
 }
 
 /// The parameters of a plain call: anything more (a task, a
 /// `requestState`) takes rmcp's path.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Params<'a> {
-    #[serde(borrow)]
     name: Cow<'a, str>,
-    #[serde(borrow)]
-    arguments: Option<&'a RawValue>,
-    #[serde(borrow, rename = "_meta")]
-    meta: Option<&'a RawValue>,
+    arguments: Option<&'a str>,
+    meta: Option<&'a str>,
+}
+
+impl<'a> Params<'a> {
+    /// Reads `params`, checked JSON; `None` if the call is not plain (or
+    /// not well formed, which rmcp's path answers).
+    fn read(params: &'a str) -> Option<Self> {
+        let [name, arguments, meta] = json::only(params, ["name", "arguments", "_meta"])?;
+        let name = match json::plain_str(name?) {
+            Some(name) => Cow::Borrowed(name),
+            None => Cow::Owned(serde_json::from_str(name?).ok()?),
+        };
+        Some(Self {
+            name,
+            arguments: arguments.filter(|a| *a != "null"),
+            meta: meta.filter(|m| *m != "null"),
+        })
+    }
 }
 
 /// The `_meta` of a `2026-07-28` client's plain call: what that protocol
 /// puts in every request, and nothing more (a progress token, a log level
 /// or anything else takes rmcp's path).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct StatelessMeta<'a> {
-    #[serde(borrow, rename = "io.modelcontextprotocol/protocolVersion")]
     version: &'a str,
-    #[serde(rename = "io.modelcontextprotocol/clientCapabilities")]
-    capabilities: ClientCapabilities,
-    #[serde(borrow, rename = "io.modelcontextprotocol/clientInfo")]
-    _info: Option<&'a RawValue>,
+    capabilities: &'a str,
+}
+
+impl<'a> StatelessMeta<'a> {
+    fn read(meta: &'a str) -> Option<Self> {
+        let [version, capabilities, _info] = json::only(
+            meta,
+            [
+                "io.modelcontextprotocol/protocolVersion",
+                "io.modelcontextprotocol/clientCapabilities",
+                "io.modelcontextprotocol/clientInfo",
+            ],
+        )?;
+        Some(Self {
+            version: json::plain_str(version?)?,
+            capabilities: capabilities?,
+        })
+    }
 }
 
 /// The protocol era of the client making a call.
@@ -94,7 +156,7 @@ enum Era {
     /// Opened with `initialize`: its capabilities are the session's.
     Handshake,
     /// Stateless `2026-07-28`: these are the capabilities the call declared.
-    Stateless(ClientCapabilities),
+    Stateless(Arc<ClientCapabilities>),
 }
 
 #[derive(Deserialize)]
@@ -104,28 +166,26 @@ struct Cancelled<'a> {
 }
 
 impl ExpressLane {
-    /// Takes the `tools/call` request `line` (id `id`, params `params`) if
-    /// it is plain; `false` leaves it to rmcp.
-    pub fn call(&self, line: &[u8], id: &RawValue, params: Option<&RawValue>) -> bool {
-        let Some(Ok(params)) = params.map(|p| serde_json::from_str::<Params<'_>>(p.get())) else {
+    /// Takes the `tools/call` request `line` (id `id`, params `params`, as
+    /// the front's [`Envelope`](mcpgw_backend::Envelope) read them) if it
+    /// is plain; `false` leaves it to rmcp.
+    pub fn call(&self, line: &str, id: &str, params: Option<&str>) -> bool {
+        let Some(params) = params.and_then(Params::read) else {
             return false;
         };
         let era = match params.meta {
-            None if self.is_open() => Era::Handshake,
+            None if self.client_era() == HANDSHAKE => Era::Handshake,
             None => return false,
             Some(meta) => match self.stateless(meta) {
                 Some(capabilities) => Era::Stateless(capabilities),
                 None => return false,
             },
         };
-        if params
-            .arguments
-            .is_some_and(|a| !a.get().trim_start().starts_with('{'))
-        {
+        if params.arguments.is_some_and(|a| !a.starts_with('{')) {
             return false;
         }
         let shared = &self.mux.shared;
-        let (index, name, upstream, backend, request) = {
+        let (index, name, upstream, express, stateless_server, request) = {
             let table = read(&shared.table).clone();
             let ToolLookup::Found(route) = table.tool(&params.name) else {
                 return false;
@@ -134,49 +194,84 @@ impl ExpressLane {
             if slot.per_session {
                 return false;
             }
-            let Ok(backend) = self.mux.backend(route.server) else {
+            let Some((express, stateless_server)) = self.mux.express_calls(route.server) else {
                 return false;
             };
             // A call carrying another server's secret is refused by rmcp's
             // path.
-            if self.mux.carries_secrets() {
-                let Ok(text) = std::str::from_utf8(line) else {
-                    return false;
-                };
-                if self.mux.foreign_secrets(slot, text).is_some() {
-                    return false;
-                }
+            if self.mux.carries_secrets() && self.mux.foreign_secrets(slot, line).is_some() {
+                return false;
             }
             // Built now, so that nothing of the client's line is kept.
-            let request =
-                backend.express_request(&route.upstream, params.arguments.map(RawValue::get));
+            let request = express.request(&route.upstream, params.arguments);
             (
                 route.server,
                 route.name.clone(),
                 route.upstream.clone(),
-                backend,
+                express,
+                stateless_server,
                 request,
             )
         };
-        let key: Arc<str> = id.get().into();
-        // Held while the task is spawned and registered, so that it cannot
-        // end (and unregister) before it is registered.
-        let mut calls = lock(&self.calls);
+        let key: Arc<str> = id.into();
+        // Held until the call is registered, so that it cannot end (and
+        // unregister) before it is.
+        let mut calls = lock(&self.state.calls);
         if calls.contains_key(&key) {
             return false;
         }
-        let lane = self.clone();
-        let id = key.clone();
-        // Recorded when the call ends, answered or cancelled.
-        let record = Record {
-            mux: self.mux.clone(),
-            index,
-            tool: upstream,
-            began: Instant::now(),
-            ok: false,
+        let slot = &shared.slots[index];
+        // Recorded when the call ends, answered or given up.
+        let record = Record::begin(&self.mux, index, upstream);
+        // A handshake-era server may ask a `2026-07-28` client for input
+        // during the call, which takes the rounds' task; a `2026-07-28`
+        // server cannot (the protocol has no server-to-client requests).
+        let direct = match &era {
+            Era::Handshake => true,
+            Era::Stateless(_) => stateless_server,
         };
-        let task = tokio::spawn(async move {
-            let mut record = record;
+        if direct && let Some(admitted) = slot.limit.try_admit() {
+            calls.insert(
+                key.clone(),
+                Running::Sent {
+                    calls: express.clone(),
+                    id: request.id(),
+                },
+            );
+            drop(calls);
+            let finish = Answering {
+                lane: self.clone(),
+                index,
+                name,
+                id: key,
+                express_id: request.id(),
+                era,
+                record,
+                _admitted: admitted,
+            };
+            express.start(request, slot.deadline, Box::new(finish));
+            return true;
+        }
+        let task = self.spawn_call(index, name, key.clone(), era, express, request, record);
+        calls.insert(key, Running::Task(task));
+        true
+    }
+
+    /// Runs a call on a task of its own: one that waits for a place in the
+    /// server's queue, or one of the rounds (see [`Self::call`]).
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_call(
+        &self,
+        index: usize,
+        name: Arc<str>,
+        id: Arc<str>,
+        era: Era,
+        express: ExpressCalls,
+        request: mcpgw_backend::ExpressRequest,
+        mut record: Record,
+    ) -> AbortHandle {
+        let lane = self.clone();
+        tokio::spawn(async move {
             let mux = &lane.mux;
             let slot = &mux.shared.slots[index];
             let what = || tool_call(&name);
@@ -185,21 +280,23 @@ impl ExpressLane {
                 let what = what();
                 async move {
                     let slot = &mux.shared.slots[index];
-                    let _activity = Activity::begin(slot);
                     let Some(_permit) = slot.limit.admit().await else {
                         return Err(busy(slot, &slot.limit));
                     };
-                    match backend.call_express(request, slot.deadline).await {
+                    match express.call(request, slot.deadline).await {
                         Ok(answer) => Ok(answer),
-                        Err(err) => Err(mux.call_failure(index, &what, &backend, err).await),
+                        Err(err) => Err(mux.call_failure(index, &what, None, err).await),
                     }
                 }
             };
             let (line, ok) = match era {
                 Era::Handshake => {
                     let answer = call.await;
-                    lane.unregister(&id);
-                    lane.answer(index, &what, &id, answer)
+                    lane.unregister_task(&id);
+                    match &answer {
+                        Ok(answer) => lane.answer(index, &what, &id, Ok(answer.as_reply())),
+                        Err(error) => lane.answer(index, &what, &id, Err(error.clone())),
+                    }
                 }
                 Era::Stateless(capabilities) => {
                     // Registered with the mux's rounds, as on rmcp's path, so
@@ -208,90 +305,114 @@ impl ExpressLane {
                     let rounds = &mux.shared.rounds;
                     let work = async move {
                         match call.await? {
-                            Answer::Result(result) => serde_json::from_str(result.get())
+                            Answer::Result(result) => serde_json::from_str(&result)
                                 .map(|v| ServerResult::CustomResult(CustomResult(v)))
                                 .map_err(|e| internal(&e)),
                             Answer::Error(error) => Err(error),
                         }
                     };
-                    let call = rounds.start(index, capabilities.clone(), work);
+                    let call = rounds.start(index, (*capabilities).clone(), work);
                     let binding = crate::rounds::binding(index, &what());
                     let outcome = rounds.run(call, &binding, slot.deadline.max_total).await;
-                    lane.unregister(&id);
+                    lane.unregister_task(&id);
                     lane.stateless_answer(index, &what, &id, outcome, &capabilities)
                 }
             };
             record.ok = ok;
             drop(record);
-            if let Some(line) = line
-                && !lane.answers.send(&line)
-            {
-                tracing::debug!("an answer was not sent: the client is not reading");
-            }
-        });
-        calls.insert(key, task.abort_handle());
-        true
+            lane.send(line);
+        })
+        .abort_handle()
     }
 
     /// Takes a `notifications/cancelled` for an express call; `false`
-    /// leaves it to rmcp. The call is dropped, which cancels it at the
+    /// leaves it to rmcp. The call is given up, which cancels it at the
     /// backend; the client gets no answer.
-    pub fn cancel(&self, params: Option<&RawValue>) -> bool {
-        let Some(Ok(cancelled)) = params.map(|p| serde_json::from_str::<Cancelled<'_>>(p.get()))
-        else {
+    pub fn cancel(&self, params: Option<&str>) -> bool {
+        let Some(Ok(cancelled)) = params.map(serde_json::from_str::<Cancelled<'_>>) else {
             return false;
         };
-        let Some(task) = lock(&self.calls).remove(cancelled.request_id.get()) else {
+        let Some(running) = lock(&self.state.calls).remove(cancelled.request_id.get()) else {
             return false;
         };
-        task.abort();
+        match running {
+            // Dropped unfinished: recorded as failed, its place given back.
+            Running::Sent { calls, id } => drop(calls.cancel(id)),
+            Running::Task(task) => task.abort(),
+        }
         true
     }
 
-    /// Removes the running call's own entry for client id `id`: not one a
-    /// later call with the same id made after this one was cancelled.
-    fn unregister(&self, id: &str) {
-        let mut calls = lock(&self.calls);
-        if calls
-            .get(id)
-            .is_some_and(|task| task.id() == tokio::task::id())
-        {
+    /// Removes the entry of the running task's call for client id `id`:
+    /// not one a later call with the same id made after this one was
+    /// cancelled.
+    fn unregister_task(&self, id: &str) {
+        let mut calls = lock(&self.state.calls);
+        if matches!(calls.get(id), Some(Running::Task(task)) if task.id() == tokio::task::id()) {
             calls.remove(id);
         }
     }
 
-    /// Whether the stdio client is known and of the handshake era.
-    fn is_open(&self) -> bool {
-        if self.open.load(Ordering::Relaxed) {
-            return true;
+    /// Removes the entry of express call `express_id` for client id `id`.
+    fn unregister_sent(&self, id: &str, express_id: u64) {
+        let mut calls = lock(&self.state.calls);
+        if matches!(calls.get(id), Some(Running::Sent { id, .. }) if *id == express_id) {
+            calls.remove(id);
+        }
+    }
+
+    fn send(&self, line: Option<Vec<u8>>) {
+        if let Some(line) = line
+            && !self.answers.send(&line)
+        {
+            tracing::debug!("an answer was not sent: the client is not reading");
+        }
+    }
+
+    /// The stdio client's era, once it is known; it cannot change.
+    fn client_era(&self) -> u8 {
+        let known = self.state.era.load(Ordering::Relaxed);
+        if known != UNKNOWN {
+            return known;
         }
         let shared = &self.mux.shared;
-        let open = !shared.many_sessions.load(Ordering::Relaxed)
-            && read(&shared.clients).first().is_some_and(|peer| {
-                peer.peer_info()
-                    .is_some_and(|info| info.protocol_version.has_initialize())
-            });
-        if open {
-            self.open.store(true, Ordering::Relaxed);
+        if shared.many_sessions.load(Ordering::Relaxed) {
+            return UNKNOWN;
         }
-        open
+        let era = match read(&shared.clients).first().map(rmcp::Peer::peer_info) {
+            Some(Some(info)) if info.protocol_version.has_initialize() => HANDSHAKE,
+            Some(_) => STATELESS,
+            None => UNKNOWN,
+        };
+        if era != UNKNOWN {
+            self.state.era.store(era, Ordering::Relaxed);
+        }
+        era
     }
 
     /// The capabilities a `2026-07-28` client declared in a call's `meta`,
     /// if the call is plain and the stdio client is known and stateless.
-    fn stateless(&self, meta: &RawValue) -> Option<ClientCapabilities> {
-        let meta = serde_json::from_str::<StatelessMeta<'_>>(meta.get()).ok()?;
-        if meta.version != ProtocolVersion::V_2026_07_28.as_str() {
+    fn stateless(&self, meta: &str) -> Option<Arc<ClientCapabilities>> {
+        if self.client_era() != STATELESS {
             return None;
         }
-        let shared = &self.mux.shared;
-        let stateless = !shared.many_sessions.load(Ordering::Relaxed)
-            && read(&shared.clients).first().is_some_and(|peer| {
-                !peer
-                    .peer_info()
-                    .is_some_and(|info| info.protocol_version.has_initialize())
-            });
-        stateless.then_some(meta.capabilities)
+        let mut declared = lock(&self.state.declared);
+        if let Some(last) = &*declared
+            && *last.meta == *meta
+        {
+            return Some(last.capabilities.clone());
+        }
+        let read = StatelessMeta::read(meta)?;
+        if read.version != ProtocolVersion::V_2026_07_28.as_str() {
+            return None;
+        }
+        let capabilities =
+            Arc::new(serde_json::from_str::<ClientCapabilities>(read.capabilities).ok()?);
+        *declared = Some(Declared {
+            meta: meta.into(),
+            capabilities: capabilities.clone(),
+        });
+        Some(capabilities)
     }
 
     fn client_capabilities(&self) -> ClientCapabilities {
@@ -310,25 +431,49 @@ impl ExpressLane {
         index: usize,
         what: &dyn Fn() -> String,
         id: &str,
-        answer: Result<Answer, ErrorData>,
+        answer: Result<Reply<'_>, ErrorData>,
     ) -> (Option<Vec<u8>>, bool) {
-        let capacity = match &answer {
-            Ok(Answer::Result(result)) => result.get().len(),
-            _ => 0,
-        };
-        reply(id, capacity, what, |line| match answer {
-            Ok(Answer::Result(result)) => {
+        reply(id, result_len(&answer), what, |line| match answer {
+            Ok(Reply::Result(result)) => {
                 let mark = line.len();
                 // Most results pass as they came, less `resultType`.
-                if let Some(is_error) = plain_result(result.get(), line) {
+                if let Some(is_error) = plain_result(result, Shape::Handshake, line) {
                     return Ok(is_error);
                 }
                 line.truncate(mark);
-                let (result, is_error) = self.legacy_result(index, &what(), &result)?;
+                let (result, is_error) = self.legacy_result(index, &what(), result)?;
                 line.extend_from_slice(result.as_bytes());
                 Ok(is_error)
             }
-            Ok(Answer::Error(error)) | Err(error) => Err(error),
+            Ok(Reply::Error(error)) | Err(error) => Err(error),
+        })
+    }
+
+    /// The line that answers a `2026-07-28` client's call that ran without
+    /// rounds (its server is of that era too), and whether it succeeded.
+    fn stateless_reply(
+        &self,
+        index: usize,
+        what: &dyn Fn() -> String,
+        id: &str,
+        answer: Result<Reply<'_>, ErrorData>,
+        capabilities: &ClientCapabilities,
+    ) -> (Option<Vec<u8>>, bool) {
+        // Room for a `resultType` too.
+        reply(id, result_len(&answer) + 24, what, |line| {
+            let result = match answer.map_err(stateless_error) {
+                Ok(Reply::Result(result)) => result,
+                Ok(Reply::Error(error)) | Err(error) => return Err(stateless_error(error)),
+            };
+            let mark = line.len();
+            // Most results pass as they came, with `resultType`.
+            if let Some(is_error) = plain_result(result, Shape::Stateless, line) {
+                return Ok(is_error);
+            }
+            line.truncate(mark);
+            let parsed =
+                serde_json::from_str(result).map_err(|e| malformed(self, index, what, &e))?;
+            self.stateless_result(index, what, parsed, capabilities, line)
         })
     }
 
@@ -345,13 +490,7 @@ impl ExpressLane {
         outcome: Result<ServerResult, ErrorData>,
         capabilities: &ClientCapabilities,
     ) -> (Option<Vec<u8>>, bool) {
-        // As rmcp's server does for a `2026-07-28` peer.
-        let outcome = outcome.map_err(|mut error| {
-            if error.code == ErrorCode::RESOURCE_NOT_FOUND {
-                error.code = ErrorCode::INVALID_PARAMS;
-            }
-            error
-        });
+        let outcome = outcome.map_err(stateless_error);
         reply(id, 256, what, |line| {
             let result = match outcome? {
                 ServerResult::CustomResult(CustomResult(mut value)) => {
@@ -363,18 +502,32 @@ impl ExpressLane {
                 }
                 other => other,
             };
-            let response = self.mux.tool_response(index, &what(), result)?;
-            if matches!(response, CallToolResponse::Task(_)) && !capabilities.supports_tasks() {
-                return Err(ErrorData::missing_required_client_capability(
-                    ClientCapabilities::builder().enable_tasks().build(),
-                ));
-            }
-            let is_error =
-                matches!(&response, CallToolResponse::Complete(r) if r.is_error == Some(true));
-            serde_json::to_writer(&mut *line, &ServerResult::from(response))
-                .map_err(|e| internal(&e))?;
-            Ok(is_error)
+            self.stateless_result(index, what, result, capabilities, line)
         })
+    }
+
+    /// Writes a backend's result that is not plain as rmcp's path gives it
+    /// to a `2026-07-28` client that declared `capabilities`; and says
+    /// whether it reports an error.
+    fn stateless_result(
+        &self,
+        index: usize,
+        what: &dyn Fn() -> String,
+        result: ServerResult,
+        capabilities: &ClientCapabilities,
+        line: &mut Vec<u8>,
+    ) -> Result<bool, ErrorData> {
+        let response = self.mux.tool_response(index, &what(), result)?;
+        if matches!(response, CallToolResponse::Task(_)) && !capabilities.supports_tasks() {
+            return Err(ErrorData::missing_required_client_capability(
+                ClientCapabilities::builder().enable_tasks().build(),
+            ));
+        }
+        let is_error =
+            matches!(&response, CallToolResponse::Complete(r) if r.is_error == Some(true));
+        serde_json::to_writer(&mut *line, &ServerResult::from(response))
+            .map_err(|e| internal(&e))?;
+        Ok(is_error)
     }
 
     /// A backend's tool result that is not plain (see [`plain_result`]) as
@@ -384,9 +537,9 @@ impl ExpressLane {
         &self,
         index: usize,
         what: &str,
-        result: &RawValue,
+        result: &str,
     ) -> Result<(String, bool), ErrorData> {
-        let parsed: ServerResult = serde_json::from_str(result.get())
+        let parsed: ServerResult = serde_json::from_str(result)
             .map_err(|e| malformed(self, index, &|| what.to_string(), &e))?;
         let response = self.mux.tool_response(index, what, parsed)?;
         match &response {
@@ -411,6 +564,89 @@ impl ExpressLane {
         let text = serde_json::to_string(&result).map_err(|e| internal(&e))?;
         Ok((text, is_error))
     }
+}
+
+/// An express call sent without a task: where its outcome goes, and what
+/// it holds while it runs (its place at the server, its record).
+struct Answering {
+    lane: ExpressLane,
+    index: usize,
+    /// The tool's exposed name, for errors.
+    name: Arc<str>,
+    /// The client's id, as JSON.
+    id: Arc<str>,
+    express_id: u64,
+    era: Era,
+    record: Record,
+    _admitted: Admitted,
+}
+
+impl Finish for Answering {
+    fn finish(self: Box<Self>, outcome: Result<Reply<'_>, ServiceError>) {
+        let Self {
+            lane,
+            index,
+            name,
+            id,
+            express_id,
+            era,
+            mut record,
+            _admitted,
+        } = *self;
+        lane.unregister_sent(&id, express_id);
+        drop(_admitted);
+        let answer = match outcome {
+            Ok(reply) => Ok(reply),
+            Err(ServiceError::McpError(error)) => Err(error),
+            Err(err) => {
+                // Why the server failed (a crash's exit code, a container
+                // at its limits) takes a look at the engine: on a task.
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return;
+                };
+                runtime.spawn(async move {
+                    let what = || tool_call(&name);
+                    let error = lane.mux.call_failure(index, &what(), None, err).await;
+                    let (line, ok) = match &era {
+                        Era::Handshake => lane.answer(index, &what, &id, Err(error)),
+                        Era::Stateless(capabilities) => {
+                            lane.stateless_reply(index, &what, &id, Err(error), capabilities)
+                        }
+                    };
+                    record.ok = ok;
+                    drop(record);
+                    lane.send(line);
+                });
+                return;
+            }
+        };
+        let what = || tool_call(&name);
+        let (line, ok) = match &era {
+            Era::Handshake => lane.answer(index, &what, &id, answer),
+            Era::Stateless(capabilities) => {
+                lane.stateless_reply(index, &what, &id, answer, capabilities)
+            }
+        };
+        record.ok = ok;
+        drop(record);
+        lane.send(line);
+    }
+}
+
+/// The length of the result in `answer`, if there is one.
+fn result_len(answer: &Result<Reply<'_>, ErrorData>) -> usize {
+    match answer {
+        Ok(Reply::Result(result)) => result.len(),
+        _ => 0,
+    }
+}
+
+/// A backend's error as rmcp's server gives it to a `2026-07-28` peer.
+fn stateless_error(mut error: ErrorData) -> ErrorData {
+    if error.code == ErrorCode::RESOURCE_NOT_FOUND {
+        error.code = ErrorCode::INVALID_PARAMS;
+    }
+    error
 }
 
 /// The answer line to the client with JSON id `id`: `{"jsonrpc":"2.0",
@@ -482,67 +718,66 @@ fn malformed(
     )
 }
 
-/// Writes a backend's tool result to `out` as rmcp gives a plain one to a
-/// handshake-era client: its members as they came, less `resultType`; and
-/// says whether it reports an error. `None`, with `out` to be truncated,
-/// when it is not plain: a `resultType` other than `complete`, no content
-/// array, structured content other than an object, or a key with escapes.
-fn plain_result(result: &str, out: &mut Vec<u8>) -> Option<bool> {
-    use serde::de::{Deserializer as _, Error as _, MapAccess, Visitor};
-
-    struct Plain<'o>(&'o mut Vec<u8>);
-
-    impl<'de> Visitor<'de> for Plain<'_> {
-        type Value = bool;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a tool result object")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-            let out = self.0;
-            let (mut content, mut is_error) = (false, false);
-            out.push(b'{');
-            let empty = out.len();
-            while let Some(key) = map.next_key::<&'de str>()? {
-                let value = map.next_value::<&'de RawValue>()?;
-                let text = value.get().trim_start();
-                match key {
-                    "resultType" if text == "\"complete\"" => continue,
-                    "resultType" => return Err(A::Error::custom("not complete")),
-                    "content" => content = text.starts_with('['),
-                    "structuredContent" if !text.starts_with('{') => {
-                        return Err(A::Error::custom("structured content not an object"));
-                    }
-                    "isError" => is_error = text == "true",
-                    _ => {}
-                }
-                if out.len() > empty {
-                    out.push(b',');
-                }
-                out.push(b'"');
-                out.extend_from_slice(key.as_bytes());
-                out.extend_from_slice(b"\":");
-                out.extend_from_slice(value.get().as_bytes());
-            }
-            out.push(b'}');
-            if content {
-                Ok(is_error)
-            } else {
-                Err(A::Error::custom("no content"))
-            }
-        }
-    }
-
-    let mut de = serde_json::Deserializer::from_str(result);
-    let is_error = de.deserialize_map(Plain(out)).ok()?;
-    de.end().ok()?;
-    Some(is_error)
+/// Whose view of a plain result [`plain_result`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// A handshake-era client's: `resultType` removed.
+    Handshake,
+    /// A `2026-07-28` client's: `resultType: "complete"`, added if absent.
+    Stateless,
 }
 
-/// Records an express call in the metrics when it ends, however it ends:
-/// made before its task is spawned, so a call aborted before its task
-/// first runs is recorded too.
+/// Writes a backend's tool result to `out` as rmcp gives a plain one to a
+/// client of `shape`'s era: its members as they came, `resultType` removed
+/// or kept (added if absent); and says whether it reports an error. `None`,
+/// with `out` to be truncated, when it is not plain: a `resultType` other
+/// than `complete`, no content array, structured content other than an
+/// object, or a key with escapes. `result` is checked JSON (see
+/// `mcpgw_backend::json`).
+fn plain_result(result: &str, shape: Shape, out: &mut Vec<u8>) -> Option<bool> {
+    let (mut plain, mut content, mut is_error, mut typed) = (true, false, false, false);
+    out.push(b'{');
+    let empty = out.len();
+    json::members(result, |key, value| {
+        let Some(key) = key else {
+            plain = false;
+            return;
+        };
+        match key {
+            "resultType" if value == "\"complete\"" => {
+                typed = true;
+                if shape == Shape::Handshake {
+                    return;
+                }
+            }
+            "resultType" => plain = false,
+            "content" => content = value.starts_with('['),
+            "structuredContent" if !value.starts_with('{') => plain = false,
+            "isError" => is_error = value == "true",
+            _ => {}
+        }
+        if out.len() > empty {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(value.as_bytes());
+    })?;
+    if shape == Shape::Stateless && !typed {
+        if out.len() > empty {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"resultType\":\"complete\"");
+    }
+    out.push(b'}');
+    (plain && content).then_some(is_error)
+}
+
+/// The bookkeeping of an express call: the server's activity clock when it
+/// starts and ends, and the call metrics when it ends, however it ends.
+/// Made before the call is sent (or its task spawned), so a call given up
+/// before it starts is recorded too.
 struct Record {
     mux: Mux,
     index: usize,
@@ -551,15 +786,29 @@ struct Record {
     ok: bool,
 }
 
+impl Record {
+    fn begin(mux: &Mux, index: usize, tool: Arc<str>) -> Self {
+        let began = Instant::now();
+        *lock(&mux.shared.slots[index].last_used) = began;
+        Self {
+            mux: mux.clone(),
+            index,
+            tool,
+            began,
+            ok: false,
+        }
+    }
+}
+
 impl Drop for Record {
     fn drop(&mut self) {
         let shared = &self.mux.shared;
-        shared.metrics.call(
-            shared.slots[self.index].name.as_str(),
-            &self.tool,
-            self.ok,
-            self.began.elapsed(),
-        );
+        let slot = &shared.slots[self.index];
+        let now = Instant::now();
+        *lock(&slot.last_used) = now;
+        shared
+            .metrics
+            .call(slot.name.as_str(), &self.tool, self.ok, now - self.began);
     }
 }
 
@@ -569,11 +818,15 @@ fn internal(err: &serde_json::Error) -> ErrorData {
 
 #[cfg(test)]
 mod tests {
-    use super::plain_result;
+    use super::{Shape, plain_result};
 
     fn plain(result: &str) -> Option<(String, bool)> {
+        shaped(result, Shape::Handshake)
+    }
+
+    fn shaped(result: &str, shape: Shape) -> Option<(String, bool)> {
         let mut out = Vec::new();
-        let is_error = plain_result(result, &mut out)?;
+        let is_error = plain_result(result, shape, &mut out)?;
         Some((String::from_utf8(out).unwrap(), is_error))
     }
 
@@ -603,6 +856,37 @@ mod tests {
     }
 
     #[test]
+    fn a_2026_client_gets_a_plain_result_as_it_came_with_its_result_type() {
+        assert_eq!(
+            shaped(
+                r#"{"content":[],"isError":true,"resultType":"complete"}"#,
+                Shape::Stateless
+            ),
+            Some((
+                r#"{"content":[],"isError":true,"resultType":"complete"}"#.into(),
+                true
+            ))
+        );
+        assert_eq!(
+            shaped(
+                r#"{"content":[{"type":"text","text":"hi"}]}"#,
+                Shape::Stateless
+            ),
+            Some((
+                r#"{"content":[{"type":"text","text":"hi"}],"resultType":"complete"}"#.into(),
+                false
+            ))
+        );
+        assert_eq!(
+            shaped(
+                r#"{"resultType":"input_required","inputRequests":{}}"#,
+                Shape::Stateless
+            ),
+            None
+        );
+    }
+
+    #[test]
     fn any_other_result_takes_rmcps_types() {
         for result in [
             r#"{"resultType":"input_required","inputRequests":{}}"#,
@@ -610,10 +894,10 @@ mod tests {
             r#"{"content":[],"structuredContent":[1,2]}"#,
             r#"{"structuredContent":{}}"#,
             r#"{"content":[],"res\u0075ltType":"complete"}"#,
-            r#"{"content":[]} trailing"#,
             r#"[]"#,
         ] {
             assert_eq!(plain(result), None, "{result}");
+            assert_eq!(shaped(result, Shape::Stateless), None, "{result}");
         }
     }
 }

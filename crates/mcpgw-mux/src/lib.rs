@@ -151,6 +151,13 @@ impl Limit {
         })
     }
 
+    /// A place now, if there is one, held until the [`Admitted`] is dropped.
+    fn try_admit(self: &Arc<Self>) -> Option<Admitted> {
+        let permit = self.permits.try_acquire().ok()?;
+        permit.forget();
+        Some(Admitted(self.clone()))
+    }
+
     async fn admit(&self) -> Option<SemaphorePermit<'_>> {
         if let Ok(permit) = self.permits.try_acquire() {
             return Some(permit);
@@ -167,6 +174,16 @@ impl Limit {
         let permit = self.permits.acquire().await.ok();
         self.waiting.fetch_sub(1, Ordering::AcqRel);
         permit
+    }
+}
+
+/// A place in a [`Limit`], given back when dropped.
+#[derive(Debug)]
+struct Admitted(Arc<Limit>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.permits.add_permits(1);
     }
 }
 
@@ -542,6 +559,17 @@ impl Mux {
         }
     }
 
+    /// The express calls of server `index`'s shared backend if it is up,
+    /// and whether it speaks the stateless `2026-07-28` protocol.
+    fn express_calls(&self, index: usize) -> Option<(mcpgw_backend::ExpressCalls, bool)> {
+        match &*self.shared.slots[index].state.borrow() {
+            SlotState::Ready { backend, .. } if !backend.is_closed() => {
+                Some((backend.express(), !backend.protocol().has_initialize()))
+            }
+            _ => None,
+        }
+    }
+
     /// Where a request for server `index` goes: the shared backend (woken
     /// if idle), or, for `scope: session`, this session's own instance.
     async fn target(
@@ -670,17 +698,19 @@ impl Mux {
         }
         match outcome {
             Ok(result) => Ok(result),
-            Err(err) => Err(self.call_failure(index, what, &backend, err).await),
+            Err(err) => Err(self.call_failure(index, what, Some(&backend), err).await),
         }
     }
 
     /// What the client is told when forwarding `what` to server `index`
     /// failed with `err`.
+    /// `backend` is the one that failed, needed only for a `scope: session`
+    /// server's instance.
     async fn call_failure(
         &self,
         index: usize,
         what: &str,
-        backend: &Backend,
+        backend: Option<&Backend>,
         err: ServiceError,
     ) -> ErrorData {
         let slot = &self.shared.slots[index];
@@ -702,7 +732,7 @@ impl Mux {
             }
             ServiceError::TransportClosed | ServiceError::TransportSend(_) if slot.per_session => {
                 let reason = backend
-                    .end_reason()
+                    .and_then(Backend::end_reason)
                     .unwrap_or_else(|| "its session ended".to_string());
                 ErrorData::internal_error(
                     format!(

@@ -76,8 +76,8 @@ pub(crate) struct CheckedReader<R> {
 }
 
 impl<R> CheckedReader<R> {
-    /// Adds `bytes`: the lines they complete go to rmcp, to the express
-    /// lane, or are answered.
+    /// Adds `bytes` to what was read: the lines they complete go to rmcp,
+    /// to the express lane, or are answered.
     fn check_lines(&mut self, bytes: &[u8]) {
         let Self {
             lines,
@@ -110,10 +110,11 @@ fn check(line: &[u8], errors: &LineSender, express: Option<&ExpressLane>) -> boo
         return false;
     }
     if let Some(lane) = express
-        && let Ok(message) = serde_json::from_slice::<Envelope<'_>>(line)
+        && let Ok(text) = std::str::from_utf8(line)
+        && let Some(message) = Envelope::read(text)
     {
         let taken = match (message.method, message.id) {
-            (Some("tools/call"), Some(id)) => lane.call(line, id, message.params),
+            (Some("tools/call"), Some(id)) => lane.call(text, id, message.params),
             (Some("notifications/cancelled"), None) => lane.cancel(message.params),
             _ => false,
         };
@@ -151,10 +152,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for CheckedReader<R> {
             if this.lines.hand(out) || this.eof {
                 return Poll::Ready(Ok(()));
             }
-            let mut chunk = [0u8; 8192];
-            let mut buf = ReadBuf::new(&mut chunk);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut buf))?;
-            if buf.filled().is_empty() {
+            let read = ready!(this.lines.poll_read_from(Pin::new(&mut this.inner), cx))?;
+            if read == 0 {
                 this.eof = true;
                 // A last line without its line break is still a line.
                 if this.lines.partial() > 0 && !this.discarding {
@@ -162,7 +161,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for CheckedReader<R> {
                 }
                 continue;
             }
-            this.check_lines(buf.filled());
+            this.check_lines(b"");
         }
     }
 }
