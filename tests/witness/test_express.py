@@ -6,9 +6,10 @@ progress callback): in `legacy` mode with no `_meta`, in `auto` mode
 (`2026-07-28`) with only the protocol version, its info and its
 capabilities in `_meta`; so these calls take the express lane in both eras.
 They must behave as on rmcp's path: deadlines that cancel at the server, a
-crash reported with its cause, progress that keeps a call alive, and the
-backend's own errors passed through. (A call with a progress token takes
-rmcp's path.)"""
+crash reported with its cause, progress that keeps a call alive, a server's
+bounds (a call queues for a place, and beyond the queue is refused at
+once), and the backend's own errors passed through. (A call with a
+progress token takes rmcp's path.)"""
 
 import os
 
@@ -29,6 +30,10 @@ servers:
   u:
     image: mcpgw/testserver:dev
     pull: never
+  q:
+    image: mcpgw/testserver:dev
+    pull: never
+    concurrency: { in_flight: 1, queue: 1 }
 """
 
 
@@ -107,3 +112,28 @@ async def test_the_backends_own_answers_pass_unchanged(mode, mcpgw_bin, tmp_path
         assert "`path` must be a string" in refused.value.message, refused.value.message
         added = await client.call_tool("u__add", {"a": 2, "b": 40})
         assert added.structured_content == {"sum": 42.0} and not added.is_error
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_full_server_queues_a_call_and_refuses_one_beyond_its_queue(mode, mcpgw_bin, tmp_path):
+    async with gateway(mcpgw_bin, tmp_path, mode) as client:
+        await client.list_tools()
+        done = {}
+
+        async def slow(name):
+            done[name] = await client.call_tool("q__slow", {"ms": 1500})
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as calls:
+                # The first takes the one place; the second, sent after it,
+                # waits in the one place in the queue.
+                calls.start_soon(slow, "first")
+                await anyio.sleep(0.3)
+                calls.start_soon(slow, "second")
+                await anyio.sleep(0.3)
+                with pytest.raises(MCPError) as busy:
+                    await client.call_tool("q__echo", {"text": "refused"})
+                assert "server `q` is busy: 1 calls in flight and 1 waiting" in busy.value.message, busy.value.message
+        assert [text(done[name]) for name in ("first", "second")] == ["slept 1500ms"] * 2
+        assert text(await client.call_tool("q__echo", {"text": "admitted"})) == "admitted"

@@ -527,11 +527,7 @@ impl Backend {
             });
         let capabilities = info.map(|i| i.capabilities.clone()).unwrap_or_default();
         if !protocol.has_initialize() {
-            express.set_stateless_meta(
-                protocol.clone(),
-                announced.client_info,
-                announced.capabilities,
-            );
+            express.set_stateless_meta(protocol.clone(), announced.capabilities);
         }
         // A 2026-07-28 backend announces list changes only on a
         // `subscriptions/listen` stream; open one for what it advertises.

@@ -20,8 +20,9 @@ pub(crate) struct LineClient {
     pending: Pending,
     out: mpsc::UnboundedSender<Vec<u8>>,
     /// Speaks the stateless `2026-07-28` protocol (no handshake; every
-    /// request carries its `_meta`): `Some(true)` with a progress token in
-    /// every request too, as mcpgw sends its servers.
+    /// request carries its `_meta`): `Some(true)` as mcpgw sends its
+    /// servers, with a progress token in every request and without the
+    /// client's info.
     stateless: Option<bool>,
 }
 
@@ -87,24 +88,26 @@ impl LineClient {
 
     /// Speaks the stateless `2026-07-28` protocol: every request carries
     /// the protocol version, the client's info and its capabilities in
-    /// `_meta`, as the official Python client sends them; with
-    /// `progress_tokens` also a progress token, as mcpgw sends its servers.
-    pub(crate) fn stateless(mut self, progress_tokens: bool) -> Self {
-        self.stateless = Some(progress_tokens);
+    /// `_meta`, as the official Python client sends them; with `as_mcpgw`,
+    /// a progress token instead of the client's info, as mcpgw sends its
+    /// servers.
+    pub(crate) fn stateless(mut self, as_mcpgw: bool) -> Self {
+        self.stateless = Some(as_mcpgw);
         self
     }
 
     /// Sends request `method` and waits for its result.
     pub(crate) async fn request(&self, method: &str, mut params: Value) -> anyhow::Result<Value> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        if let Some(progress_tokens) = self.stateless {
+        if let Some(as_mcpgw) = self.stateless {
             let mut meta = json!({
                 "io.modelcontextprotocol/clientCapabilities": { "elicitation": {}, "roots": {} },
-                "io.modelcontextprotocol/clientInfo": client_info(),
                 "io.modelcontextprotocol/protocolVersion": "2026-07-28",
             });
-            if progress_tokens {
+            if as_mcpgw {
                 meta["progressToken"] = json!(format!("bench-{id}"));
+            } else {
+                meta["io.modelcontextprotocol/clientInfo"] = client_info();
             }
             params["_meta"] = meta;
         }

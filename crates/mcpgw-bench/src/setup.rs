@@ -89,8 +89,8 @@ impl Bench {
         direct.push(container.id.clone());
         drop(direct);
         let client = LineClient::new(container.stdout, container.stdin);
-        if let Some(progress_tokens) = stateless {
-            return Ok(client.stateless(progress_tokens));
+        if let Some(as_mcpgw) = stateless {
+            return Ok(client.stateless(as_mcpgw));
         }
         client.initialize().await?;
         Ok(client)

@@ -293,10 +293,11 @@ impl ExpressLane {
                 Era::Handshake => {
                     let answer = call.await;
                     lane.unregister_task(&id);
-                    match &answer {
-                        Ok(answer) => lane.answer(index, &what, &id, Ok(answer.as_reply())),
-                        Err(error) => lane.answer(index, &what, &id, Err(error.clone())),
-                    }
+                    let reply = match &answer {
+                        Ok(Answer::Result(result)) => Ok(Reply::Result(result)),
+                        Ok(Answer::Error(error)) | Err(error) => Err(error.clone()),
+                    };
+                    lane.answer(index, &what, &id, reply)
                 }
                 Era::Stateless(capabilities) => {
                     // Registered with the mux's rounds, as on rmcp's path, so

@@ -43,6 +43,9 @@ impl Filter {
 
     /// One JSON-RPC line (with its line break), as the client may see it.
     pub(crate) fn line<'a>(&self, line: &'a [u8]) -> Cow<'a, [u8]> {
+        if self.is_noop() {
+            return Cow::Borrowed(line);
+        }
         let Ok(text) = std::str::from_utf8(line) else {
             return Cow::Borrowed(line);
         };
