@@ -37,20 +37,22 @@ impl<'a> Envelope<'a> {
     pub fn read(line: &'a str) -> Option<Self> {
         let mut envelope = Self::default();
         let (mut twice, mut escaped) = (false, false);
+        // Which members were seen, `null` ones too.
+        let mut seen = [false; 5];
         json::object(line, |key, value| {
-            let slot = match key {
-                Some("id") => &mut envelope.id,
-                Some("method") => &mut envelope.method,
-                Some("params") => &mut envelope.params,
-                Some("result") => &mut envelope.result,
-                Some("error") => &mut envelope.error,
+            let (slot, i) = match key {
+                Some("id") => (&mut envelope.id, 0),
+                Some("method") => (&mut envelope.method, 1),
+                Some("params") => (&mut envelope.params, 2),
+                Some("result") => (&mut envelope.result, 3),
+                Some("error") => (&mut envelope.error, 4),
                 Some(_) => return,
                 None => {
                     escaped = true;
                     return;
                 }
             };
-            twice |= slot.is_some();
+            twice |= std::mem::replace(&mut seen[i], true);
             *slot = (value != "null").then_some(value);
         })?;
         if escaped {
@@ -112,6 +114,7 @@ mod tests {
         assert_eq!(Envelope::read(escaped).unwrap().id, Some("3"));
         for refused in [
             r#"{"id":1,"id":2}"#,
+            r#"{"id":null,"id":2}"#,
             r#"{"method":"tools\/call"}"#,
             r#"{"method":"#,
             r#"[{"method":"ping"}]"#,

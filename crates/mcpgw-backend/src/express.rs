@@ -9,9 +9,10 @@
 //! stdout diverts the lines that answer it (and its progress reports) here,
 //! before rmcp reads them.
 //!
-//! What rmcp would do for the request, this does too: the same `_meta`
-//! (a progress token; for a `2026-07-28` backend its protocol version and
-//! the gateway's client info and capabilities), a deadline restarted by
+//! What rmcp would do for the request, this does too: the `_meta` it
+//! would add (a progress token; for a `2026-07-28` backend the protocol
+//! version and the gateway's capabilities, but not the gateway's client
+//! info, which that protocol leaves optional), a deadline restarted by
 //! each progress report up to a hard maximum, `notifications/cancelled` on
 //! timeout or when the caller gives the call up, and an error when the
 //! session ends under it.
@@ -134,11 +135,13 @@ pub(crate) struct Express {
 
 impl std::fmt::Debug for Express {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let table = self.lock();
-        f.debug_struct("Express")
-            .field("pending", &table.pending.len())
-            .field("ended", &table.ended)
-            .finish_non_exhaustive()
+        // Never waits: a `Debug` of a backend must not block on its calls.
+        let mut out = f.debug_struct("Express");
+        if let Ok(table) = self.table.try_lock() {
+            out.field("pending", &table.pending.len())
+                .field("ended", &table.ended);
+        }
+        out.finish_non_exhaustive()
     }
 }
 
@@ -431,9 +434,15 @@ async fn watch_deadlines(express: Weak<Express>, told: Arc<Notify>) {
                 } else {
                     pending.deadline.idle
                 };
-                pending
-                    .finish
-                    .finish(Err(ServiceError::Timeout { timeout }));
+                // One call's `Finish` must not end every call's deadlines.
+                let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    pending
+                        .finish
+                        .finish(Err(ServiceError::Timeout { timeout }));
+                }));
+                if finished.is_err() {
+                    tracing::error!("an express call's timeout could not be answered (a panic)");
+                }
             }
             if ended {
                 return;
@@ -521,13 +530,17 @@ fn push_id(line: &mut Vec<u8>, id: u64) {
     line.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
 }
 
-/// The number of an express id (`"mcpgw-x7"` → 7).
+/// The number of an express id (`"mcpgw-x7"` → 7), written as the
+/// gateway writes it.
 fn express_id(raw: &str) -> Option<u64> {
-    raw.strip_prefix('"')?
+    let digits = raw
+        .strip_prefix('"')?
         .strip_suffix('"')?
-        .strip_prefix(PREFIX)?
-        .parse()
-        .ok()
+        .strip_prefix(PREFIX)?;
+    if digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 #[cfg(test)]
@@ -592,6 +605,20 @@ mod tests {
             Answer::Error(e) => panic!("{e:?}"),
         }
         assert!(express.lock().pending.is_empty());
+    }
+
+    #[test]
+    fn only_ids_written_as_the_gateway_writes_them_are_express_ones() {
+        assert_eq!(express_id(r#""mcpgw-x17""#), Some(17));
+        for other in [
+            r#""mcpgw-x+17""#,
+            r#""mcpgw-x017""#,
+            r#""mcpgw-x""#,
+            "17",
+            r#""x17""#,
+        ] {
+            assert_eq!(express_id(other), None, "{other}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

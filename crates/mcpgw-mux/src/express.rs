@@ -226,11 +226,8 @@ impl ExpressLane {
         // A handshake-era server may ask a `2026-07-28` client for input
         // during the call, which takes the rounds' task; a `2026-07-28`
         // server cannot (the protocol has no server-to-client requests).
-        let direct = match &era {
-            Era::Handshake => true,
-            Era::Stateless(_) => stateless_server,
-        };
-        if direct && let Some(admitted) = slot.limit.try_admit() {
+        let rounds = matches!(era, Era::Stateless(_)) && !stateless_server;
+        if !rounds && let Some(admitted) = slot.limit.try_admit() {
             calls.insert(
                 key.clone(),
                 Running::Sent {
@@ -252,13 +249,23 @@ impl ExpressLane {
             express.start(request, slot.deadline, Box::new(finish));
             return true;
         }
-        let task = self.spawn_call(index, name, key.clone(), era, express, request, record);
+        let task = self.spawn_call(
+            index,
+            name,
+            key.clone(),
+            era,
+            rounds,
+            express,
+            request,
+            record,
+        );
         calls.insert(key, Running::Task(task));
         true
     }
 
     /// Runs a call on a task of its own: one that waits for a place in the
-    /// server's queue, or one of the rounds (see [`Self::call`]).
+    /// server's queue, or (with `rounds`) one registered with the rounds
+    /// (see [`Self::call`]).
     #[allow(clippy::too_many_arguments)]
     fn spawn_call(
         &self,
@@ -266,6 +273,7 @@ impl ExpressLane {
         name: Arc<str>,
         id: Arc<str>,
         era: Era,
+        rounds: bool,
         express: ExpressCalls,
         request: mcpgw_backend::ExpressRequest,
         mut record: Record,
@@ -290,16 +298,7 @@ impl ExpressLane {
                 }
             };
             let (line, ok) = match era {
-                Era::Handshake => {
-                    let answer = call.await;
-                    lane.unregister_task(&id);
-                    let reply = match &answer {
-                        Ok(Answer::Result(result)) => Ok(Reply::Result(result)),
-                        Ok(Answer::Error(error)) | Err(error) => Err(error.clone()),
-                    };
-                    lane.answer(index, &what, &id, reply)
-                }
-                Era::Stateless(capabilities) => {
+                Era::Stateless(capabilities) if rounds => {
                     // Registered with the mux's rounds, as on rmcp's path, so
                     // that a request the backend makes during the call reaches
                     // this client as an `InputRequiredResult`.
@@ -317,6 +316,15 @@ impl ExpressLane {
                     let outcome = rounds.run(call, &binding, slot.deadline.max_total).await;
                     lane.unregister_task(&id);
                     lane.stateless_answer(index, &what, &id, outcome, &capabilities)
+                }
+                era => {
+                    let answer = call.await;
+                    lane.unregister_task(&id);
+                    let reply = match &answer {
+                        Ok(Answer::Result(result)) => Ok(Reply::Result(result)),
+                        Ok(Answer::Error(error)) | Err(error) => Err(error.clone()),
+                    };
+                    lane.reply_to(&era, index, &what, &id, reply)
                 }
             };
             record.ok = ok;
@@ -380,15 +388,20 @@ impl ExpressLane {
         if shared.many_sessions.load(Ordering::Relaxed) {
             return UNKNOWN;
         }
-        let era = match read(&shared.clients).first().map(rmcp::Peer::peer_info) {
-            Some(Some(info)) if info.protocol_version.has_initialize() => HANDSHAKE,
-            Some(_) => STATELESS,
+        match read(&shared.clients).first().map(rmcp::Peer::peer_info) {
+            // Known once the client's peer has its info.
+            Some(Some(info)) => {
+                let era = if info.protocol_version.has_initialize() {
+                    HANDSHAKE
+                } else {
+                    STATELESS
+                };
+                self.state.era.store(era, Ordering::Relaxed);
+                era
+            }
+            Some(None) => STATELESS,
             None => UNKNOWN,
-        };
-        if era != UNKNOWN {
-            self.state.era.store(era, Ordering::Relaxed);
         }
-        era
     }
 
     /// The capabilities a `2026-07-28` client declared in a call's `meta`,
@@ -422,6 +435,25 @@ impl ExpressLane {
             .and_then(rmcp::Peer::peer_info)
             .map(|info| info.capabilities.clone())
             .unwrap_or_default()
+    }
+
+    /// The line that answers a client of `era` (none if it cannot be
+    /// written), and whether the call succeeded, for a call that ran
+    /// without rounds. `id` is the client's id, as JSON.
+    fn reply_to(
+        &self,
+        era: &Era,
+        index: usize,
+        what: &dyn Fn() -> String,
+        id: &str,
+        answer: Result<Reply<'_>, ErrorData>,
+    ) -> (Option<Vec<u8>>, bool) {
+        match era {
+            Era::Handshake => self.answer(index, what, id, answer),
+            Era::Stateless(capabilities) => {
+                self.stateless_reply(index, what, id, answer, capabilities)
+            }
+        }
     }
 
     /// The line that answers a handshake-era client (none if it cannot be
@@ -584,6 +616,11 @@ struct Answering {
 
 impl Finish for Answering {
     fn finish(self: Box<Self>, outcome: Result<Reply<'_>, ServiceError>) {
+        let answer = match outcome {
+            Ok(reply) => Ok(reply),
+            Err(ServiceError::McpError(error)) => Err(error),
+            Err(err) => return self.fail(err),
+        };
         let Self {
             lane,
             index,
@@ -596,41 +633,53 @@ impl Finish for Answering {
         } = *self;
         lane.unregister_sent(&id, express_id);
         drop(_admitted);
-        let answer = match outcome {
-            Ok(reply) => Ok(reply),
-            Err(ServiceError::McpError(error)) => Err(error),
-            Err(err) => {
-                // Why the server failed (a crash's exit code, a container
-                // at its limits) takes a look at the engine: on a task.
-                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                    return;
-                };
-                runtime.spawn(async move {
-                    let what = || tool_call(&name);
-                    let error = lane.mux.call_failure(index, &what(), None, err).await;
-                    let (line, ok) = match &era {
-                        Era::Handshake => lane.answer(index, &what, &id, Err(error)),
-                        Era::Stateless(capabilities) => {
-                            lane.stateless_reply(index, &what, &id, Err(error), capabilities)
-                        }
-                    };
-                    record.ok = ok;
-                    drop(record);
-                    lane.send(line);
-                });
-                return;
-            }
-        };
-        let what = || tool_call(&name);
-        let (line, ok) = match &era {
-            Era::Handshake => lane.answer(index, &what, &id, answer),
-            Era::Stateless(capabilities) => {
-                lane.stateless_reply(index, &what, &id, answer, capabilities)
-            }
-        };
+        let (line, ok) = lane.reply_to(&era, index, &|| tool_call(&name), &id, answer);
         record.ok = ok;
         drop(record);
         lane.send(line);
+    }
+}
+
+impl Answering {
+    /// Answers a call that ended unanswered (it timed out, or its server's
+    /// session ended) with why, which takes a look at the engine (a
+    /// crash's exit code, a container at its limits): on a task, which
+    /// takes the call's place in the lane, so that the client can still
+    /// cancel it (and then gets no answer), and holds the call's place at
+    /// the server and its record until it is answered.
+    fn fail(self, err: ServiceError) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let lane = self.lane.clone();
+        let mut calls = lock(&lane.state.calls);
+        let ours = |running: &Running| matches!(running, Running::Sent { id, .. } if *id == self.express_id);
+        if !calls.get(&*self.id).is_some_and(ours) {
+            // Given up by the client meanwhile: no answer.
+            return;
+        }
+        let key = self.id.clone();
+        let task = runtime.spawn(async move {
+            let Self {
+                lane,
+                index,
+                name,
+                id,
+                era,
+                mut record,
+                _admitted,
+                ..
+            } = self;
+            let what = || tool_call(&name);
+            let error = lane.mux.call_failure(index, &what(), None, err).await;
+            lane.unregister_task(&id);
+            drop(_admitted);
+            let (line, ok) = lane.reply_to(&era, index, &what, &id, Err(error));
+            record.ok = ok;
+            drop(record);
+            lane.send(line);
+        });
+        calls.insert(key, Running::Task(task.abort_handle()));
     }
 }
 
