@@ -703,9 +703,8 @@ impl Mux {
     }
 
     /// What the client is told when forwarding `what` to server `index`
-    /// failed with `err`.
-    /// `backend` is the one that failed, needed only for a `scope: session`
-    /// server's instance.
+    /// failed with `err`. `backend` is the one that failed, needed only for
+    /// a `scope: session` server's instance.
     async fn call_failure(
         &self,
         index: usize,
