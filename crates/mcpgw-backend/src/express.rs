@@ -23,15 +23,16 @@
 //! task, channel or timer is made per call: one task per session watches
 //! every call's deadline, and sleeps until the earliest.
 
-use rmcp::ErrorData;
-use rmcp::model::{ClientCapabilities, ProtocolVersion, RequestMetaObject};
-use rmcp::service::ServiceError;
-use rustc_hash::FxHasher;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Poll, Waker};
+
+use rmcp::ErrorData;
+use rmcp::model::{ClientCapabilities, ProtocolVersion, RequestMetaObject};
+use rmcp::service::ServiceError;
+use rustc_hash::FxHasher;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 

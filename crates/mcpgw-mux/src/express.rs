@@ -526,11 +526,14 @@ impl ExpressLane {
         let outcome = outcome.map_err(stateless_error);
         reply(id, 256, what, |line| {
             let result = match outcome? {
-                ServerResult::CustomResult(CustomResult(mut value)) => {
-                    if let Some(is_error) = plain_value(&mut value) {
-                        serde_json::to_writer(&mut *line, &value).map_err(|e| internal(&e))?;
+                ServerResult::CustomResult(CustomResult(value)) => {
+                    // Shaped by the same rule as a result answered directly.
+                    let mark = line.len();
+                    if let Some(is_error) = plain_result(&value.to_string(), Shape::Stateless, line)
+                    {
                         return Ok(is_error);
                     }
+                    line.truncate(mark);
                     serde_json::from_value(value).map_err(|e| malformed(self, index, what, &e))?
                 }
                 other => other,
@@ -728,27 +731,6 @@ fn reply(
     };
     line.extend_from_slice(b"}\n");
     (Some(line), ok)
-}
-
-/// A `2026-07-28` client's view of a backend's plain tool result (see
-/// [`plain_result`]): as it came, with `resultType: "complete"` added if
-/// it was absent, as rmcp's path does; and whether it reports an error.
-/// `None` when it is not plain.
-fn plain_value(value: &mut serde_json::Value) -> Option<bool> {
-    use serde_json::Value;
-    let fields = value.as_object_mut()?;
-    let plain = fields
-        .get("resultType")
-        .is_none_or(|t| t.as_str() == Some("complete"))
-        && fields.get("content").is_some_and(Value::is_array)
-        && fields.get("structuredContent").is_none_or(Value::is_object);
-    if !plain {
-        return None;
-    }
-    fields
-        .entry("resultType")
-        .or_insert_with(|| Value::from("complete"));
-    Some(fields.get("isError").and_then(Value::as_bool) == Some(true))
 }
 
 /// The error for a backend's result that is no tool result at all.
