@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 
 import httpx2
+import anyio
 import pytest
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
@@ -293,24 +294,40 @@ servers:
 
 @pytest.mark.anyio
 async def test_server_requests_over_http_reach_only_the_call_they_belong_to(mcpgw_bin, tmp_path):
-    """A 2026-07-28 call gets its backend's sampling request as an
-    input-required result; a handshake-era HTTP session, which the gateway
-    cannot tell apart from the others, gets a clear error instead, never
-    another session's request."""
+    """A shared server's sampling request goes to the one call in flight at
+    that server: a 2026-07-28 call gets it as an input-required result, a
+    handshake-era session's call is asked directly on its session. With two
+    calls in flight there the request cannot say which it belongs to, and
+    fails with that reason: never another session's request."""
     from mcp_types import CreateMessageResult, TextContent
 
-    async def sampling(context, params):
-        return CreateMessageResult(role="assistant", content=TextContent(type="text", text="sampled over http"),
-                                   model="witness-model", stop_reason="endTurn")
+    def sampling_as(who):
+        async def sampling(context, params):
+            return CreateMessageResult(role="assistant", content=TextContent(type="text", text=f"sampled for {who}"),
+                                       model="witness-model", stop_reason="endTurn")
+        return sampling
 
     gw = Gateway(mcpgw_bin, tmp_path, catalog_text=SAMPLER)
     try:
-        async with Client(gw.url, mode="auto", sampling_callback=sampling) as modern:
+        async with Client(gw.url, mode="auto", sampling_callback=sampling_as("modern")) as modern:
             answer = await modern.call_tool("sampler__sample", {"prompt": "hello"})
-            assert "sampled over http" in text(answer), text(answer)
-        async with Client(gw.url, mode="legacy", sampling_callback=sampling) as legacy:
-            refused = await legacy.call_tool("sampler__sample", {"prompt": "hello"})
-            assert refused.is_error and "did not declare the capability" in text(refused), text(refused)
+            assert "sampled for modern" in text(answer), text(answer)
+        async with Client(gw.url, mode="legacy", sampling_callback=sampling_as("legacy")) as legacy:
+            answer = await legacy.call_tool("sampler__sample", {"prompt": "hello"})
+            assert not answer.is_error and "sampled for legacy" in text(answer), text(answer)
+        async with Client(gw.url, mode="legacy", sampling_callback=sampling_as("a")) as a:
+            async with Client(gw.url, mode="legacy", sampling_callback=sampling_as("b")) as b:
+                outcome = {}
+
+                async def slow():
+                    outcome["slow"] = await a.call_tool("sampler__slow", {"ms": 2000})
+
+                async with anyio.create_task_group() as calls:
+                    calls.start_soon(slow)
+                    await anyio.sleep(0.5)
+                    refused = await b.call_tool("sampler__sample", {"prompt": "hello"})
+                assert refused.is_error and "2 calls from the client are in progress" in text(refused), text(refused)
+                assert text(outcome["slow"]) == "slept 2000ms"
     finally:
         gw.stop()
 

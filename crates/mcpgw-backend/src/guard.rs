@@ -1,22 +1,38 @@
 //! A guard on a backend's stdout, between the container and the MCP
 //! client: it hands rmcp whole lines, logs lines that are not JSON
-//! (rate-limited; rmcp skips them), diverts the lines that answer express
-//! calls (see `express.rs`), and ends the stream with an error when a line
-//! grows past the cap, so a backend that floods one endless line is killed
-//! instead of filling memory.
+//! (rate-limited; rmcp skips them), hands progress reports to the request
+//! they belong to, and ends the stream with an error when a line grows past
+//! the cap, so a backend that floods one endless line is killed instead of
+//! filling memory.
+//!
+//! Progress reports and log messages are handed on from here, not from
+//! rmcp, because rmcp handles each notification on a task of its own: they
+//! could overtake one another and the answer. Here each is delivered in the
+//! order it arrived, before the line that follows it reaches rmcp (so a
+//! log message is attributed while its request is still in flight, and a
+//! report reaches its request before the answer does). A delivery that
+//! cannot complete at once (the request's reports are not being taken, the
+//! client is slow) pushes back: nothing more is read from the backend until
+//! it completes, and nothing is dropped.
 //!
 //! It looks at each line's first byte and length; it parses only lines that
-//! may concern an express call, once one has been made.
+//! name `notifications/progress` (while a request waits for progress) or
+//! `notifications/message`.
 
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+use rmcp::model::{LoggingMessageNotificationParam, ProgressNotificationParam};
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::express::Express;
-use crate::lines::Lines;
+use crate::lines::{Lines, Sort};
+use crate::{ProgressRoutes, Relay};
+
+/// Handing one notification on.
+type Delivery = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The longest line (one JSON-RPC message) a backend may send: 16 MiB.
 pub(crate) const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -26,16 +42,30 @@ const LOG_BURST: u32 = 5;
 const LOG_WINDOW: Duration = Duration::from_secs(10);
 
 /// See the module documentation.
-#[derive(Debug)]
 pub(crate) struct LineGuard<R> {
     inner: R,
     server: String,
     max_line: usize,
     lines: Lines,
     eof: bool,
-    express: Option<Arc<Express>>,
+    progress: ProgressRoutes,
+    relay: Arc<OnceLock<Arc<dyn Relay>>>,
+    /// A delivery that could not complete at once; nothing after it is
+    /// sorted (or read) until it has.
+    waiting: Option<Delivery>,
     garbage: GarbageLog,
     verdict: Arc<Mutex<Option<String>>>,
+}
+
+impl<R> std::fmt::Debug for LineGuard<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineGuard")
+            .field("server", &self.server)
+            .field("lines", &self.lines)
+            .field("eof", &self.eof)
+            .field("waiting", &self.waiting.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Rate-limited warnings about non-JSON lines.
@@ -72,13 +102,15 @@ impl GarbageLog {
 
 impl<R> LineGuard<R> {
     /// Guards `inner`, the stdout of `server`, with lines capped at
-    /// `max_line`; answers to `express` calls go there.
+    /// `max_line`; progress reports go to their `progress` routes, log
+    /// messages to the `relay`.
     pub(crate) fn new(
         inner: R,
         server: &str,
         max_line: usize,
         verdict: Arc<Mutex<Option<String>>>,
-        express: Option<Arc<Express>>,
+        progress: ProgressRoutes,
+        relay: Arc<OnceLock<Arc<dyn Relay>>>,
     ) -> Self {
         Self {
             inner,
@@ -86,7 +118,9 @@ impl<R> LineGuard<R> {
             max_line,
             lines: Lines::default(),
             eof: false,
-            express,
+            progress,
+            relay,
+            waiting: None,
             garbage: GarbageLog {
                 window_start: Instant::now(),
                 logged: 0,
@@ -96,25 +130,42 @@ impl<R> LineGuard<R> {
         }
     }
 
-    /// Sorts the lines just read: rmcp's, logged garbage (handed on all the
-    /// same), or express answers; `false` if a line is longer than the cap.
-    fn sort(&mut self) -> bool {
+    /// Sorts the lines read: rmcp's, logged garbage (handed on all the
+    /// same), progress reports and log messages (delivered, and handed on
+    /// to rmcp, whose deadlines reports restart); `false` if a line is
+    /// longer than the cap. Stops after a delivery that must wait.
+    fn sort(&mut self, cx: &mut Context<'_>) -> bool {
         let mut fits = true;
-        self.lines.sort(|line| {
-            if line.len() > self.max_line + 1 {
+        let Self {
+            lines,
+            max_line,
+            server,
+            garbage,
+            progress,
+            relay,
+            waiting,
+            ..
+        } = self;
+        let paused = lines.sort(|line| {
+            if line.len() > *max_line + 1 {
                 fits = false;
-                return false;
+                return Sort::Skip;
             }
             let first = line.iter().find(|b| !b.is_ascii_whitespace());
             if !matches!(first, None | Some(b'{' | b'[')) {
-                self.garbage.note(&self.server, line);
+                garbage.note(server, line);
+                return Sort::Hand;
             }
-            !self
-                .express
-                .as_ref()
-                .is_some_and(|express| express.watching() && express.divert(line))
+            let Some(mut delivery) = delivery(progress, relay, line) else {
+                return Sort::Hand;
+            };
+            if delivery.as_mut().poll(cx).is_ready() {
+                return Sort::Hand;
+            }
+            *waiting = Some(delivery);
+            Sort::HandAndPause
         });
-        fits && self.lines.partial() <= self.max_line
+        fits && (paused || self.lines.partial() <= self.max_line)
     }
 
     fn too_long(&self) -> std::io::Error {
@@ -134,18 +185,47 @@ impl<R> LineGuard<R> {
 
     fn end(&mut self) {
         self.eof = true;
-        if let Some(express) = &self.express {
-            express.end();
-        }
     }
 }
 
-impl<R> Drop for LineGuard<R> {
-    fn drop(&mut self) {
-        if let Some(express) = &self.express {
-            express.end();
-        }
+/// How `line` is handed on, if it is a progress report a request waits
+/// for or a log message.
+fn delivery(
+    routes: &ProgressRoutes,
+    relay: &OnceLock<Arc<dyn Relay>>,
+    line: &[u8],
+) -> Option<Delivery> {
+    #[derive(serde::Deserialize)]
+    struct Notification<P> {
+        method: String,
+        params: P,
     }
+    if memchr::memmem::find(line, b"\"notifications/message\"").is_some() {
+        let relay = relay.get()?.clone();
+        let log = serde_json::from_slice::<Notification<LoggingMessageNotificationParam>>(line)
+            .ok()
+            .filter(|n| n.method == "notifications/message")?;
+        return Some(Box::pin(async move { relay.log(log.params).await }));
+    }
+    memchr::memmem::find(line, b"\"notifications/progress\"")?;
+    let route = {
+        let routes = routes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if routes.is_empty() {
+            return None;
+        }
+        let report = serde_json::from_slice::<Notification<ProgressNotificationParam>>(line)
+            .ok()
+            .filter(|n| n.method == "notifications/progress")?;
+        let route = routes.get(&report.params.progress_token)?.clone();
+        (route, report.params)
+    };
+    let (route, report) = route;
+    // A request that has ended takes no more reports.
+    Some(Box::pin(async move {
+        let _ = route.send(report).await;
+    }))
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for LineGuard<R> {
@@ -159,20 +239,26 @@ impl<R: AsyncRead + Unpin> AsyncRead for LineGuard<R> {
             if this.lines.hand(out) || this.eof {
                 return Poll::Ready(Ok(()));
             }
-            let read = match ready!(this.lines.poll_read_from(Pin::new(&mut this.inner), cx)) {
-                Ok(read) => read,
-                Err(err) => {
+            if let Some(delivery) = &mut this.waiting {
+                // Lines before it went on; the rest wait for it.
+                ready!(delivery.as_mut().poll(cx));
+                this.waiting = None;
+            } else {
+                let read = match ready!(this.lines.poll_read_from(Pin::new(&mut this.inner), cx)) {
+                    Ok(read) => read,
+                    Err(err) => {
+                        this.end();
+                        return Poll::Ready(Err(err));
+                    }
+                };
+                if read == 0 {
+                    // An unfinished last line goes to rmcp as it is.
+                    this.lines.release_partial();
                     this.end();
-                    return Poll::Ready(Err(err));
+                    continue;
                 }
-            };
-            if read == 0 {
-                // An unfinished last line goes to rmcp as it is.
-                this.lines.release_partial();
-                this.end();
-                continue;
             }
-            if !this.sort() {
+            if !this.sort(cx) {
                 this.lines.discard_partial();
                 this.end();
                 return Poll::Ready(Err(this.too_long()));
@@ -190,7 +276,14 @@ mod tests {
     #[tokio::test]
     async fn passes_bytes_through_unchanged() {
         let input = b"garbage\n{\"a\":1}\n  not json\n[1]\n".to_vec();
-        let mut guard = LineGuard::new(&input[..], "t", 64, Arc::default(), None);
+        let mut guard = LineGuard::new(
+            &input[..],
+            "t",
+            64,
+            Arc::default(),
+            ProgressRoutes::default(),
+            Arc::default(),
+        );
         let mut out = Vec::new();
         guard.read_to_end(&mut out).await.unwrap();
         assert_eq!(out, input);
@@ -200,7 +293,14 @@ mod tests {
     #[tokio::test]
     async fn an_endless_line_ends_the_stream_with_an_error() {
         let input = vec![b'x'; 1000];
-        let mut guard = LineGuard::new(&input[..], "t", 100, Arc::default(), None);
+        let mut guard = LineGuard::new(
+            &input[..],
+            "t",
+            100,
+            Arc::default(),
+            ProgressRoutes::default(),
+            Arc::default(),
+        );
         let mut out = Vec::new();
         let err = guard.read_to_end(&mut out).await.unwrap_err();
         assert_eq!(
@@ -213,7 +313,14 @@ mod tests {
     async fn a_long_line_within_the_cap_is_fine() {
         let mut input = vec![b'{'; 100];
         input.push(b'\n');
-        let mut guard = LineGuard::new(&input[..], "t", 100, Arc::default(), None);
+        let mut guard = LineGuard::new(
+            &input[..],
+            "t",
+            100,
+            Arc::default(),
+            ProgressRoutes::default(),
+            Arc::default(),
+        );
         let mut out = Vec::new();
         guard.read_to_end(&mut out).await.unwrap();
         assert_eq!(out.len(), 101);

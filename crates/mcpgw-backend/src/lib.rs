@@ -14,10 +14,7 @@
 // and clients still use them, and the gateway relays them.
 #![allow(deprecated)]
 
-mod envelope;
-mod express;
 mod guard;
-pub mod json;
 pub mod lines;
 pub mod outbox;
 mod reclaim;
@@ -27,17 +24,15 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-pub use envelope::Envelope;
-pub use express::{Answer, ExpressCalls, Finish, Reply, Request as ExpressRequest};
-
 use rmcp::model::{
     CancelledNotificationParam, ClientCapabilities, ClientConfig, ClientRequest,
     CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult,
     Implementation, ListRootsResult, LoggingLevel, LoggingMessageNotificationParam, PingRequest,
-    ProgressNotificationParam, ProgressToken, Prompt, ProtocolVersion, RequestId, Resource,
-    ResourceTemplate, ResourceUpdatedNotificationParam, ServerCapabilities, ServerNotification,
-    ServerResult, SetLevelRequest, SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams,
-    SubscriptionFilter, Tool, UnsubscribeRequest, UnsubscribeRequestParams,
+    ProgressNotificationParam, ProgressToken, Prompt, ProtocolVersion, RequestId,
+    RequestMetaObject, Resource, ResourceTemplate, ResourceUpdatedNotificationParam,
+    ServerCapabilities, ServerNotification, ServerResult, SetLevelRequest, SetLevelRequestParams,
+    SubscribeRequest, SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequest,
+    UnsubscribeRequestParams,
 };
 use rmcp::service::{
     ClientInitializeError, NotificationContext, Peer, PeerRequestOptions, RequestContext,
@@ -97,18 +92,20 @@ pub struct Inventory {
 
 /// Where a backend's progress notifications go, by the progress token the
 /// gateway put on its request.
-type ProgressRoutes =
+pub(crate) type ProgressRoutes =
     Arc<std::sync::Mutex<HashMap<ProgressToken, mpsc::Sender<ProgressNotificationParam>>>>;
 
-/// The client side the gateway presents to a backend: it routes progress
-/// notifications to whoever waits for them. Server-to-client requests are
-/// answered by rmcp's defaults for now.
+/// The client side the gateway presents to a backend: it relays the
+/// backend's requests and resource updates through its [`Relay`]. Progress
+/// reports and log messages are delivered by the stdout guard instead, in
+/// the order they arrive (`guard.rs`).
 #[derive(Debug, Clone)]
 struct GatewayClient {
     server: Arc<str>,
     relays: Relays,
+    /// What the backend is told the gateway can answer.
+    capabilities: ClientCapabilities,
     relay: Arc<OnceLock<Arc<dyn Relay>>>,
-    progress: ProgressRoutes,
     /// Bumped whenever the backend says one of its lists changed.
     lists: Arc<watch::Sender<u64>>,
 }
@@ -124,6 +121,65 @@ pub struct Relays {
     pub elicitation: bool,
     /// `roots/list`.
     pub roots: bool,
+}
+
+/// The protocol era the gateway prefers to speak to a backend: that of the
+/// client it serves, where there is one client (stdio), so that nothing
+/// is translated that need not be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Era {
+    /// The stateless `2026-07-28` protocol, falling back to `initialize`
+    /// for a server of the handshake era.
+    #[default]
+    Stateless,
+    /// `initialize`, falling back to the stateless protocol for a server
+    /// that has no handshake.
+    Handshake,
+}
+
+/// Whom a backend session serves: the era to prefer and, when the gateway
+/// serves one client (stdio), what that client can answer, so that the
+/// backend is never told the gateway can do more than its client can.
+#[derive(Debug, Clone, Default)]
+pub struct Audience {
+    /// The era to try first.
+    pub era: Era,
+    /// The one client's capabilities, if there is one client.
+    pub capabilities: Option<ClientCapabilities>,
+}
+
+/// The client a request is forwarded for: a `2026-07-28` backend is told
+/// its capabilities (narrowed to what the catalog lets the server ask
+/// for) and the log level it wants, with the request.
+#[derive(Debug, Clone, Default)]
+pub struct OnBehalf {
+    /// What the client can answer.
+    pub capabilities: ClientCapabilities,
+    /// The level the client wants log messages from, if it said.
+    pub log_level: Option<LoggingLevel>,
+}
+
+impl Relays {
+    /// The capabilities a backend is told of: what the catalog lets it
+    /// ask for and, when `client` is given, what that client can answer.
+    #[must_use]
+    pub fn capabilities(self, client: Option<&ClientCapabilities>) -> ClientCapabilities {
+        let mut capabilities = ClientCapabilities::default();
+        let allows =
+            |policy: bool, has: fn(&ClientCapabilities) -> bool| policy && client.is_none_or(has);
+        if allows(self.sampling, |c| c.sampling.is_some()) {
+            capabilities.sampling = Some(Default::default());
+        }
+        if allows(self.elicitation, |c| c.elicitation.is_some()) {
+            capabilities.elicitation = client
+                .and_then(|c| c.elicitation.clone())
+                .or(Some(Default::default()));
+        }
+        if allows(self.roots, |c| c.roots.is_some()) {
+            capabilities.roots = Some(Default::default());
+        }
+        capabilities
+    }
 }
 
 /// Carries a backend's server-to-client requests to a client session. The
@@ -171,18 +227,8 @@ impl GatewayClient {
 
 impl ClientHandler for GatewayClient {
     fn get_info(&self) -> ClientConfig {
-        let mut capabilities = ClientCapabilities::default();
-        if self.relays.sampling {
-            capabilities.sampling = Some(Default::default());
-        }
-        if self.relays.elicitation {
-            capabilities.elicitation = Some(Default::default());
-        }
-        if self.relays.roots {
-            capabilities.roots = Some(Default::default());
-        }
         ClientConfig::new(
-            capabilities,
+            self.capabilities.clone(),
             Implementation::new("mcpgw", env!("CARGO_PKG_VERSION")),
         )
     }
@@ -223,16 +269,6 @@ impl ClientHandler for GatewayClient {
         }
     }
 
-    async fn on_logging_message(
-        &self,
-        params: LoggingMessageNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        if let Some(relay) = self.relay.get() {
-            relay.log(params).await;
-        }
-    }
-
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         self.lists.send_modify(|n| *n += 1);
     }
@@ -243,23 +279,6 @@ impl ClientHandler for GatewayClient {
 
     async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
         self.lists.send_modify(|n| *n += 1);
-    }
-
-    async fn on_progress(
-        &self,
-        params: ProgressNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        let route = self
-            .progress
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&params.progress_token)
-            .cloned();
-        if let Some(route) = route {
-            // A slow consumer loses progress reports, never the call.
-            let _ = route.try_send(params);
-        }
     }
 }
 
@@ -374,6 +393,7 @@ impl Drop for CancelOnDrop {
 pub struct Backend {
     server: Arc<str>,
     peer: Peer<RoleClient>,
+    relays: Relays,
     protocol: ProtocolVersion,
     capabilities: ServerCapabilities,
     shutdown: CancellationToken,
@@ -386,7 +406,6 @@ pub struct Backend {
     relay: Arc<OnceLock<Arc<dyn Relay>>>,
     /// Open `subscriptions/listen` streams for resources, by URI.
     resource_streams: Arc<std::sync::Mutex<HashMap<String, CancellationToken>>>,
-    express: Arc<express::Express>,
 }
 
 /// How long a subscribe or unsubscribe may take.
@@ -408,6 +427,7 @@ impl Backend {
         write: W,
         init_timeout: Duration,
         relays: Relays,
+        audience: Audience,
     ) -> Pin<Box<dyn Future<Output = Result<Self, BackendError>> + Send>>
     where
         R: AsyncRead + Send + Unpin + 'static,
@@ -423,6 +443,7 @@ impl Backend {
             write,
             init_timeout,
             relays,
+            audience,
         ))
     }
 
@@ -432,6 +453,7 @@ impl Backend {
         write: W,
         init_timeout: Duration,
         relays: Relays,
+        audience: Audience,
     ) -> Result<Self, BackendError>
     where
         R: AsyncRead + Send + Unpin + 'static,
@@ -445,13 +467,15 @@ impl Backend {
         let verdict = Arc::new(std::sync::Mutex::new(None));
         // Requests leave through an outbox: under load, many in one write.
         let (write, drain) = outbox::outbox(write, None);
-        let express = express::Express::new(write.lines());
+        let progress = ProgressRoutes::default();
+        let relay = Arc::new(OnceLock::new());
         let read = reclaim::Reclaim::new(guard::LineGuard::new(
             read,
             server,
             guard::MAX_LINE,
             verdict.clone(),
-            Some(express.clone()),
+            progress.clone(),
+            relay.clone(),
         ));
         let drain_server = server.to_string();
         tokio::spawn(async move {
@@ -464,18 +488,34 @@ impl Backend {
             preferred_versions: vec![ProtocolVersion::V_2026_07_28],
             legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
         };
-        let progress = ProgressRoutes::default();
         let lists = Arc::new(watch::channel(0).0);
-        let relay = Arc::new(OnceLock::new());
         let client = GatewayClient {
             server: Arc::from(server),
             relays,
+            capabilities: relays.capabilities(audience.capabilities.as_ref()),
             relay: relay.clone(),
-            progress: progress.clone(),
             lists: lists.clone(),
         };
-        let announced = client.get_info();
         let handshake = async {
+            if audience.era == Era::Handshake {
+                let opened = Self::handshake(
+                    client.clone(),
+                    read.clone(),
+                    write.clone(),
+                    ClientLifecycleMode::Initialize,
+                    &shutdown,
+                )
+                .await;
+                match opened {
+                    Ok(running) => return Ok(running),
+                    // A server without the handshake: the stateless
+                    // protocol, on the same pipes.
+                    Err(err) => tracing::debug!(
+                        server,
+                        "initialize failed ({err}); trying the stateless protocol"
+                    ),
+                }
+            }
             match Self::handshake(client.clone(), read.clone(), write.clone(), auto, &shutdown)
                 .await
             {
@@ -485,7 +525,9 @@ impl Backend {
                 Err(ClientInitializeError::NoCompatibleProtocolVersion {
                     server_supported,
                     ..
-                }) if server_supported.iter().all(ProtocolVersion::has_initialize) => {
+                }) if audience.era == Era::Stateless
+                    && server_supported.iter().all(ProtocolVersion::has_initialize) =>
+                {
                     tracing::debug!(
                         server,
                         "server lists only handshake-era versions; using initialize"
@@ -526,9 +568,6 @@ impl Backend {
                 i.protocol_version.clone()
             });
         let capabilities = info.map(|i| i.capabilities.clone()).unwrap_or_default();
-        if !protocol.has_initialize() {
-            express.set_stateless_meta(protocol.clone(), announced.capabilities);
-        }
         // A 2026-07-28 backend announces list changes only on a
         // `subscriptions/listen` stream; open one for what it advertises.
         let mut listening = false;
@@ -565,6 +604,7 @@ impl Backend {
         Ok(Self {
             server: name,
             peer,
+            relays,
             protocol,
             capabilities,
             shutdown,
@@ -576,7 +616,6 @@ impl Backend {
             lists,
             relay,
             resource_streams: Arc::default(),
-            express,
         })
     }
     async fn handshake<R, W>(
@@ -618,6 +657,11 @@ impl Backend {
         &self.protocol
     }
 
+    /// Which server-to-client requests the catalog lets this server make.
+    pub fn relays(&self) -> Relays {
+        self.relays
+    }
+
     /// Why the gateway ended the session itself, if it did (a backend that
     /// sent an oversized line, say).
     pub fn end_reason(&self) -> Option<String> {
@@ -639,7 +683,7 @@ impl Backend {
             idle: Duration::from_secs(10),
             max_total: Duration::from_secs(10),
         };
-        if let Err(err) = self.request(request, deadline, None).await {
+        if let Err(err) = self.request(request, deadline, None, None).await {
             tracing::debug!(server = %self.server, "logging/setLevel failed: {err}");
         }
     }
@@ -656,7 +700,7 @@ impl Backend {
                 SubscribeRequestParams::new(uri),
             ));
             return self
-                .request(request, SUBSCRIBE_DEADLINE, None)
+                .request(request, SUBSCRIBE_DEADLINE, None, None)
                 .await
                 .map(|_| ());
         }
@@ -691,7 +735,7 @@ impl Backend {
             let request = ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(
                 UnsubscribeRequestParams::new(uri),
             ));
-            let _ = self.request(request, SUBSCRIBE_DEADLINE, None).await;
+            let _ = self.request(request, SUBSCRIBE_DEADLINE, None, None).await;
         } else if let Some(stop) = self
             .resource_streams
             .lock()
@@ -725,7 +769,11 @@ impl Backend {
         }
     }
 
-    /// Sends `request` and waits for its result within `deadline`.
+    /// Sends `request` and waits for its result within `deadline`; its
+    /// progress reports go to `progress`, in the order the backend sent
+    /// them, each before the answer. A `2026-07-28` backend is told, with
+    /// the request, what the client it is sent `on_behalf` of can answer
+    /// (narrowed to the catalog's `relay`) and the log level it wants.
     ///
     /// On timeout, rmcp sends the backend `notifications/cancelled` and the
     /// session stays usable. If the caller drops this future first (its own
@@ -739,10 +787,21 @@ impl Backend {
         request: ClientRequest,
         deadline: Deadline,
         progress: Option<mpsc::Sender<ProgressNotificationParam>>,
+        on_behalf: Option<&OnBehalf>,
     ) -> Result<ServerResult, ServiceError> {
         let mut options =
             PeerRequestOptions::with_timeout(deadline.idle).reset_timeout_on_progress();
         options.max_total_timeout = Some(deadline.max_total);
+        if let Some(client) = on_behalf
+            && !self.protocol.has_initialize()
+        {
+            let mut meta = RequestMetaObject::new();
+            meta.set_client_capabilities(self.relays.capabilities(Some(&client.capabilities)));
+            if let Some(level) = client.log_level {
+                meta.set_log_level(level);
+            }
+            options.meta = Some(meta);
+        }
         let handle = self.peer.send_request_with_option(request, options).await?;
         // rmcp picks the request's progress token as it sends it; the route
         // is in place long before the backend can answer across its pipes.
@@ -755,25 +814,11 @@ impl Backend {
         };
         let result = handle.await_response().await;
         guard.peer = None;
-        // rmcp handles each notification on a task of its own, so a report
-        // the backend sent just before its answer may still be on its way
-        // to the route: let those tasks run before the route goes.
-        if route.is_some() {
-            for _ in 0..4 {
-                tokio::task::yield_now().await;
-            }
-        }
+        // Every report the backend sent before its answer is in the route
+        // by now: the guard hands a report over before rmcp reads the next
+        // line.
         drop(route);
         result
-    }
-
-    /// This session's express calls: `tools/call` requests written and
-    /// answered beside rmcp, which neither parses nor sees them (see
-    /// `express.rs`). Deadlines, progress and cancellation behave as for
-    /// [`Self::request`].
-    #[must_use]
-    pub fn express(&self) -> ExpressCalls {
-        ExpressCalls(self.express.clone())
     }
 
     /// Whether this backend's protocol has `ping` (the handshake era does;
@@ -796,7 +841,7 @@ impl Backend {
             idle: timeout,
             max_total: timeout,
         };
-        self.request(ping, deadline, None).await.map(|_| ())
+        self.request(ping, deadline, None, None).await.map(|_| ())
     }
 
     /// Ends the session: the service task stops and the transport (and so

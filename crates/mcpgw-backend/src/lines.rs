@@ -15,6 +15,24 @@ use tokio::io::{AsyncRead, ReadBuf};
 /// Room made for each read.
 const READ_SIZE: usize = 16 * 1024;
 
+/// What becomes of one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    /// Handed on.
+    Hand,
+    /// Dropped.
+    Skip,
+    /// Handed on, and nothing after it sorted until the reader is ready
+    /// again (its consumer pushes back).
+    HandAndPause,
+}
+
+impl From<bool> for Sort {
+    fn from(hand: bool) -> Self {
+        if hand { Self::Hand } else { Self::Skip }
+    }
+}
+
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct Lines {
@@ -62,30 +80,40 @@ impl Lines {
     }
 
     /// Adds `bytes`, and sorts the lines they complete (see [`Self::sort`]).
-    pub fn push(&mut self, bytes: &[u8], keep: impl FnMut(&[u8]) -> bool) {
+    pub fn push<S: Into<Sort>>(&mut self, bytes: &[u8], keep: impl FnMut(&[u8]) -> S) {
         self.incoming.extend_from_slice(bytes);
         self.sort(keep);
     }
 
     /// Passes each line completed since the last sort (its `\n` included)
-    /// to `keep`, which says whether to hand it on.
-    pub fn sort(&mut self, mut keep: impl FnMut(&[u8]) -> bool) {
+    /// to `keep`, which says what becomes of it; `true` when it paused,
+    /// leaving the lines after that one to the next sort.
+    pub fn sort<S: Into<Sort>>(&mut self, mut keep: impl FnMut(&[u8]) -> S) -> bool {
         let mut start = 0;
         let mut from = self.scanned;
+        let mut paused = false;
         while let Some(end) = memchr::memchr(b'\n', &self.incoming[from..]) {
             let end = from + end + 1;
             let line = &self.incoming[start..end];
-            if keep(line) {
+            let sort = keep(line).into();
+            if sort != Sort::Skip {
                 self.ready.extend_from_slice(line);
             }
             start = end;
             from = end;
+            if sort == Sort::HandAndPause {
+                paused = true;
+                break;
+            }
         }
         bytes::Buf::advance(&mut self.incoming, start);
-        self.scanned = self.incoming.len();
+        // After a pause, what remains holds whole lines not yet sorted.
+        self.scanned = if paused { 0 } else { self.incoming.len() };
+        paused
     }
 
-    /// The length of the line not yet complete.
+    /// The length of the line not yet complete (after a pause, of what
+    /// is left to sort).
     #[must_use]
     pub fn partial(&self) -> usize {
         self.incoming.len()

@@ -9,7 +9,9 @@
 //! (BENCHMARKS.md measures the difference).
 //!
 //! A flush therefore means "in order, and on its way". Once the output has
-//! failed, every later write and flush returns the error.
+//! failed, every later write and flush returns the error. Nothing is ever
+//! dropped: past a bound, writers wait for room (backpressure), and so do
+//! those who add lines, through [`LineSender::poll_room`].
 
 use std::future::Future;
 use std::io;
@@ -44,7 +46,7 @@ where
         closed: false,
         failed: None,
         drain: None,
-        room: None,
+        room: Vec::new(),
     }));
     (
         Outbox {
@@ -65,7 +67,8 @@ struct State {
     closed: bool,
     failed: Option<(io::ErrorKind, String)>,
     drain: Option<Waker>,
-    room: Option<Waker>,
+    /// Who waits for room: the writer, and whoever adds lines.
+    room: Vec<Waker>,
 }
 
 impl std::fmt::Debug for State {
@@ -132,7 +135,7 @@ impl State {
         } else {
             self.queued.clear();
         }
-        if let Some(room) = self.room.take() {
+        for room in self.room.drain(..) {
             room.wake();
         }
         match self.output.as_mut().poll_flush(cx) {
@@ -143,7 +146,7 @@ impl State {
 
     fn fail(&mut self, err: io::Error) -> io::Error {
         self.failed = Some((err.kind(), err.to_string()));
-        if let Some(room) = self.room.take() {
+        for room in self.room.drain(..) {
             room.wake();
         }
         err
@@ -154,6 +157,20 @@ impl State {
     fn release(&mut self) {
         self.output = Box::pin(tokio::io::sink());
         self.closed = true;
+        for room in self.room.drain(..) {
+            room.wake();
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.queued.len() - self.sent >= LIMIT
+    }
+
+    fn wait_for_room(&mut self, cx: &Context<'_>) {
+        if !self.room.iter().any(|w| w.will_wake(cx.waker())) {
+            self.room.push(cx.waker().clone());
+        }
+        self.wake_drain();
     }
 
     fn wake_drain(&mut self) {
@@ -198,9 +215,8 @@ impl AsyncWrite for Outbox {
         if state.closed {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         }
-        if state.queued.len() - state.sent >= LIMIT {
-            state.room = Some(cx.waker().clone());
-            state.wake_drain();
+        if state.is_full() {
+            state.wait_for_room(cx);
             return Poll::Pending;
         }
         state.accept(buf);
@@ -236,11 +252,23 @@ pub struct LineSender {
 }
 
 impl LineSender {
-    /// Queues `line` (its `\n` included); `false` if it was dropped
-    /// because the outbox is closed, its output failed, or too far behind.
+    /// Ready when there is room for more lines (or the outbox is closed or
+    /// failed, when nothing more will be written); a sender that waits for
+    /// this before adding keeps the outbox bounded.
+    pub fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = lock(&self.shared);
+        if state.closed || state.failed.is_some() || !state.is_full() {
+            return Poll::Ready(());
+        }
+        state.wait_for_room(cx);
+        Poll::Pending
+    }
+
+    /// Queues `line` (its `\n` included); `false` if the outbox is closed
+    /// or its output failed, when it goes nowhere.
     pub fn send(&self, line: &[u8]) -> bool {
         let mut state = lock(&self.shared);
-        if state.closed || state.failed.is_some() || state.queued.len() - state.sent >= LIMIT {
+        if state.closed || state.failed.is_some() {
             return false;
         }
         let state = &mut *state;

@@ -18,9 +18,16 @@ async fn opens_a_session_and_reads_the_inventory() {
         running.waiting().await.unwrap();
     });
     let (read, write) = tokio::io::split(client_io);
-    let backend = Backend::connect("t", read, write, Duration::from_secs(5), Relays::default())
-        .await
-        .unwrap();
+    let backend = Backend::connect(
+        "t",
+        read,
+        write,
+        Duration::from_secs(5),
+        Relays::default(),
+        Audience::default(),
+    )
+    .await
+    .unwrap();
     let inventory = backend.inventory().await.unwrap();
     let names: Vec<_> = inventory.tools.iter().map(|t| t.name.to_string()).collect();
     assert!(
@@ -47,6 +54,7 @@ async fn a_silent_backend_times_out() {
         write,
         Duration::from_secs(3),
         Relays::default(),
+        Audience::default(),
     )
     .await
     .unwrap_err();
@@ -67,6 +75,7 @@ async fn a_backend_that_exits_fails_the_handshake() {
         write,
         Duration::from_secs(5),
         Relays::default(),
+        Audience::default(),
     )
     .await
     .unwrap_err();
@@ -81,9 +90,16 @@ async fn a_backend_that_exits_fails_the_handshake() {
 async fn dropping_a_request_cancels_it_at_the_backend() {
     let client_io = mcpgw_testserver::in_memory(mcpgw_testserver::TestServer::new(0));
     let (read, write) = tokio::io::split(client_io);
-    let backend = Backend::connect("t", read, write, Duration::from_secs(5), Relays::default())
-        .await
-        .unwrap();
+    let backend = Backend::connect(
+        "t",
+        read,
+        write,
+        Duration::from_secs(5),
+        Relays::default(),
+        Audience::default(),
+    )
+    .await
+    .unwrap();
     let call = |name: &str| {
         rmcp::model::ClientRequest::CallToolRequest(rmcp::model::CallToolRequest::new(
             rmcp::model::CallToolRequestParams::new(name.to_string()),
@@ -93,7 +109,7 @@ async fn dropping_a_request_cancels_it_at_the_backend() {
         idle: Duration::from_secs(30),
         max_total: Duration::from_secs(30),
     };
-    let hang = backend.request(call("hang"), deadline, None);
+    let hang = backend.request(call("hang"), deadline, None, None);
     assert!(
         tokio::time::timeout(Duration::from_millis(300), hang)
             .await
@@ -102,7 +118,7 @@ async fn dropping_a_request_cancels_it_at_the_backend() {
     let mut cancelled = false;
     for _ in 0..50 {
         let stats = backend
-            .request(call("stats"), deadline, None)
+            .request(call("stats"), deadline, None, None)
             .await
             .unwrap();
         let rmcp::model::ServerResult::CallToolResult(stats) = stats else {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
+use crate::Shared;
 use crate::router::RoutingTable;
-use crate::{Shared, read};
 
 /// Which merged lists changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,13 +75,15 @@ pub(crate) fn notify_handshake_clients(shared: &Arc<Shared>) {
             let Some(shared) = shared.upgrade() else {
                 return;
             };
-            let clients = read(&shared.clients).clone();
+            let clients: Vec<_> = shared
+                .sessions
+                .all()
+                .iter()
+                .filter_map(|s| s.peer())
+                .filter(crate::relay::is_handshake)
+                .collect();
             drop(shared);
             for client in clients {
-                let handshake_era = client.peer_info().is_some();
-                if !handshake_era {
-                    continue;
-                }
                 if change.tools {
                     let _ = client.notify_tool_list_changed().await;
                 }

@@ -20,7 +20,6 @@
 #![allow(deprecated)]
 
 mod changes;
-mod express;
 mod metrics;
 mod paging;
 mod relay;
@@ -28,7 +27,6 @@ mod rounds;
 pub mod router;
 mod session;
 
-pub use express::ExpressLane;
 pub use paging::PAGE_SIZE;
 pub use session::Instances;
 
@@ -39,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use mcpgw_backend::{Backend, Deadline, Inventory, Relay};
+use mcpgw_backend::{Backend, Deadline, Inventory, OnBehalf, Relay};
 use mcpgw_catalog::{Catalog, Concurrency, Scope, ServerName, ToolFilter};
 use mcpgw_secrets::Redactor;
 use rmcp::model::{
@@ -54,7 +52,7 @@ use rmcp::model::{
     LoggingLevel, ResultType, SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter,
     UnsubscribeRequestParams,
 };
-use rmcp::service::{Peer, RequestContext, RoleServer, ServiceError, SubscriptionContext};
+use rmcp::service::{RequestContext, RoleServer, ServiceError, SubscriptionContext};
 use rmcp::{ErrorData, ServerHandler};
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, broadcast, watch};
 
@@ -62,7 +60,7 @@ use crate::changes::{ListChange, next_change, notify_handshake_clients};
 use crate::paging::page;
 use crate::relay::{ClientRelay, ProgressRelay, next_report};
 use crate::router::{RoutingTable, ServerEntry, ToolLookup};
-use crate::session::{Instance, Session};
+use crate::session::{Instance, Session, Sessions};
 
 /// The state of one catalog server, as the mux sees it. There is one per
 /// catalog server, so the size of the `Ready` variant does not matter.
@@ -121,6 +119,8 @@ struct Slot {
     wake_timeout: Duration,
     /// The secrets the catalog gives this server, by name.
     secrets: std::collections::BTreeSet<String>,
+    /// Which requests for input the catalog lets this server make.
+    relays: mcpgw_backend::Relays,
 }
 
 /// Bounded admission to one backend: `in_flight` calls at once, `queue`
@@ -151,13 +151,6 @@ impl Limit {
         })
     }
 
-    /// A place now, if there is one, held until the [`Admitted`] is dropped.
-    fn try_admit(self: &Arc<Self>) -> Option<Admitted> {
-        let permit = self.permits.try_acquire().ok()?;
-        permit.forget();
-        Some(Admitted(self.clone()))
-    }
-
     async fn admit(&self) -> Option<SemaphorePermit<'_>> {
         if let Ok(permit) = self.permits.try_acquire() {
             return Some(permit);
@@ -177,16 +170,6 @@ impl Limit {
     }
 }
 
-/// A place in a [`Limit`], given back when dropped.
-#[derive(Debug)]
-struct Admitted(Arc<Limit>);
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.0.permits.add_permits(1);
-    }
-}
-
 #[derive(Debug)]
 struct Shared {
     separator: String,
@@ -194,14 +177,14 @@ struct Shared {
     slots: Vec<Slot>,
     table: RwLock<Arc<RoutingTable>>,
     settled: watch::Sender<bool>,
-    clients: RwLock<Vec<Peer<RoleServer>>>,
-    /// Resources the (stdio) client subscribed to.
-    subscribed: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The client sessions, for what servers say outside answers.
+    sessions: Arc<Sessions>,
     /// Backend subscriptions: URI -> (server, how many sessions or streams).
     backend_subscriptions: std::sync::Mutex<std::collections::HashMap<String, (usize, usize)>>,
     /// Resource updates from backends, for listen streams.
     updates: broadcast::Sender<String>,
-    /// The level the client asked logs from, if it did.
+    /// The lowest level any session asked logs from, which handshake-era
+    /// backends are set to; each session filters by its own.
     log_level: RwLock<Option<LoggingLevel>>,
     /// Lists that changed after start-up, for notifications and streams.
     changes: broadcast::Sender<ListChange>,
@@ -294,6 +277,11 @@ impl Mux {
                 wake: Notify::new(),
                 wake_timeout: catalog.gateway.init_timeout + Duration::from_secs(30),
                 secrets: s.secrets.values().map(|r| r.name.to_string()).collect(),
+                relays: mcpgw_backend::Relays {
+                    sampling: s.relay.sampling,
+                    elicitation: s.relay.elicitation,
+                    roots: s.relay.roots,
+                },
             })
             .collect();
         let shared = Arc::new(Shared {
@@ -303,8 +291,7 @@ impl Mux {
             slots,
             table: RwLock::new(Arc::new(RoutingTable::default())),
             settled: watch::channel(false).0,
-            clients: RwLock::new(Vec::new()),
-            subscribed: std::sync::Mutex::default(),
+            sessions: Arc::default(),
             backend_subscriptions: std::sync::Mutex::default(),
             updates: broadcast::channel(256).0,
             log_level: RwLock::new(None),
@@ -321,7 +308,7 @@ impl Mux {
         notify_handshake_clients(&shared);
         (
             Self {
-                session: Arc::new(Session::new(0, shared.slots.len())),
+                session: Arc::new(Session::new(0, shared.slots.len(), &shared.sessions)),
                 shared: shared.clone(),
             },
             Slots { shared },
@@ -336,7 +323,11 @@ impl Mux {
         let id = self.shared.next_session.fetch_add(1, Ordering::Relaxed);
         Self {
             shared: self.shared.clone(),
-            session: Arc::new(Session::new(id, self.shared.slots.len())),
+            session: Arc::new(Session::new(
+                id,
+                self.shared.slots.len(),
+                &self.shared.sessions,
+            )),
         }
     }
 
@@ -495,13 +486,9 @@ impl Mux {
     /// profile; with one, only what it lists (nothing, for a profile the
     /// catalog lacks).
     fn view(&self, context: &RequestContext<RoleServer>) -> View<'_> {
-        match context
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<ClientProfile>())
-        {
+        match profile(&context.extensions) {
             None => View::All,
-            Some(name) => View::Only(self.shared.profiles.get(&name.0)),
+            Some(name) => View::Only(self.shared.profiles.get(name)),
         }
     }
 
@@ -559,17 +546,6 @@ impl Mux {
         }
     }
 
-    /// The express calls of server `index`'s shared backend if it is up,
-    /// and whether it speaks the stateless `2026-07-28` protocol.
-    fn express_calls(&self, index: usize) -> Option<(mcpgw_backend::ExpressCalls, bool)> {
-        match &*self.shared.slots[index].state.borrow() {
-            SlotState::Ready { backend, .. } if !backend.is_closed() => {
-                Some((backend.express(), !backend.protocol().has_initialize()))
-            }
-            _ => None,
-        }
-    }
-
     /// Where a request for server `index` goes: the shared backend (woken
     /// if idle), or, for `scope: session`, this session's own instance.
     async fn target(
@@ -608,7 +584,7 @@ impl Mux {
                     session: Some(Arc::downgrade(&self.session)),
                 });
                 let session = self.session.id;
-                let level = *read(&self.shared.log_level);
+                let level = *lock(&self.session.log_level);
                 let limit = Arc::new(slot.limit.fresh());
                 async move {
                     let instances =
@@ -655,6 +631,9 @@ impl Mux {
     ) -> Result<ServerResult, ErrorData> {
         let slot = &self.shared.slots[index];
         self.refuse_foreign_secrets(slot, what, &request)?;
+        // What the server says meanwhile (log messages) goes to the
+        // sessions whose requests are in flight there.
+        let _busy = self.session.busy_at(index);
         let Instance { backend, limit } = self.target(index, context).await?;
         let _activity = Activity::begin(slot);
         let Some(_permit) = limit.admit().await else {
@@ -676,7 +655,8 @@ impl Mux {
             .get_progress_token()
             .map(|token| ProgressRelay::new(context.peer.clone(), token));
         let sender = progress.as_ref().map(ProgressRelay::sender);
-        let request = backend.request(request, slot.deadline, sender);
+        let on_behalf = self.on_behalf(context);
+        let request = backend.request(request, slot.deadline, sender, Some(&on_behalf));
         tokio::pin!(request);
         let outcome = loop {
             tokio::select! {
@@ -770,8 +750,10 @@ impl Mux {
 
     /// Forwards a request that may need client input (`tools/call`,
     /// `prompts/get`, `resources/read`). A handshake-era client is asked
-    /// directly, during the call; for a `2026-07-28` client the call runs
-    /// on, and a backend's request for input ends this round with an
+    /// directly: during the call for a backend's request, and between
+    /// rounds when a `2026-07-28` backend answers `InputRequiredResult`
+    /// (`bridge`). For a `2026-07-28` client the call runs on, and a
+    /// backend's request for input ends this round with an
     /// `InputRequiredResult` that `resume` (the client's `requestState`
     /// and responses) picks up.
     async fn forward_rounds(
@@ -782,20 +764,31 @@ impl Mux {
         context: &RequestContext<RoleServer>,
         resume: Option<(String, Option<InputResponses>)>,
     ) -> Result<ServerResult, ErrorData> {
-        let handshake = context
-            .peer
-            .peer_info()
-            .is_some_and(|info| info.protocol_version.has_initialize());
-        let many = self
-            .shared
-            .many_sessions
-            .load(std::sync::atomic::Ordering::Relaxed);
-        // Over HTTP, handshake-era calls are registered too (taking no
-        // input), so a server's request is never handed to another
-        // session's call while theirs is running.
-        if handshake && !many && resume.is_none() {
-            return self.forward(index, what, request, context).await;
+        let handshake = relay::is_handshake(&context.peer);
+        if handshake && resume.is_none() {
+            let result = if self.shared.is_many_sessions() {
+                // Over HTTP the call is registered with its client, so that
+                // a server's request reaches the one call it can belong to.
+                self.run_round(index, what, request.clone(), context, None)
+                    .await
+            } else {
+                self.forward(index, what, request.clone(), context).await
+            };
+            return self.bridge(index, what, request, result, context).await;
         }
+        self.run_round(index, what, request, context, resume).await
+    }
+
+    /// Runs a call through the rounds: started (registered with the
+    /// rounds, so the backend's requests find it) or resumed.
+    async fn run_round(
+        &self,
+        index: usize,
+        what: &str,
+        request: ClientRequest,
+        context: &RequestContext<RoleServer>,
+        resume: Option<(String, Option<InputResponses>)>,
+    ) -> Result<ServerResult, ErrorData> {
         let rounds = &self.shared.rounds;
         let binding = rounds::binding(index, what);
         let ttl = self.shared.slots[index].deadline.max_total;
@@ -813,12 +806,12 @@ impl Mux {
                 // The call outlives this request; dropping it cancels it.
                 detached.ct = tokio_util::sync::CancellationToken::new();
                 let what = what.to_string();
-                let capabilities = if handshake {
-                    rmcp::model::ClientCapabilities::default()
+                let (capabilities, client) = if relay::is_handshake(&context.peer) {
+                    (Default::default(), Some(context.peer.clone()))
                 } else {
-                    context.meta.client_capabilities().unwrap_or_default()
+                    (context.meta.client_capabilities().unwrap_or_default(), None)
                 };
-                rounds.start(index, capabilities, async move {
+                rounds.start(index, capabilities, client, async move {
                     mux.forward(index, &what, request, &detached).await
                 })
             }
@@ -830,6 +823,59 @@ impl Mux {
                 None,
             )),
         }
+    }
+
+    /// A handshake-era client's call that a `2026-07-28` backend answered
+    /// with `InputRequiredResult`: the gateway asks the client for each
+    /// input (as the catalog's `relay` allows, and the client declared),
+    /// and retries the backend's request with the responses, until the
+    /// backend answers for good. The client sees one ordinary call.
+    async fn bridge(
+        &self,
+        index: usize,
+        what: &str,
+        request: ClientRequest,
+        mut result: Result<ServerResult, ErrorData>,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        let slot = &self.shared.slots[index];
+        for _ in 0..MAX_BRIDGED_ROUNDS {
+            let Ok(ServerResult::InputRequiredResult(input)) = &result else {
+                return result;
+            };
+            let mut responses = InputResponses::new();
+            for (key, asked) in input.input_requests.iter().flatten() {
+                let (kind, supports) = relay::needs(asked);
+                let allowed = match kind {
+                    "sampling" => slot.relays.sampling,
+                    "elicitation" => slot.relays.elicitation,
+                    _ => slot.relays.roots,
+                };
+                if !allowed {
+                    return Err(ErrorData::invalid_request(
+                        format!(
+                            "server `{}` asked for {kind} during {what}, which is not enabled for it: the gateway's catalog sets `relay` for it",
+                            slot.name
+                        ),
+                        None,
+                    ));
+                }
+                let asking = format!("{kind} from server `{}`", slot.name);
+                let answer =
+                    relay::ask_client(&context.peer, &asking, supports, asked.clone()).await?;
+                responses.insert(key.clone(), answer);
+            }
+            let retry = with_input(&request, input.request_state.clone(), responses)
+                .ok_or_else(|| unexpected(&slot.name, what))?;
+            result = self.forward(index, what, retry, context).await;
+        }
+        Err(ErrorData::internal_error(
+            format!(
+                "server `{}` asked for input more than {MAX_BRIDGED_ROUNDS} times during {what}; the gateway gave up",
+                slot.name
+            ),
+            None,
+        ))
     }
 
     /// The backend's session ended under a call: wait briefly for the
@@ -875,30 +921,66 @@ impl Mux {
             ServerResult::EmptyResult(_) => Ok(CallToolResponse::Complete(
                 CallToolResult::success(Vec::new()),
             )),
-            // An express call's result, as JSON (`express.rs`), when the call
-            // was parked for a `2026-07-28` client's input and resumed here.
-            ServerResult::CustomResult(rmcp::model::CustomResult(value)) => {
-                match serde_json::from_value::<ServerResult>(value) {
-                    Ok(ServerResult::CustomResult(_)) | Err(_) => {
-                        Err(unexpected(&self.shared.slots[index].name, what))
-                    }
-                    Ok(result) => self.tool_response(index, what, result),
-                }
-            }
             _ => Err(unexpected(&self.shared.slots[index].name, what)),
         }
     }
 
-    fn remember_client(&self, peer: &Peer<RoleServer>) {
-        self.session.remember(peer);
-        // Every request passes here; only the first takes the write lock.
-        if !read(&self.shared.clients).is_empty() {
-            return;
+    /// Learns the session's client from a request, and the log level a
+    /// `2026-07-28` request asks for (that protocol names one per request).
+    fn remember_client(&self, context: &RequestContext<RoleServer>) {
+        self.session
+            .remember(&context.peer, profile(&context.extensions));
+        if let Some(level) = context.meta.log_level() {
+            *lock(&self.session.log_level) = Some(level);
         }
-        let mut clients = write(&self.shared.clients);
-        if clients.is_empty() {
-            clients.push(peer.clone());
+    }
+
+    /// Whom a request to server `index` is forwarded for, as a
+    /// `2026-07-28` backend is told.
+    fn on_behalf(&self, context: &RequestContext<RoleServer>) -> OnBehalf {
+        let capabilities = match context.peer.peer_info() {
+            Some(info) if info.protocol_version.has_initialize() => info.capabilities.clone(),
+            _ => context.meta.client_capabilities().unwrap_or_default(),
+        };
+        OnBehalf {
+            capabilities,
+            log_level: *lock(&self.session.log_level),
         }
+    }
+}
+
+/// The profile of the client that sent a request with `extensions`
+/// (HTTP, from its token), if it has one.
+fn profile(extensions: &rmcp::model::Extensions) -> Option<&str> {
+    extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<ClientProfile>())
+        .map(|p| p.0.as_str())
+}
+
+impl Shared {
+    /// Whether several client sessions share this mux (HTTP).
+    fn is_many_sessions(&self) -> bool {
+        self.many_sessions.load(Ordering::Relaxed)
+    }
+
+    /// Whether `session`'s view includes server `index`: all of them
+    /// without a profile; with one, those with a tool it lists.
+    fn sees_server(&self, session: &Session, index: usize) -> bool {
+        let Some(client) = session.client() else {
+            return false;
+        };
+        let Some(name) = &client.profile else {
+            return true;
+        };
+        let Some(profile) = self.profiles.get(name) else {
+            return false;
+        };
+        let table = read(&self.table).clone();
+        table.tools().iter().any(|tool| {
+            profile.permits(&tool.name)
+                && matches!(table.tool(&tool.name), ToolLookup::Found(route) if route.server == index)
+        })
     }
 }
 
@@ -1105,9 +1187,7 @@ fn complete(result_type: &mut Option<ResultType>) {
     result_type.get_or_insert(ResultType::COMPLETE);
 }
 
-/// How errors (and round bindings) name a call of tool `name`: both the
-/// express lane and rmcp's path, so that either can resume the other's
-/// rounds.
+/// How errors (and round bindings) name a call of tool `name`.
 fn tool_call(name: &str) -> String {
     format!("tools/call `{name}`")
 }
@@ -1142,6 +1222,35 @@ impl Drop for Activity<'_> {
     }
 }
 
+/// How many times a handshake-era client's call may be asked for input by
+/// a `2026-07-28` backend before the gateway gives up.
+const MAX_BRIDGED_ROUNDS: usize = 16;
+
+/// `request` retried with the client's input: the backend's `state` and
+/// the `responses`. `None` for a request that takes no input.
+fn with_input(
+    request: &ClientRequest,
+    state: Option<String>,
+    responses: InputResponses,
+) -> Option<ClientRequest> {
+    let mut retry = request.clone();
+    let (request_state, input_responses) = match &mut retry {
+        ClientRequest::CallToolRequest(r) => {
+            (&mut r.params.request_state, &mut r.params.input_responses)
+        }
+        ClientRequest::GetPromptRequest(r) => {
+            (&mut r.params.request_state, &mut r.params.input_responses)
+        }
+        ClientRequest::ReadResourceRequest(r) => {
+            (&mut r.params.request_state, &mut r.params.input_responses)
+        }
+        _ => return None,
+    };
+    *request_state = state;
+    *input_responses = Some(responses);
+    Some(retry)
+}
+
 /// How long a call whose backend died waits for the report of why.
 const FAILURE_REPORT_WAIT: Duration = Duration::from_millis(1500);
 
@@ -1171,7 +1280,7 @@ impl ServerHandler for Mux {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        self.remember_client(&context.peer);
+        self.remember_client(&context);
         let table = self.table().await;
         let visible: Vec<_>;
         let tools = match self.view(&context) {
@@ -1197,7 +1306,7 @@ impl ServerHandler for Mux {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        self.remember_client(&context.peer);
+        self.remember_client(&context);
         let table = self.routing(&context).await?;
         // Outside the client's view, a tool does not exist.
         if !self.view(&context).permits(&request.name) {
@@ -1254,10 +1363,6 @@ impl ServerHandler for Mux {
             Box::pin(self.forward_rounds(route.server, &what, request, &context, resume)).await;
         let ok = match &outcome {
             Ok(ServerResult::CallToolResult(result)) => result.is_error != Some(true),
-            // A resumed express call's result, as JSON (`express.rs`).
-            Ok(ServerResult::CustomResult(rmcp::model::CustomResult(result))) => {
-                result.get("isError") != Some(&serde_json::Value::Bool(true))
-            }
             Ok(_) => true,
             Err(_) => false,
         };
@@ -1275,7 +1380,7 @@ impl ServerHandler for Mux {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        self.remember_client(&context.peer);
+        self.remember_client(&context);
         let table = self.table().await;
         let prompts = if self.view(&context).tools_only() {
             &[]
@@ -1293,6 +1398,7 @@ impl ServerHandler for Mux {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
+        self.remember_client(&context);
         let table = self.routing(&context).await?;
         let visible = !self.view(&context).tools_only();
         let route = table
@@ -1325,7 +1431,7 @@ impl ServerHandler for Mux {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        self.remember_client(&context.peer);
+        self.remember_client(&context);
         let table = self.table().await;
         let resources = if self.view(&context).tools_only() {
             &[]
@@ -1356,20 +1462,33 @@ impl ServerHandler for Mux {
     }
 
     async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
-        // A handshake-era client is known from here on: the express lane
-        // and server-to-client relays need it.
-        self.remember_client(&context.peer);
+        // A handshake-era client is known from here on: server-to-client
+        // requests and notifications need it.
+        self.session
+            .remember(&context.peer, profile(&context.extensions));
     }
 
-    /// `logging/setLevel`: remembered for the session, passed on to every
-    /// backend that is up (and to those that come up later).
+    /// `logging/setLevel`: remembered for the session (messages below it
+    /// are not relayed to it); backends, shared by the sessions, are set
+    /// to the lowest level any session asked for, now and when they come
+    /// up later.
     async fn set_level(
         &self,
         request: SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        self.remember_client(&context.peer);
-        *write(&self.shared.log_level) = Some(request.level);
+        self.remember_client(&context);
+        *lock(&self.session.log_level) = Some(request.level);
+        let lowest = self
+            .shared
+            .sessions
+            .all()
+            .iter()
+            .filter_map(|s| *lock(&s.log_level))
+            .chain([request.level])
+            .min_by_key(|level| relay::severity(*level))
+            .unwrap_or(request.level);
+        *write(&self.shared.log_level) = Some(lowest);
         let backends: Vec<Backend> = self
             .shared
             .slots
@@ -1381,7 +1500,7 @@ impl ServerHandler for Mux {
             .chain(self.session.running())
             .collect();
         for backend in backends {
-            backend.set_level(request.level).await;
+            backend.set_level(lowest).await;
         }
         Ok(())
     }
@@ -1410,16 +1529,23 @@ impl ServerHandler for Mux {
     }
 
     /// `resources/subscribe` (handshake era): one backend subscription per
-    /// URI however many sessions ask, updates sent to those that asked.
+    /// URI however many sessions ask, updates sent to the sessions that
+    /// asked. A profile, a view of tools only, has no resources.
     async fn subscribe(
         &self,
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        self.remember_client(&context.peer);
-        let newly = lock(&self.shared.subscribed).insert(request.uri.clone());
+        self.remember_client(&context);
+        if self.view(&context).tools_only() {
+            return Err(ErrorData::resource_not_found(
+                format!("no server offers resource `{}`", request.uri),
+                None,
+            ));
+        }
+        let newly = lock(&self.session.subscribed).insert(request.uri.clone());
         if newly && let Err(err) = self.acquire(&request.uri, &context).await {
-            lock(&self.shared.subscribed).remove(&request.uri);
+            lock(&self.session.subscribed).remove(&request.uri);
             return Err(err);
         }
         Ok(())
@@ -1430,7 +1556,7 @@ impl ServerHandler for Mux {
         request: UnsubscribeRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        if lock(&self.shared.subscribed).remove(&request.uri) {
+        if lock(&self.session.subscribed).remove(&request.uri) {
             self.release(&request.uri).await;
         }
         Ok(())
@@ -1463,6 +1589,7 @@ impl ServerHandler for Mux {
         request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
+        self.remember_client(&context);
         let table = self.routing(&context).await?;
         if self.view(&context).tools_only() {
             return Err(ErrorData::invalid_params(
@@ -1515,6 +1642,7 @@ impl ServerHandler for Mux {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        self.remember_client(&context);
         let table = self.routing(&context).await?;
         let visible = !self.view(&context).tools_only();
         let index = table

@@ -1,35 +1,37 @@
-//! What flows from a backend to the client session besides answers:
-//! server-to-client requests (sampling, elicitation, roots), log messages
-//! and progress reports.
+//! What flows from a backend to client sessions besides answers:
+//! server-to-client requests (sampling, elicitation, roots), log messages,
+//! resource updates and progress reports.
 //!
-//! With one client session (stdio) the target is unambiguous. A
-//! `2026-07-28` client takes no server-to-client requests: those go to the
-//! client's call in flight at the server, as an input-required result
-//! (`rounds.rs`).
+//! Who receives what (see the README's "Notifications"): progress goes to
+//! the request it reports on; a resource update to the sessions subscribed
+//! to its URI; a log message to the sessions with a request in flight at
+//! the server, or, when there is none, to the sessions whose view includes
+//! the server; never to a session outside it. A server-to-client request
+//! goes to the one call it can belong to: the stdio client's, a `scope:
+//! session` instance's session, or, over HTTP, the one call in flight at
+//! the server (`rounds.rs`).
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use mcpgw_backend::Relay;
 use mcpgw_catalog::ServerName;
 use rmcp::ErrorData;
-use std::sync::Arc;
-
 use rmcp::model::{
     ClientCapabilities, CreateMessageRequest, CreateMessageRequestParams, CreateMessageResult,
     ElicitRequest, ElicitRequestParams, ElicitResult, InputRequest, ListRootsRequest,
     ListRootsResult, LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam,
-    ProgressToken, ResourceUpdatedNotificationParam,
+    ProgressToken, ResourceUpdatedNotificationParam, ServerRequest,
 };
 use rmcp::service::{Peer, RoleServer, ServiceError};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::rounds::Rounds;
 use crate::session::Session;
-use crate::{Shared, lock, read};
+use crate::{Shared, lock};
 
-/// Relays one server's requests to the client session. With one client (stdio)
-/// the session is unambiguous.
+/// Relays one server's requests and notifications to client sessions.
 #[derive(Debug)]
 pub(crate) struct ClientRelay {
     pub(crate) shared: std::sync::Weak<Shared>,
@@ -39,96 +41,133 @@ pub(crate) struct ClientRelay {
     pub(crate) session: Option<std::sync::Weak<Session>>,
 }
 
-/// Where a server-to-client request goes.
-enum Target {
-    /// A handshake-era session: asked directly.
-    Session(Peer<RoleServer>),
-    /// A `2026-07-28` client: through its call in flight.
-    Rounds(Arc<Rounds>),
-}
-
 impl ClientRelay {
-    /// Sends `request` to the client and returns its answer as `T`.
-    async fn ask<T, F>(
+    /// Sends `request` to the client it belongs to and returns its answer
+    /// as `T`.
+    async fn ask<T: serde::de::DeserializeOwned>(
         &self,
         what: &str,
         supports: fn(&ClientCapabilities) -> bool,
         request: InputRequest,
-        direct: impl FnOnce(Peer<RoleServer>) -> F,
-    ) -> Result<T, ErrorData>
-    where
-        T: serde::de::DeserializeOwned,
-        F: Future<Output = Result<T, ServiceError>>,
-    {
-        match self.target(what, supports)? {
-            Target::Session(client) => relayed(direct(client).await),
-            Target::Rounds(rounds) => {
-                let what = format!("{what} from server `{}`", self.server);
-                let answer = rounds.ask(self.index, &what, supports, request).await?;
-                serde_json::from_value(answer).map_err(|e| {
-                    ErrorData::invalid_params(
-                        format!("the client's answer to {what} is malformed: {e}"),
-                        None,
-                    )
-                })
-            }
-        }
-    }
-
-    /// Where to relay `what`, if the client can take it.
-    fn target(
-        &self,
-        what: &str,
-        supports: fn(&ClientCapabilities) -> bool,
-    ) -> Result<Target, ErrorData> {
+    ) -> Result<T, ErrorData> {
         let server = &self.server;
         let shared = self
             .shared
             .upgrade()
             .ok_or_else(|| ErrorData::internal_error("the gateway is shutting down", None))?;
-        // Over HTTP, which handshake-era session a shared server's request
-        // belongs to is unknown: only `2026-07-28` calls (which say so) get
-        // them. A session's own instance has one owner.
-        if self.session.is_none()
-            && shared
-                .many_sessions
-                .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            return Ok(Target::Rounds(shared.rounds.clone()));
-        }
-        let client = self.client(&shared).ok_or_else(|| {
-            ErrorData::internal_error(
-                format!("{what} from server `{server}`: no client session yet"),
+        let rounds = shared.rounds.clone();
+        // Over HTTP, a shared server's request belongs to the one call in
+        // flight there, whichever its era; the rounds know the calls.
+        let client = match &self.session {
+            Some(session) => session.upgrade().and_then(|s| s.peer()),
+            None if shared.is_many_sessions() => None,
+            None => shared.sessions.all().first().and_then(|s| s.peer()),
+        };
+        drop(shared);
+        let what = format!("{what} from server `{server}`");
+        let answer = match client {
+            Some(client) if is_handshake(&client) => {
+                ask_client(&client, &what, supports, request).await?
+            }
+            None if self.session.is_some() => {
+                return Err(ErrorData::internal_error(
+                    format!("{what}: no client session yet"),
+                    None,
+                ));
+            }
+            _ => rounds.ask(self.index, &what, supports, request).await?,
+        };
+        serde_json::from_value(answer).map_err(|e| {
+            ErrorData::invalid_params(
+                format!("the client's answer to {what} is malformed: {e}"),
                 None,
             )
-        })?;
-        match client.peer_info() {
-            Some(info) if info.protocol_version.has_initialize() => {
-                if supports(&info.capabilities) {
-                    Ok(Target::Session(client))
-                } else {
-                    Err(ErrorData::invalid_request(
-                        format!("{what} from server `{server}`: the client does not support it"),
-                        None,
-                    ))
-                }
-            }
-            _ => Ok(Target::Rounds(shared.rounds.clone())),
-        }
+        })
     }
 
-    /// The client this server's messages go to: its session's, or the
-    /// first client's.
-    fn client(&self, shared: &Shared) -> Option<Peer<RoleServer>> {
-        match &self.session {
-            Some(session) => session.upgrade()?.peer(),
-            None => read(&shared.clients).first().cloned(),
+    /// The sessions a message from this server that answers nothing goes
+    /// to: a `scope: session` instance's own session; else those with a
+    /// request in flight at the server; else those that can see it.
+    fn audience(&self, shared: &Shared) -> Vec<Arc<Session>> {
+        if let Some(session) = &self.session {
+            return session.upgrade().into_iter().collect();
         }
+        let all = shared.sessions.all();
+        let busy: Vec<Arc<Session>> = all
+            .iter()
+            .filter(|s| s.is_busy_at(self.index))
+            .cloned()
+            .collect();
+        if !busy.is_empty() {
+            return busy;
+        }
+        all.into_iter()
+            .filter(|s| shared.sees_server(s, self.index))
+            .collect()
+    }
+}
+
+/// Whether `client` opened its session with `initialize` (and so takes
+/// server-to-client requests).
+pub(crate) fn is_handshake(client: &Peer<RoleServer>) -> bool {
+    client
+        .peer_info()
+        .is_some_and(|info| info.protocol_version.has_initialize())
+}
+
+/// Asks a handshake-era client for the input `request` wants, if it
+/// declared the capability; its result as JSON.
+pub(crate) async fn ask_client(
+    client: &Peer<RoleServer>,
+    what: &str,
+    supports: fn(&ClientCapabilities) -> bool,
+    request: InputRequest,
+) -> Result<Value, ErrorData> {
+    if !client
+        .peer_info()
+        .is_some_and(|info| supports(&info.capabilities))
+    {
+        return Err(ErrorData::invalid_request(
+            format!("{what}: the client did not declare the capability"),
+            None,
+        ));
+    }
+    let request = match request {
+        InputRequest::CreateMessage(r) => ServerRequest::CreateMessageRequest(r),
+        InputRequest::Elicitation(r) => ServerRequest::ElicitRequest(r),
+        InputRequest::ListRoots(r) => ServerRequest::ListRootsRequest(r),
+        other => {
+            return Err(ErrorData::invalid_request(
+                format!("{what}: a kind of input request the gateway cannot relay: {other:?}"),
+                None,
+            ));
+        }
+    };
+    let answer = client
+        .send_request(request)
+        .await
+        .map_err(|err| match err {
+            ServiceError::McpError(e) => e,
+            other => ErrorData::internal_error(
+                format!("{what}: the client did not answer: {other}"),
+                None,
+            ),
+        })?;
+    serde_json::to_value(answer)
+        .map_err(|e| ErrorData::internal_error(format!("{what}: the client's answer: {e}"), None))
+}
+
+/// What kind of input a request asks for, and the capability it needs.
+pub(crate) fn needs(request: &InputRequest) -> (&'static str, fn(&ClientCapabilities) -> bool) {
+    match request {
+        InputRequest::CreateMessage(_) => ("sampling", |c| c.sampling.is_some()),
+        InputRequest::Elicitation(_) => ("elicitation", |c| c.elicitation.is_some()),
+        _ => ("roots/list", |c| c.roots.is_some()),
     }
 }
 
 /// Log levels in increasing severity, as syslog orders them.
-fn severity(level: LoggingLevel) -> u8 {
+pub(crate) fn severity(level: LoggingLevel) -> u8 {
     match level {
         LoggingLevel::Debug => 0,
         LoggingLevel::Info => 1,
@@ -141,13 +180,6 @@ fn severity(level: LoggingLevel) -> u8 {
     }
 }
 
-fn relayed<T>(result: Result<T, ServiceError>) -> Result<T, ErrorData> {
-    result.map_err(|err| match err {
-        ServiceError::McpError(e) => e,
-        other => ErrorData::internal_error(format!("the client did not answer: {other}"), None),
-    })
-}
-
 impl Relay for ClientRelay {
     fn resource_updated(&self, uri: String) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
@@ -155,12 +187,17 @@ impl Relay for ClientRelay {
                 return;
             };
             let _ = shared.updates.send(uri.clone());
-            let subscribed = lock(&shared.subscribed).contains(&uri);
-            let client = read(&shared.clients).first().cloned();
+            let subscribers: Vec<Peer<RoleServer>> = shared
+                .sessions
+                .all()
+                .into_iter()
+                .filter(|s| lock(&s.subscribed).contains(&uri))
+                .filter_map(|s| s.peer())
+                .collect();
             drop(shared);
-            if subscribed && let Some(client) = client {
+            for client in subscribers {
                 let _ = client
-                    .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
+                    .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri.clone()))
                     .await;
             }
         })
@@ -171,14 +208,9 @@ impl Relay for ClientRelay {
         params: CreateMessageRequestParams,
     ) -> Pin<Box<dyn Future<Output = Result<CreateMessageResult, ErrorData>> + Send + '_>> {
         Box::pin(async move {
-            let request = InputRequest::CreateMessage(CreateMessageRequest::new(params.clone()));
-            self.ask(
-                "sampling",
-                |c| c.sampling.is_some(),
-                request,
-                |client| async move { client.create_message(params).await },
-            )
-            .await
+            let request = InputRequest::CreateMessage(CreateMessageRequest::new(params));
+            self.ask("sampling", |c| c.sampling.is_some(), request)
+                .await
         })
     }
 
@@ -187,14 +219,9 @@ impl Relay for ClientRelay {
         params: ElicitRequestParams,
     ) -> Pin<Box<dyn Future<Output = Result<ElicitResult, ErrorData>> + Send + '_>> {
         Box::pin(async move {
-            let request = InputRequest::Elicitation(ElicitRequest::new(params.clone()));
-            self.ask(
-                "elicitation",
-                |c| c.elicitation.is_some(),
-                request,
-                |client| async move { client.create_elicitation(params).await },
-            )
-            .await
+            let request = InputRequest::Elicitation(ElicitRequest::new(params));
+            self.ask("elicitation", |c| c.elicitation.is_some(), request)
+                .await
         })
     }
 
@@ -206,22 +233,25 @@ impl Relay for ClientRelay {
             let Some(shared) = self.shared.upgrade() else {
                 return;
             };
-            let Some(wanted) = *read(&shared.log_level) else {
-                return; // the client never asked for logs
-            };
-            if severity(params.level) < severity(wanted) {
-                return;
-            }
-            let Some(client) = self.client(&shared) else {
-                return;
-            };
+            let audience: Vec<Peer<RoleServer>> = self
+                .audience(&shared)
+                .into_iter()
+                .filter(|s| {
+                    // A session that never asked for logs gets none.
+                    lock(&s.log_level)
+                        .is_some_and(|wanted| severity(params.level) >= severity(wanted))
+                })
+                .filter_map(|s| s.peer())
+                .collect();
             drop(shared);
             // Name the server, so the client can tell whose message it is.
             params.logger = Some(match params.logger.take() {
                 Some(logger) => format!("{}/{logger}", self.server),
                 None => self.server.to_string(),
             });
-            let _ = client.notify_logging_message(params).await;
+            for client in audience {
+                let _ = client.notify_logging_message(params.clone()).await;
+            }
         })
     }
 
@@ -230,38 +260,30 @@ impl Relay for ClientRelay {
     ) -> Pin<Box<dyn Future<Output = Result<ListRootsResult, ErrorData>> + Send + '_>> {
         Box::pin(async move {
             let request = InputRequest::ListRoots(ListRootsRequest::default());
-            self.ask(
-                "roots/list",
-                |c| c.roots.is_some(),
-                request,
-                |client| async move { client.list_roots().await },
-            )
-            .await
+            self.ask("roots/list", |c| c.roots.is_some(), request).await
         })
     }
 }
 
 /// Relays a backend's progress for one request to the client, under the
-/// client's own token. Reports whose progress does not increase are dropped:
-/// the protocol requires increasing values, and notifications can overtake
-/// one another inside rmcp.
+/// client's own token, in the order the backend sent it.
 pub(crate) struct ProgressRelay {
     client: Peer<RoleServer>,
     token: ProgressToken,
     sender: mpsc::Sender<ProgressNotificationParam>,
     reports: mpsc::Receiver<ProgressNotificationParam>,
-    last: f64,
 }
 
 impl ProgressRelay {
     pub(crate) fn new(client: Peer<RoleServer>, token: ProgressToken) -> Self {
+        // Bounded: a client that does not take reports pushes back on the
+        // backend's stdout (`mcpgw-backend`'s guard), nothing is dropped.
         let (sender, reports) = mpsc::channel(32);
         Self {
             client,
             token,
             sender,
             reports,
-            last: f64::NEG_INFINITY,
         }
     }
 
@@ -272,10 +294,6 @@ impl ProgressRelay {
 
     /// Sends one report on to the client.
     pub(crate) async fn send(&mut self, mut report: ProgressNotificationParam) {
-        if report.progress <= self.last {
-            return;
-        }
-        self.last = report.progress;
         report.progress_token = self.token.clone();
         report.meta = None;
         let _ = self.client.notify_progress(report).await;

@@ -10,9 +10,11 @@
 //! in gateway memory, parked until the retry or the expiry, whichever is
 //! first; at expiry it is dropped, which cancels it at its backend.
 //!
-//! Which call a backend's request belongs to: the one call from a
-//! `2026-07-28` client in flight at that server. With none, or more than
-//! one, the backend's request fails with a message that says so.
+//! Which call a backend's request belongs to: the one call in flight at
+//! that server (over HTTP, calls of both eras are registered here). A
+//! handshake-era client's call is asked directly, on its session; a
+//! `2026-07-28` client's through the rounds. With none, or more than one,
+//! the backend's request fails with a message that says so.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -24,6 +26,7 @@ use rmcp::model::{
     ClientCapabilities, InputRequest, InputRequests, InputRequiredResult, InputResponses,
     RequestStateCodec, SealOptions, ServerResult,
 };
+use rmcp::service::{Peer, RoleServer};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -79,6 +82,8 @@ struct Parked {
 struct OpenCall {
     id: u64,
     capabilities: ClientCapabilities,
+    /// A handshake-era client, asked directly.
+    client: Option<Peer<RoleServer>>,
     asks: mpsc::Sender<Ask>,
 }
 
@@ -137,12 +142,15 @@ impl Rounds {
         }
     }
 
-    /// Starts `work` (the forwarded call) for a `2026-07-28` client of
-    /// server `server`, registered so that the backend's requests reach it.
+    /// Starts `work` (the forwarded call) for a client of server
+    /// `server`, registered so that the backend's requests reach it: a
+    /// handshake-era `client` directly, a `2026-07-28` one (with its
+    /// `capabilities`) through the rounds.
     pub(crate) fn start<F>(
         self: &std::sync::Arc<Self>,
         server: usize,
         capabilities: ClientCapabilities,
+        client: Option<Peer<RoleServer>>,
         work: F,
     ) -> Call
     where
@@ -153,6 +161,7 @@ impl Rounds {
         lock(&self.open).entry(server).or_default().push(OpenCall {
             id,
             capabilities,
+            client,
             asks: ask_tx,
         });
         let (tx, result) = oneshot::channel();
@@ -280,8 +289,8 @@ impl Rounds {
         Ok(parked.call)
     }
 
-    /// Hands a backend's request to the one call from a `2026-07-28` client
-    /// in flight at `server`, and waits for the client's answer.
+    /// Hands a backend's request to the one call in flight at `server`, and
+    /// waits for the client's answer.
     pub(crate) async fn ask(
         &self,
         server: usize,
@@ -289,14 +298,21 @@ impl Rounds {
         supports: fn(&ClientCapabilities) -> bool,
         request: InputRequest,
     ) -> Result<Value, ErrorData> {
+        enum Target {
+            Client(Peer<RoleServer>),
+            Round(mpsc::Sender<Ask>),
+        }
         let target = {
             let open = lock(&self.open);
             let calls = open.get(&server).map_or(&[][..], Vec::as_slice);
             match calls {
-                [one] if supports(&one.capabilities) => Ok(one.asks.clone()),
-                [_] => Err(format!(
-                    "{what}: the client did not declare the capability"
-                )),
+                [one] => match &one.client {
+                    Some(client) => Ok(Target::Client(client.clone())),
+                    None if supports(&one.capabilities) => Ok(Target::Round(one.asks.clone())),
+                    None => Err(format!(
+                        "{what}: the client did not declare the capability"
+                    )),
+                },
                 [] => Err(format!(
                     "{what}: no call from the client is in progress at this server to attach it to"
                 )),
@@ -307,6 +323,12 @@ impl Rounds {
             }
         }
         .map_err(|message| ErrorData::invalid_request(message, None))?;
+        let target = match target {
+            Target::Round(asks) => asks,
+            Target::Client(client) => {
+                return crate::relay::ask_client(&client, what, supports, request).await;
+            }
+        };
         let (reply, answer) = oneshot::channel();
         target
             .send(Ask { request, reply })
@@ -347,7 +369,7 @@ mod tests {
     /// A call that asks for roots once and returns how many it got.
     fn asking_call(rounds: &Arc<Rounds>) -> Call {
         let asker = rounds.clone();
-        rounds.start(0, capable(), async move {
+        rounds.start(0, capable(), None, async move {
             let answer = asker
                 .ask(
                     0,
@@ -461,8 +483,8 @@ mod tests {
             "{error:?}"
         );
         let pending = std::future::pending::<Result<ServerResult, ErrorData>>;
-        let one = rounds.start(0, capable(), pending());
-        let two = rounds.start(0, capable(), pending());
+        let one = rounds.start(0, capable(), None, pending());
+        let two = rounds.start(0, capable(), None, pending());
         let error = ask().await.unwrap_err();
         assert!(
             error.message.contains("2 calls from the client"),

@@ -1,21 +1,32 @@
-//! `scope: session` servers: each client session gets instances of its own,
-//! started by its first use of the server and ended with the session.
+//! One client session as the mux sees it: its client, what it may see, what
+//! it asked for (a log level, resource subscriptions), which servers its
+//! requests are in flight at, and its own instances of `scope: session`
+//! servers, started by its first use of the server and ended with the
+//! session.
+//!
+//! [`Sessions`] is the registry of the sessions that have a client, so that
+//! what a server says outside an answer (a log message, a resource update,
+//! a list change) reaches the sessions it concerns and no other.
 //!
 //! The mux owns the bookkeeping (which session has which instance, and when
 //! the session ends); the runtime, through [`Instances`], owns the
 //! containers. A [`Session`] is dropped when its client session ends (the
 //! HTTP session is closed or expires, or stdin closes), which cancels its
-//! `ended` token: the runtime then removes that session's containers.
+//! `ended` token: the runtime then removes that session's containers, and
+//! the registry forgets it.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use mcpgw_backend::{Backend, Relay};
+use rmcp::model::LoggingLevel;
 use rmcp::service::{Peer, RoleServer};
 use tokio_util::sync::CancellationToken;
 
-use crate::Limit;
+use crate::{Limit, lock};
 
 /// Starts private instances of `scope: session` servers. The runtime
 /// implements it; the mux does not know about containers.
@@ -46,34 +57,83 @@ pub(crate) struct Instance {
 pub(crate) struct Session {
     /// Numbers the session in container names and labels.
     pub(crate) id: u64,
-    /// The session's client, learned from its first request.
-    peer: OnceLock<Peer<RoleServer>>,
+    /// The session's client and its profile, learned from its first
+    /// request.
+    client: OnceLock<Client>,
+    /// The level this session asked logs from, if it did.
+    pub(crate) log_level: Mutex<Option<LoggingLevel>>,
+    /// Resources this session subscribed to (`resources/subscribe`).
+    pub(crate) subscribed: Mutex<HashSet<String>>,
+    /// This session's requests in flight, by catalog index.
+    busy: Vec<AtomicUsize>,
     /// This session's instances, by catalog index.
     instances: Vec<tokio::sync::Mutex<Option<Instance>>>,
+    /// Where the session is registered once it has a client.
+    registry: Weak<Sessions>,
     /// Cancelled when the session ends.
     ended: CancellationToken,
 }
 
+/// A session's client.
+#[derive(Debug, Clone)]
+pub(crate) struct Client {
+    pub(crate) peer: Peer<RoleServer>,
+    /// Its profile (HTTP, from its token), or `None` for a client that
+    /// sees everything.
+    pub(crate) profile: Option<String>,
+}
+
 impl Session {
-    pub(crate) fn new(id: u64, servers: usize) -> Self {
+    pub(crate) fn new(id: u64, servers: usize, registry: &Arc<Sessions>) -> Self {
         Self {
             id,
-            peer: OnceLock::new(),
+            client: OnceLock::new(),
+            log_level: Mutex::new(None),
+            subscribed: Mutex::default(),
+            busy: (0..servers).map(|_| AtomicUsize::new(0)).collect(),
             instances: (0..servers)
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
+            registry: Arc::downgrade(registry),
             ended: CancellationToken::new(),
         }
     }
 
-    pub(crate) fn remember(&self, peer: &Peer<RoleServer>) {
-        if self.peer.get().is_none() {
-            let _ = self.peer.set(peer.clone());
+    /// Learns the session's client from a request; the first time, the
+    /// session joins the registry.
+    pub(crate) fn remember(self: &Arc<Self>, peer: &Peer<RoleServer>, profile: Option<&str>) {
+        if self.client.get().is_some() {
+            return;
+        }
+        let client = Client {
+            peer: peer.clone(),
+            profile: profile.map(str::to_string),
+        };
+        if self.client.set(client).is_ok()
+            && let Some(registry) = self.registry.upgrade()
+        {
+            lock(&registry.sessions).insert(self.id, Arc::downgrade(self));
         }
     }
 
     pub(crate) fn peer(&self) -> Option<Peer<RoleServer>> {
-        self.peer.get().cloned()
+        self.client.get().map(|c| c.peer.clone())
+    }
+
+    pub(crate) fn client(&self) -> Option<&Client> {
+        self.client.get()
+    }
+
+    /// Whether a request of this session is in flight at server `index`.
+    pub(crate) fn is_busy_at(&self, index: usize) -> bool {
+        self.busy[index].load(Ordering::Acquire) > 0
+    }
+
+    /// Counts a request of this session in flight at server `index` until
+    /// the guard is dropped.
+    pub(crate) fn busy_at(&self, index: usize) -> Busy<'_> {
+        self.busy[index].fetch_add(1, Ordering::AcqRel);
+        Busy(&self.busy[index])
     }
 
     /// This session's instance of server `index`: the running one, or one
@@ -109,5 +169,36 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.ended.cancel();
+        if let Some(registry) = self.registry.upgrade() {
+            lock(&registry.sessions).remove(&self.id);
+        }
+    }
+}
+
+/// A request in flight at a server, counted until dropped.
+#[derive(Debug)]
+pub(crate) struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The sessions that have a client, by id.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    sessions: Mutex<HashMap<u64, Weak<Session>>>,
+}
+
+impl Sessions {
+    /// Every session with a client, in the order they were opened.
+    pub(crate) fn all(&self) -> Vec<Arc<Session>> {
+        let mut all: Vec<Arc<Session>> = lock(&self.sessions)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        all.sort_by_key(|s| s.id);
+        all
     }
 }

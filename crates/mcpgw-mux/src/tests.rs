@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mcpgw_backend::{Backend, Relays};
+use mcpgw_backend::{Audience, Backend, Relays};
 use rmcp::model::{
     CallToolRequestParams, GetPromptRequestParams, ProtocolVersion, ReadResourceRequestParams,
 };
@@ -29,9 +29,16 @@ servers:
 async fn backend(name: &str) -> Backend {
     let client_io = mcpgw_testserver::in_memory(mcpgw_testserver::TestServer::new(0));
     let (read, write) = tokio::io::split(client_io);
-    Backend::connect(name, read, write, Duration::from_secs(5), Relays::default())
-        .await
-        .unwrap()
+    Backend::connect(
+        name,
+        read,
+        write,
+        Duration::from_secs(5),
+        Relays::default(),
+        Audience::default(),
+    )
+    .await
+    .unwrap()
 }
 
 async fn gateway(lifecycle: ClientLifecycleMode) -> RunningService<RoleClient, ()> {
@@ -172,6 +179,7 @@ async fn merged_lists_are_paged_and_keep_every_field() {
             write,
             Duration::from_secs(5),
             Relays::default(),
+            Audience::default(),
         )
         .await
         .unwrap();
@@ -257,4 +265,273 @@ async fn a_client_cancellation_reaches_the_backend() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the backend never saw the client's cancellation");
+}
+
+/// The relay path seen on the wire: a raw JSON-RPC client over a duplex
+/// whose buffer is `buffer` bytes, so a client that does not read pushes
+/// back on the gateway.
+mod wire {
+    use std::time::Duration;
+
+    use mcpgw_backend::{Audience, Backend, Relays};
+    use rmcp::ServiceExt;
+    use serde_json::{Value, json};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf, WriteHalf};
+
+    use crate::{Mux, Slots};
+
+    const CATALOG: &str = "
+version: 1
+servers:
+  one:
+    image: x
+    concurrency: { in_flight: 64, queue: 512 }
+";
+
+    struct Raw {
+        reader: BufReader<ReadHalf<DuplexStream>>,
+        writer: WriteHalf<DuplexStream>,
+    }
+
+    impl Raw {
+        async fn send(&mut self, message: Value) {
+            let mut line = serde_json::to_vec(&message).unwrap();
+            line.push(b'\n');
+            self.writer.write_all(&line).await.unwrap();
+        }
+
+        async fn recv(&mut self) -> Value {
+            let mut line = String::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(20), self.reader.read_line(&mut line))
+                    .await
+                    .expect("the gateway answers")
+                    .unwrap();
+            assert!(read > 0, "the gateway closed the session");
+            serde_json::from_str(&line).unwrap()
+        }
+
+        /// Messages up to the answer to `id`, which comes last.
+        async fn until_answer(&mut self, id: u64) -> Vec<Value> {
+            let mut seen = Vec::new();
+            loop {
+                let message = self.recv().await;
+                let done = message["id"] == id && message.get("method").is_none();
+                seen.push(message);
+                if done {
+                    return seen;
+                }
+            }
+        }
+
+        /// Opens a handshake-era session that can answer elicitation.
+        async fn initialize(&mut self) {
+            self.send(
+                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {"elicitation": {}},
+                    "clientInfo": {"name": "raw", "version": "1"},
+                }}),
+            )
+            .await;
+            assert!(self.recv().await["result"].is_object());
+            self.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+                .await;
+        }
+    }
+
+    fn tool_call(id: u64, name: &str, arguments: Value) -> Value {
+        let mut call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                              "params": {"name": name}});
+        call["params"]["arguments"] = arguments;
+        call
+    }
+
+    fn text(answer: &Value) -> &str {
+        answer["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+    }
+
+    /// A mux whose server `one` is a test server spoken to in the
+    /// stateless era, and a raw client on a duplex of `buffer` bytes. The
+    /// task that carries the server's pipes is returned, to be killed.
+    async fn gateway(buffer: usize) -> (Raw, Slots, tokio::task::JoinHandle<()>) {
+        let catalog = mcpgw_catalog::parse(
+            CATALOG,
+            std::path::Path::new("t.yaml"),
+            &std::env::temp_dir(),
+        )
+        .unwrap();
+        let (mux, slots) = Mux::new(&catalog);
+        // The server's pipes pass through a task that the test can kill,
+        // as a crash cuts them.
+        let (backend_io, mut near) = tokio::io::duplex(1 << 20);
+        let mut far = mcpgw_testserver::in_memory(mcpgw_testserver::TestServer::new(0));
+        let pipes = tokio::spawn(async move {
+            let _ = tokio::io::copy_bidirectional(&mut near, &mut far).await;
+        });
+        let (read, write) = tokio::io::split(backend_io);
+        let backend = Backend::connect(
+            "one",
+            read,
+            write,
+            Duration::from_secs(5),
+            Relays::default(),
+            Audience::default(),
+        )
+        .await
+        .unwrap();
+        backend.set_relay(slots.relay(0));
+        let inventory = backend.inventory().await.unwrap();
+        slots.ready(0, backend, inventory);
+        let (client_io, gateway_io) = tokio::io::duplex(buffer);
+        tokio::spawn(async move {
+            let running = mux.serve(gateway_io).await.unwrap();
+            let _ = running.waiting().await;
+        });
+        let (reader, writer) = tokio::io::split(client_io);
+        let raw = Raw {
+            reader: BufReader::new(reader),
+            writer,
+        };
+        (raw, slots, pipes)
+    }
+
+    #[tokio::test]
+    async fn every_progress_report_arrives_in_order_before_the_answer() {
+        let (mut client, _slots, _server) = gateway(1 << 16).await;
+        client.initialize().await;
+        let steps = 300;
+        let mut request = tool_call(1, "one__slow", json!({"ms": 0, "steps": steps}));
+        request["params"]["_meta"] = json!({"progressToken": "mine"});
+        client.send(request).await;
+        let seen = client.until_answer(1).await;
+        let (answer, reports) = seen.split_last().unwrap();
+        assert_eq!(text(answer), "slept 0ms", "{answer}");
+        let progress: Vec<f64> = reports
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .inspect(|m| assert_eq!(m["params"]["progressToken"], "mine"))
+            .map(|m| m["params"]["progress"].as_f64().unwrap())
+            .collect();
+        #[allow(clippy::cast_precision_loss)]
+        let expected: Vec<f64> = (1..=steps).map(|s| s as f64).collect();
+        assert_eq!(progress, expected);
+    }
+
+    #[tokio::test]
+    async fn a_handshake_client_is_asked_what_a_stateless_server_needs_between_rounds() {
+        let (mut client, _slots, _server) = gateway(1 << 16).await;
+        client.initialize().await;
+        client.send(tool_call(1, "one__ask", json!({}))).await;
+        let asked = client.recv().await;
+        assert_eq!(asked["method"], "elicitation/create", "{asked}");
+        assert_eq!(asked["params"]["message"], "what is your name?");
+        client
+            .send(json!({"jsonrpc": "2.0", "id": asked["id"], "result": {
+                "action": "accept", "content": {"name": "Ada"}}}))
+            .await;
+        let answer = client.until_answer(1).await.pop().unwrap();
+        assert_eq!(text(&answer), "hello Ada", "{answer}");
+        assert!(answer["result"].get("resultType").is_none(), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_stateless_client_gets_the_servers_own_input_request() {
+        let (mut client, _slots, _server) = gateway(1 << 16).await;
+        let meta = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+            "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+        });
+        let mut first = tool_call(1, "one__ask", json!({}));
+        first["params"]["_meta"] = meta.clone();
+        client.send(first).await;
+        let round = client.until_answer(1).await.pop().unwrap();
+        assert_eq!(round["result"]["resultType"], "input_required", "{round}");
+        let state = round["result"]["requestState"].clone();
+        assert_eq!(
+            state, "testserver-ask",
+            "the backend's state passes through"
+        );
+        let mut retry = tool_call(2, "one__ask", json!({}));
+        retry["params"]["_meta"] = meta;
+        retry["params"]["requestState"] = state;
+        retry["params"]["inputResponses"] =
+            json!({"name": {"action": "accept", "content": {"name": "Grace"}}});
+        client.send(retry).await;
+        let answer = client.until_answer(2).await.pop().unwrap();
+        assert_eq!(text(&answer), "hello Grace", "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_reads_late_still_gets_every_answer_once_and_whole() {
+        // 8 KiB between the gateway and a client that reads nothing until
+        // all its calls are sent: the answers wait, none is lost.
+        let (mut client, _slots, _server) = gateway(8 << 10).await;
+        client.initialize().await;
+        let calls: u64 = 200;
+        let body = |i: u64| format!("{i:04}-{}", "x".repeat(40 << 10));
+        let (mut reader, mut writer) = (client.reader, client.writer);
+        let send = tokio::spawn(async move {
+            for i in 1..=calls {
+                let mut line =
+                    serde_json::to_vec(&tool_call(i, "one__echo", json!({"text": body(i)})))
+                        .unwrap();
+                line.push(b'\n');
+                writer.write_all(&line).await.unwrap();
+            }
+            writer
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut answered = std::collections::BTreeMap::new();
+        while answered.len() < usize::try_from(calls).unwrap() {
+            let mut line = String::new();
+            let read = tokio::time::timeout(Duration::from_secs(30), reader.read_line(&mut line))
+                .await
+                .expect("every call is answered")
+                .unwrap();
+            assert!(read > 0, "the gateway closed the session");
+            let answer: Value = serde_json::from_str(&line).unwrap();
+            let id = answer["id"].as_u64().unwrap();
+            assert_eq!(text(&answer), body(id), "answer {id} is whole");
+            assert!(answered.insert(id, ()).is_none(), "answer {id} came twice");
+        }
+        send.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_server_that_dies_mid_call_is_reported_with_the_runtimes_reason() {
+        let (mut client, slots, pipes) = gateway(1 << 16).await;
+        client.initialize().await;
+        client.send(tool_call(1, "one__hang", json!({}))).await;
+        // The call is at the server once its stats count it.
+        loop {
+            client.send(tool_call(2, "one__stats", json!({}))).await;
+            let stats = client.until_answer(2).await.pop().unwrap();
+            if stats["result"]["structuredContent"]["hang"] == 1 {
+                break;
+            }
+        }
+        pipes.abort();
+        slots.failed(0, "it exited with code 7");
+        let answer = client.until_answer(1).await.pop().unwrap();
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert_eq!(
+            message,
+            "server `one` failed during tools/call `one__hang`: it exited with code 7"
+        );
+        client
+            .send(tool_call(3, "one__echo", json!({"text": "x"})))
+            .await;
+        let refused = client.until_answer(3).await.pop().unwrap();
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("is not available: it exited with code 7"),
+            "{refused}"
+        );
+    }
 }

@@ -168,6 +168,12 @@ impl TestServer {
             ),
             tool("roots", "Lists the client's roots.", &json!({}), &[]),
             tool(
+                "ask",
+                "Asks the user for a `name` the `2026-07-28` way: answers with an input-required result, and greets the name the retry brings.",
+                &json!({}),
+                &[],
+            ),
+            tool(
                 "touch",
                 "Announces that resource `uri` was updated.",
                 &json!({"uri": {"type": "string"}}),
@@ -685,6 +691,10 @@ impl ServerHandler for TestServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        if request.name == "ask" {
+            self.count("ask");
+            return ask(&request);
+        }
         let args = request.arguments.unwrap_or_default();
         self.call(&request.name, &args, &context)
             .await
@@ -886,3 +896,38 @@ pub const ITEM_TEMPLATE: &str = "test://items/{id}";
 
 /// The URI of the one resource the test server serves.
 pub const RESOURCE_URI: &str = "test://info";
+
+/// The `ask` tool: a first call is answered with an input-required result
+/// carrying one elicitation; the retry, with the state and the user's
+/// answer, is greeted.
+fn ask(request: &CallToolRequestParams) -> Result<CallToolResponse, ErrorData> {
+    const STATE: &str = "testserver-ask";
+    let answered = request
+        .input_responses
+        .as_ref()
+        .and_then(|responses| responses.get("name"))
+        .filter(|_| request.request_state.as_deref() == Some(STATE));
+    if let Some(answer) = answered {
+        let name = answer
+            .pointer("/content/name")
+            .and_then(Value::as_str)
+            .unwrap_or("nobody");
+        return Ok(CallToolResponse::Complete(text(format!("hello {name}"))));
+    }
+    let schema = ElicitationSchema::builder()
+        .required_string_property("name", |s| s)
+        .build()
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+    let elicit = rmcp::model::ElicitRequest::new(ElicitRequestParams::FormElicitationParams {
+        meta: None,
+        message: "what is your name?".to_string(),
+        requested_schema: schema,
+    });
+    let requests = rmcp::model::InputRequests::from([(
+        "name".to_string(),
+        rmcp::model::InputRequest::Elicitation(elicit),
+    )]);
+    Ok(CallToolResponse::InputRequired(
+        rmcp::model::InputRequiredResult::new(Some(requests), Some(STATE.to_string())),
+    ))
+}

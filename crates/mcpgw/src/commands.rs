@@ -215,7 +215,7 @@ async fn serve_http(
     let resolved = secrets::resolve(&catalog, None, secrets).await?;
     let supervisor = connect().await?;
     let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
-    let (gateway, mux) = Gateway::start(supervisor, &catalog, None, &resolved);
+    let (gateway, mux) = Gateway::start(supervisor, &catalog, None, &resolved, None);
     mux.serve_many_sessions();
     let options = crate::http::HttpOptions {
         listen,
@@ -240,14 +240,15 @@ async fn serve(path: &Path, secrets: &SecretsArg) -> Result<(), Failure> {
         "mcpgw serving over stdio"
     );
     let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
-    let (gateway, mux) = Gateway::start(supervisor, &catalog, None, &resolved);
+    let (audience, heard) = tokio::sync::watch::channel(None);
+    let (gateway, mux) = Gateway::start(supervisor, &catalog, None, &resolved, Some(heard));
     let session = async {
         let (stdin, stdout) = rmcp::transport::stdio_pipes();
         let Front {
             reader,
             writer,
             drain,
-        } = front(stdin, stdout, filter, Some(&mux));
+        } = front(stdin, stdout, filter, Some(audience));
         let running = mux
             .serve((reader, writer))
             .await
@@ -301,12 +302,13 @@ async fn with_client<T>(
     let resolved: Resolved = secrets::resolve(catalog, only, secrets).await?;
     let supervisor = connect().await?;
     let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
-    let (gateway, mux) = Gateway::start(supervisor, catalog, only, &resolved);
+    let (audience, heard) = tokio::sync::watch::channel(None);
+    let (gateway, mux) = Gateway::start(supervisor, catalog, only, &resolved, Some(heard));
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
     let server = mux.clone();
     let serving = tokio::spawn(async move {
         let (read, write) = tokio::io::split(server_io);
-        let Front { reader, writer, .. } = front(read, write, filter, Some(&server));
+        let Front { reader, writer, .. } = front(read, write, filter, Some(audience));
         if let Ok(running) = server.serve((reader, writer)).await {
             let _ = running.waiting().await;
         }

@@ -2,22 +2,24 @@
 //!
 //! Inbound, every line is checked to be JSON before rmcp sees it; a line
 //! that is not gets a `-32700` parse error (rmcp would drop it without an
-//! answer) and the session goes on. Outbound, rmcp writes into an
-//! [`Outbox`]: every line passes the redaction [`Filter`] and leaves whole,
-//! exactly once, with the parse errors between lines; under load many
-//! leave in one write. Plain `tools/call` requests take the mux's express
-//! lane instead of rmcp (`mcpgw_mux`'s `express.rs`), and their answers
-//! pass the same filter.
+//! answer) and the session goes on. The first message tells which era the
+//! client speaks (`initialize` opens a handshake-era session), so that the
+//! gateway speaks the same era to its servers. Outbound, rmcp writes into
+//! an [`Outbox`]: every line passes the redaction [`Filter`] and leaves
+//! whole, exactly once, with the parse errors between lines; under load
+//! many leave in one write. A client that does not read pushes back: rmcp's
+//! writes wait for room, and so does the reading of more input.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use mcpgw_backend::Envelope;
 use mcpgw_backend::lines::Lines;
 use mcpgw_backend::outbox::{LineSender, Outbox, outbox};
-use mcpgw_mux::{ExpressLane, Mux};
+use mcpgw_backend::{Audience, Era};
+use rmcp::model::ClientCapabilities;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::redaction::Filter;
@@ -33,9 +35,14 @@ pub(crate) struct Front<R> {
     pub(crate) drain: JoinHandle<std::io::Result<()>>,
 }
 
-/// Wraps the client's `input` and `output`; with a `mux`, plain tool calls
-/// take its express lane.
-pub(crate) fn front<R, W>(input: R, output: W, filter: Filter, mux: Option<&Mux>) -> Front<R>
+/// Wraps the client's `input` and `output`; what the client's first
+/// message says of it goes to `audience`.
+pub(crate) fn front<R, W>(
+    input: R,
+    output: W,
+    filter: Filter,
+    audience: Option<watch::Sender<Option<Audience>>>,
+) -> Front<R>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Send + 'static,
@@ -53,7 +60,7 @@ where
             discarding: false,
             eof: false,
             errors: writer.lines(),
-            express: mux.map(|mux| mux.express_lane(writer.lines())),
+            audience,
         },
         writer,
         drain: tokio::spawn(drain),
@@ -61,8 +68,6 @@ where
 }
 
 /// Hands rmcp only lines that are JSON; answers the others with `-32700`.
-/// With an express lane, plain tool calls (and their cancellations) go
-/// there instead.
 pub(crate) struct CheckedReader<R> {
     inner: R,
     /// Bytes read but not yet checked (an incomplete line).
@@ -72,25 +77,26 @@ pub(crate) struct CheckedReader<R> {
     eof: bool,
     /// Where parse errors go: between rmcp's lines, to the client.
     errors: LineSender,
-    express: Option<ExpressLane>,
+    /// Told of the client by its first message, then `None`.
+    audience: Option<watch::Sender<Option<Audience>>>,
 }
 
 impl<R> CheckedReader<R> {
     /// Adds `bytes` to what was read: the lines they complete go to rmcp,
-    /// to the express lane, or are answered.
+    /// or are answered.
     fn check_lines(&mut self, bytes: &[u8]) {
         let Self {
             lines,
             discarding,
             errors,
-            express,
+            audience,
             ..
         } = self;
         lines.push(bytes, |line| {
             if std::mem::take(discarding) {
                 return false;
             }
-            check(line, errors, express.as_ref())
+            check(line, errors, audience)
         });
         if lines.partial() > MAX_LINE {
             lines.discard_partial();
@@ -104,27 +110,58 @@ impl<R> CheckedReader<R> {
 }
 
 /// Whether `line` goes to rmcp; a line that is not JSON is answered
-/// through `errors`, a plain tool call taken by the `express` lane.
-fn check(line: &[u8], errors: &LineSender, express: Option<&ExpressLane>) -> bool {
+/// through `errors`. The first message is read for its era.
+fn check(
+    line: &[u8],
+    errors: &LineSender,
+    audience: &mut Option<watch::Sender<Option<Audience>>>,
+) -> bool {
     if line.iter().all(u8::is_ascii_whitespace) {
         return false;
     }
-    if let Some(lane) = express
-        && let Ok(text) = std::str::from_utf8(line)
-        && let Some(message) = Envelope::read(text)
-    {
-        let taken = match (message.method, message.id) {
-            (Some("tools/call"), Some(id)) => lane.call(text, id, message.params),
-            (Some("notifications/cancelled"), None) => lane.cancel(message.params),
-            _ => false,
-        };
-        return !taken;
+    if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(line) {
+        refuse(errors, &format!("the line is not JSON ({err})"));
+        return false;
     }
-    match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
-        Ok(_) => true,
-        Err(err) => {
-            refuse(errors, &format!("the line is not JSON ({err})"));
-            false
+    // The first request (a batch, say, is refused by rmcp and says nothing).
+    if audience.is_some()
+        && let Ok(first) = serde_json::from_slice::<First>(line)
+        && let Some(tell) = audience.take()
+    {
+        tell.send_replace(Some(first.audience()));
+    }
+    true
+}
+
+/// What the client's first message says of it.
+#[derive(serde::Deserialize)]
+struct First {
+    method: String,
+    #[serde(default)]
+    params: Option<FirstParams>,
+}
+
+#[derive(serde::Deserialize)]
+struct FirstParams {
+    #[serde(default)]
+    capabilities: Option<ClientCapabilities>,
+}
+
+impl First {
+    /// A client that opens with `initialize` is of the handshake era, and
+    /// said what it can answer; any other is of the stateless era, and
+    /// says so with each request.
+    fn audience(self) -> Audience {
+        if self.method == "initialize" {
+            Audience {
+                era: Era::Handshake,
+                capabilities: Some(self.params.and_then(|p| p.capabilities).unwrap_or_default()),
+            }
+        } else {
+            Audience {
+                era: Era::Stateless,
+                capabilities: None,
+            }
         }
     }
 }
@@ -136,9 +173,7 @@ fn refuse(errors: &LineSender, why: &str) {
         "id": null,
         "error": {"code": -32700, "message": format!("Parse error: {why}")},
     });
-    if !errors.send(format!("{error}\n").as_bytes()) {
-        tracing::debug!("parse error not sent: the client is not reading");
-    }
+    errors.send(format!("{error}\n").as_bytes());
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for CheckedReader<R> {
@@ -152,6 +187,10 @@ impl<R: AsyncRead + Unpin> AsyncRead for CheckedReader<R> {
             if this.lines.hand(out) || this.eof {
                 return Poll::Ready(Ok(()));
             }
+            // A client that does not read its answers gets no more of its
+            // input read until it does: parse errors, like answers, wait
+            // for room in the outbox.
+            ready!(this.errors.poll_room(cx));
             let read = ready!(this.lines.poll_read_from(Pin::new(&mut this.inner), cx))?;
             if read == 0 {
                 this.eof = true;

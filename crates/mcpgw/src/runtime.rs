@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcpgw_backend::Inventory;
-use mcpgw_backend::{Backend, Relay, Relays};
+use mcpgw_backend::{Audience, Backend, Relay, Relays};
 use mcpgw_catalog::{Catalog, HealthSpec, Lifecycle, RestartSpec, Scope, ServerSpec};
 use mcpgw_mux::{Diagnose, Instances, Mux, Slots};
 use mcpgw_supervisor::restart::{Decision, Restarts};
 use mcpgw_supervisor::{Container, StderrTail, Supervisor};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -44,12 +44,15 @@ pub(crate) struct Gateway {
 impl Gateway {
     /// Starts the servers of `catalog` selected by `only` (all when `None`),
     /// in parallel, without waiting for them. The mux learns of each as it
-    /// comes up or fails.
+    /// comes up or fails. With one client, its `audience` (learnt from its
+    /// first message) decides the era spoken to the servers: their
+    /// containers start at once, their MCP sessions open once it is known.
     pub(crate) fn start(
         supervisor: Supervisor,
         catalog: &Catalog,
         only: Option<&[usize]>,
         secrets: &Resolved,
+        audience: Option<watch::Receiver<Option<Audience>>>,
     ) -> (Self, Mux) {
         let (mux, slots) = Mux::new(catalog);
         slots.set_secrets(secrets.redactor().clone());
@@ -64,6 +67,7 @@ impl Gateway {
                 containers: Arc::new(Mutex::new(Vec::new())),
                 init_timeout: catalog.gateway.init_timeout,
                 secrets: secrets.clone(),
+                audience,
             },
             slots,
             tasks: JoinSet::new(),
@@ -283,6 +287,9 @@ struct Launcher {
     containers: Arc<Mutex<Vec<String>>>,
     init_timeout: Duration,
     secrets: Resolved,
+    /// The one client, once its first message is read; `None` when the
+    /// gateway serves many (HTTP).
+    audience: Option<watch::Receiver<Option<Audience>>>,
 }
 
 /// Everything one server's start-up task needs.
@@ -559,6 +566,7 @@ impl Launcher {
             stderr,
             ..
         } = container;
+        let audience = self.audience().await;
         let session = async {
             let backend = Backend::connect(
                 spec.name.as_str(),
@@ -570,6 +578,7 @@ impl Launcher {
                     elicitation: spec.relay.elicitation,
                     roots: spec.relay.roots,
                 },
+                audience,
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -588,6 +597,19 @@ impl Launcher {
                 self.remove(&id).await;
                 Err(Failure::transient(report))
             }
+        }
+    }
+
+    /// Whom the servers' sessions serve: the one client, once its first
+    /// message is read (a client that goes away first leaves the default).
+    async fn audience(&self) -> Audience {
+        let Some(audience) = &self.audience else {
+            return Audience::default();
+        };
+        let mut audience = audience.clone();
+        match audience.wait_for(Option::is_some).await {
+            Ok(known) => known.clone().unwrap_or_default(),
+            Err(_) => Audience::default(),
         }
     }
 

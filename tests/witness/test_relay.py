@@ -1,15 +1,8 @@
-"""The express lane (a stdio client's plain `tools/call`, relayed as lines
-beside rmcp) keeps every guarantee of the mux's own path.
-
-The official Python client sends plain calls in both modes (without a
-progress callback): in `legacy` mode with no `_meta`, in `auto` mode
-(`2026-07-28`) with only the protocol version, its info and its
-capabilities in `_meta`; so these calls take the express lane in both eras.
-They must behave as on rmcp's path: deadlines that cancel at the server, a
-crash reported with its cause, progress that keeps a call alive, a server's
-bounds (a call queues for a place, and beyond the queue is refused at
-once), and the backend's own errors passed through. (A call with a
-progress token takes rmcp's path.)"""
+"""The one relay path keeps its guarantees for a stdio client in both eras:
+deadlines that cancel at the server, a crash reported with its cause,
+progress that keeps a call alive, a server's bounds (a call queues for a
+place, and beyond the queue is refused at once), and the backend's own
+errors passed through unchanged."""
 
 import os
 
