@@ -208,7 +208,7 @@ fn delivery(
         return Some(Box::pin(async move { relay.log(log.params).await }));
     }
     memchr::memmem::find(line, b"\"notifications/progress\"")?;
-    let route = {
+    let (route, report) = {
         let routes = routes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -221,10 +221,11 @@ fn delivery(
         let route = routes.get(&report.params.progress_token)?.clone();
         (route, report.params)
     };
-    let (route, report) = route;
+    route.progressed.notify_one();
+    let reports = route.reports?;
     // A request that has ended takes no more reports.
     Some(Box::pin(async move {
-        let _ = route.send(report).await;
+        let _ = reports.send(report).await;
     }))
 }
 

@@ -90,10 +90,18 @@ pub struct Inventory {
     pub resource_templates: Vec<ResourceTemplate>,
 }
 
-/// Where a backend's progress notifications go, by the progress token the
-/// gateway put on its request.
-pub(crate) type ProgressRoutes =
-    Arc<std::sync::Mutex<HashMap<ProgressToken, mpsc::Sender<ProgressNotificationParam>>>>;
+/// The requests in flight that a backend's progress notifications concern,
+/// by the progress token the gateway put on each.
+pub(crate) type ProgressRoutes = Arc<std::sync::Mutex<HashMap<ProgressToken, Route>>>;
+
+/// Where one request's progress goes.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    /// Told of every report: it restarts the request's idle deadline.
+    pub(crate) progressed: Arc<tokio::sync::Notify>,
+    /// The reports themselves, for a client that asked for them.
+    pub(crate) reports: Option<mpsc::Sender<ProgressNotificationParam>>,
+}
 
 /// The client side the gateway presents to a backend: it relays the
 /// backend's requests and resource updates through its [`Relay`]. Progress
@@ -332,15 +340,11 @@ struct ProgressRoute {
 }
 
 impl ProgressRoute {
-    fn new(
-        routes: &ProgressRoutes,
-        token: ProgressToken,
-        sender: mpsc::Sender<ProgressNotificationParam>,
-    ) -> Self {
+    fn new(routes: &ProgressRoutes, token: ProgressToken, route: Route) -> Self {
         routes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(token.clone(), sender);
+            .insert(token.clone(), route);
         Self {
             routes: routes.clone(),
             token,
@@ -775,9 +779,12 @@ impl Backend {
     /// the request, what the client it is sent `on_behalf` of can answer
     /// (narrowed to the catalog's `relay`) and the log level it wants.
     ///
-    /// On timeout, rmcp sends the backend `notifications/cancelled` and the
-    /// session stays usable. If the caller drops this future first (its own
-    /// client cancelled), the backend is sent the cancellation too.
+    /// The deadline is kept here, not by rmcp: rmcp's own answers a timed
+    /// out request only once its cancellation is written, which a server
+    /// that stopped reading never lets happen. Here the caller gets its
+    /// timeout at the deadline, and the cancellation follows on its own
+    /// (as it does when the caller drops this future first, its own client
+    /// having cancelled). The session stays usable.
     ///
     /// # Errors
     ///
@@ -789,9 +796,7 @@ impl Backend {
         progress: Option<mpsc::Sender<ProgressNotificationParam>>,
         on_behalf: Option<&OnBehalf>,
     ) -> Result<ServerResult, ServiceError> {
-        let mut options =
-            PeerRequestOptions::with_timeout(deadline.idle).reset_timeout_on_progress();
-        options.max_total_timeout = Some(deadline.max_total);
+        let mut options = PeerRequestOptions::no_options();
         if let Some(client) = on_behalf
             && !self.protocol.has_initialize()
         {
@@ -802,18 +807,40 @@ impl Backend {
             }
             options.meta = Some(meta);
         }
+        let started = tokio::time::Instant::now();
         let handle = self.peer.send_request_with_option(request, options).await?;
         // rmcp picks the request's progress token as it sends it; the route
         // is in place long before the backend can answer across its pipes.
-        let route = progress.map(|sender| {
-            ProgressRoute::new(&self.progress, handle.progress_token.clone(), sender)
-        });
-        let mut guard = CancelOnDrop {
+        let progressed = Arc::new(tokio::sync::Notify::new());
+        let route = ProgressRoute::new(
+            &self.progress,
+            handle.progress_token.clone(),
+            Route {
+                progressed: progressed.clone(),
+                reports: progress,
+            },
+        );
+        let mut cancel = CancelOnDrop {
             peer: Some(self.peer.clone()),
             id: handle.id.clone(),
         };
-        let result = handle.await_response().await;
-        guard.peer = None;
+        let hard = started + deadline.max_total;
+        let answer = handle.await_response();
+        tokio::pin!(answer);
+        let result = loop {
+            let idle = tokio::time::Instant::now() + deadline.idle;
+            tokio::select! {
+                result = &mut answer => break result,
+                // A report restarts the idle deadline, never the hard one.
+                () = progressed.notified() => {}
+                () = tokio::time::sleep_until(idle.min(hard)) => {
+                    let timeout = if idle < hard { deadline.idle } else { deadline.max_total };
+                    // Dropping `cancel` armed tells the backend.
+                    return Err(ServiceError::Timeout { timeout });
+                }
+            }
+        };
+        cancel.peer = None;
         // Every report the backend sent before its answer is in the route
         // by now: the guard hands a report over before rmcp reads the next
         // line.

@@ -353,24 +353,49 @@ servers:
             .unwrap_or_default()
     }
 
+    /// The task that carries a server's pipes: killed, as a crash cuts
+    /// them; its valve shut, as a server that stops reading its stdin.
+    struct Pipes {
+        task: tokio::task::JoinHandle<()>,
+        open: tokio::sync::watch::Sender<bool>,
+    }
+
     /// A mux whose server `one` is a test server spoken to in the
-    /// stateless era, and a raw client on a duplex of `buffer` bytes. The
-    /// task that carries the server's pipes is returned, to be killed.
-    async fn gateway(buffer: usize) -> (Raw, Slots, tokio::task::JoinHandle<()>) {
+    /// stateless era, and a raw client on a duplex of `buffer` bytes.
+    async fn gateway(buffer: usize) -> (Raw, Slots, Pipes) {
+        gateway_with(buffer, CATALOG).await
+    }
+
+    async fn gateway_with(buffer: usize, catalog: &str) -> (Raw, Slots, Pipes) {
+        use tokio::io::AsyncReadExt as _;
         let catalog = mcpgw_catalog::parse(
-            CATALOG,
+            catalog,
             std::path::Path::new("t.yaml"),
             &std::env::temp_dir(),
         )
         .unwrap();
         let (mux, slots) = Mux::new(&catalog);
-        // The server's pipes pass through a task that the test can kill,
-        // as a crash cuts them.
-        let (backend_io, mut near) = tokio::io::duplex(1 << 20);
-        let mut far = mcpgw_testserver::in_memory(mcpgw_testserver::TestServer::new(0));
-        let pipes = tokio::spawn(async move {
-            let _ = tokio::io::copy_bidirectional(&mut near, &mut far).await;
+        let (backend_io, near) = tokio::io::duplex(1 << 20);
+        let far = mcpgw_testserver::in_memory(mcpgw_testserver::TestServer::new(0));
+        let (open, mut is_open) = tokio::sync::watch::channel(true);
+        let task = tokio::spawn(async move {
+            let ((mut near_r, mut near_w), (mut far_r, mut far_w)) =
+                (tokio::io::split(near), tokio::io::split(far));
+            let up = async {
+                let mut chunk = vec![0; 64 << 10];
+                while is_open.wait_for(|open| *open).await.is_ok() {
+                    let n = near_r.read(&mut chunk).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    far_w.write_all(&chunk[..n]).await?;
+                }
+                Ok::<_, std::io::Error>(())
+            };
+            let down = tokio::io::copy(&mut far_r, &mut near_w);
+            let _ = tokio::join!(up, down);
         });
+        let pipes = Pipes { task, open };
         let (read, write) = tokio::io::split(backend_io);
         let backend = Backend::connect(
             "one",
@@ -514,7 +539,7 @@ servers:
                 break;
             }
         }
-        pipes.abort();
+        pipes.task.abort();
         slots.failed(0, "it exited with code 7");
         let answer = client.until_answer(1).await.pop().unwrap();
         let message = answer["error"]["message"].as_str().unwrap();
@@ -533,5 +558,66 @@ servers:
                 .contains("is not available: it exited with code 7"),
             "{refused}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_stops_reading_gets_its_callers_clear_errors_never_silence() {
+        let catalog = "
+version: 1
+servers:
+  one:
+    image: x
+    call_timeout: 2s
+    concurrency: { in_flight: 64, queue: 512 }
+";
+        let (mut client, _slots, pipes) = gateway_with(1 << 16, catalog).await;
+        client.initialize().await;
+        // The server stops reading: 40 calls of 64 KiB fill its pipe and
+        // the gateway's outbox to it, and wait there.
+        pipes.open.send_replace(false);
+        let calls: u64 = 40;
+        for id in 1..=calls {
+            let text = format!("{id}-{}", "y".repeat(64 << 10));
+            client
+                .send(tool_call(id, "one__echo", json!({"text": text})))
+                .await;
+        }
+        // Five are given up by the client; the others wait for their
+        // deadline.
+        for id in 1..=5 {
+            client
+                .send(
+                    json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                             "params": {"requestId": id, "reason": "the user gave up"}}),
+                )
+                .await;
+        }
+        let mut answered = std::collections::BTreeMap::new();
+        while answered.len() < 35 {
+            let answer = client.recv().await;
+            let id = answer["id"].as_u64().unwrap();
+            assert!(id > 5, "a cancelled call is not answered: {answer}");
+            let message = answer["error"]["message"].as_str().unwrap_or_default();
+            assert_eq!(
+                message,
+                format!(
+                    "server `one` did not answer tools/call `one__echo` within 2s; the request was cancelled at the server"
+                ),
+                "{answer}"
+            );
+            assert!(answered.insert(id, ()).is_none(), "answer {id} came twice");
+        }
+        // The server reads again: what it was sent long ago is answered to
+        // nobody, and a new call goes through.
+        pipes.open.send_replace(true);
+        client
+            .send(tool_call(99, "one__echo", json!({"text": "after"})))
+            .await;
+        let after = client.until_answer(99).await;
+        assert!(
+            after.iter().all(|m| m["id"] == 99),
+            "nothing else reaches the client: {after:?}"
+        );
+        assert_eq!(text(after.last().unwrap()), "after");
     }
 }
