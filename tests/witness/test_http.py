@@ -447,3 +447,40 @@ async def test_session_scope_over_stdio_is_the_one_client_session(mode, mcpgw_bi
         assert text(await client.call_tool(f"{server}__env", {"name": "HOSTNAME"})) == host
         assert list(session_containers(server).values()) == [host]
     wait_for(lambda: session_containers(server) == {}, "the session's container outlived the gateway")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("backend_era", ["2026-07-28", "handshake"])
+async def test_a_resource_update_reaches_only_the_sessions_that_subscribed(backend_era, mcpgw_bin, tmp_path):
+    """Two HTTP sessions of one gateway: the one that subscribed to a
+    resource gets its update, the other (whose own call caused it) gets
+    none."""
+    env = '    env: { MCPGW_TEST_LEGACY: "1" }\n' if backend_era == "handshake" else ""
+    catalog = f"version: 1\nservers:\n  res:\n    image: mcpgw/testserver:dev\n    pull: never\n{env}"
+    got = {"a": [], "b": []}
+
+    def on_message(who):
+        async def handle(message):
+            method = getattr(message, "method", None) or getattr(getattr(message, "root", None), "method", None)
+            if method == "notifications/resources/updated":
+                got[who].append(message)
+        return handle
+
+    gw = Gateway(mcpgw_bin, tmp_path, catalog_text=catalog)
+    try:
+        # b is the gateway's first session: a gateway that knew only one
+        # client would tell b of a's subscription.
+        async with Client(gw.url, mode="legacy", message_handler=on_message("b")) as b:
+            await b.list_tools()
+            async with Client(gw.url, mode="legacy", message_handler=on_message("a")) as a:
+                await a.subscribe_resource("test://info")
+                await b.call_tool("res__touch", {"uri": "test://info"})
+                with anyio.fail_after(10):
+                    while not got["a"]:
+                        await anyio.sleep(0.05)
+                # Time for a stray update to reach b, were one sent.
+                await b.call_tool("res__touch", {"uri": "test://elsewhere"})
+                await anyio.sleep(0.5)
+                assert len(got["a"]) == 1 and got["b"] == [], got
+    finally:
+        gw.stop()

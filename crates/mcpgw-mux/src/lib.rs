@@ -1688,9 +1688,15 @@ impl Mux {
                 () = context.cancelled() => return Ok(()),
                 change = next_change(changes) => change,
                 update = updates.recv() => {
-                    if let Ok(uri) = update
-                        && resources.contains(&uri)
-                    {
+                    let updated = match update {
+                        Ok(uri) if resources.contains(&uri) => vec![uri],
+                        Ok(_) => Vec::new(),
+                        // Missed some: every resource of the stream may
+                        // have changed, and is said to have.
+                        Err(broadcast::error::RecvError::Lagged(_)) => resources.to_vec(),
+                        Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                    };
+                    for uri in updated {
                         let _ = context.sink().notify_resource_updated(uri).await;
                     }
                     continue;
