@@ -3,7 +3,10 @@
 #
 #   mcpgw/testserver:dev      static mcpgw-testserver binary in a FROM scratch image
 #   mcpgw/python-servers:dev  Debian bookworm rootfs (mmdebstrap) + venv /opt/mcp with
-#                             the reference servers mcp-server-time and mcp-server-git
+#                             the reference servers mcp-server-time and mcp-server-git,
+#                             the official SDK mcp==$MCP_VERSION they run on, and
+#                             /opt/sdk/server.py (scripts/sdk-server.py, a server written
+#                             with that SDK: /opt/mcp/bin/python /opt/sdk/server.py)
 #   mcpgw/gateway:dev         (with the argument `gateway`) static mcpgw in a FROM
 #                             scratch image, for compose/docker-compose.yaml
 #
@@ -17,9 +20,13 @@
 #      MCPGW_IMAGES_FORCE=1  ignore the caches and rebuild everything
 set -euo pipefail
 
-# ---- pins (changing anything in this file changes the python image hash) ----
+# ---- pins (changing anything in this file, or scripts/sdk-server.py, changes the
+#      python image hash) ----
 MCP_SERVER_TIME_VERSION="2026.10.19"
 MCP_SERVER_GIT_VERSION="2026.10.19"
+# The SDK the SDK server is written for; the reference servers above need mcp>=2.3,<3,
+# so all three share the one venv.
+MCP_VERSION="2.3.0"
 DEBIAN_SUITE="bookworm"     # python3 is 3.11 in bookworm; wheels are fetched for cp311
 PYTHON_ABI="cp311"
 PYTHON_VERSION="3.11"
@@ -41,6 +48,7 @@ FORCE="${MCPGW_IMAGES_FORCE:-0}"
 SCRIPT_PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 REPO_ROOT="$(cd "$(dirname "$SCRIPT_PATH")/.." && pwd)"
 CACHE_DIR="$REPO_ROOT/.cache/images"
+SDK_SERVER="$REPO_ROOT/scripts/sdk-server.py"
 
 INIT_REQ='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"build-images","version":"1"}}}'
 
@@ -164,7 +172,7 @@ build_python_rootfs() {
     wheels="$work/wheels"
     mkdir -p "$wheels"
 
-    log "python-servers: downloading wheels (mcp-server-time==$MCP_SERVER_TIME_VERSION, mcp-server-git==$MCP_SERVER_GIT_VERSION)"
+    log "python-servers: downloading wheels (mcp-server-time==$MCP_SERVER_TIME_VERSION, mcp-server-git==$MCP_SERVER_GIT_VERSION, mcp==$MCP_VERSION)"
     python3 -m pip download --quiet --disable-pip-version-check \
         --only-binary=:all: \
         --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
@@ -172,7 +180,8 @@ build_python_rootfs() {
         --python-version "$PYTHON_VERSION" --implementation cp --abi "$PYTHON_ABI" \
         -d "$wheels" \
         "mcp-server-time==$MCP_SERVER_TIME_VERSION" \
-        "mcp-server-git==$MCP_SERVER_GIT_VERSION" >&2
+        "mcp-server-git==$MCP_SERVER_GIT_VERSION" \
+        "mcp==$MCP_VERSION" >&2
 
     log "python-servers: mmdebstrap $DEBIAN_SUITE ($DEBIAN_PACKAGES)"
     # Hooks run on the host with "$1" = the rootfs; mmdebstrap mounts /proc,/dev for chroot.
@@ -191,10 +200,12 @@ build_python_rootfs() {
         --dpkgopt='path-exclude=/usr/share/lintian/*' \
         --customize-hook="mkdir -p \"\$1/wheels\" && cp -a '$wheels'/. \"\$1/wheels/\"" \
         --customize-hook="$in_root python3 -m venv /opt/mcp" \
-        --customize-hook="$in_root /opt/mcp/bin/pip install --quiet --no-index --no-cache-dir --disable-pip-version-check --find-links /wheels mcp-server-time==$MCP_SERVER_TIME_VERSION mcp-server-git==$MCP_SERVER_GIT_VERSION" \
+        --customize-hook="$in_root /opt/mcp/bin/pip install --quiet --no-index --no-cache-dir --disable-pip-version-check --find-links /wheels mcp-server-time==$MCP_SERVER_TIME_VERSION mcp-server-git==$MCP_SERVER_GIT_VERSION mcp==$MCP_VERSION" \
         --customize-hook="$in_root /opt/mcp/bin/pip uninstall --quiet --yes pip setuptools" \
         --customize-hook='test -x "$1/opt/mcp/bin/mcp-server-time" && test -x "$1/opt/mcp/bin/mcp-server-git"' \
         --customize-hook="$in_root /opt/mcp/bin/python -c 'import mcp_server_time, mcp_server_git'" \
+        --customize-hook="mkdir -p \"\$1/opt/sdk\" && install -m 0755 '$SDK_SERVER' \"\$1/opt/sdk/server.py\"" \
+        --customize-hook="$in_root /opt/mcp/bin/python -c 'import importlib.metadata as m; assert m.version(\"mcp\") == \"$MCP_VERSION\", m.version(\"mcp\")'" \
         --customize-hook="$in_root dpkg --purge --force-depends $PRUNE_PACKAGES >/dev/null 2>&1" \
         --customize-hook="$in_root git --version >/dev/null" \
         --customize-hook='rm -rf "$1/wheels" "$1/root/.cache" "$1"/var/cache/* "$1"/var/lib/apt/lists/* "$1"/var/log/* "$1"/tmp/* "$1"/usr/share/python-wheels/*' \
@@ -207,7 +218,7 @@ build_python_rootfs() {
 
 build_python_servers() {
     local hash
-    hash="$(sha256 <"$SCRIPT_PATH")"
+    hash="$(cat "$SCRIPT_PATH" "$SDK_SERVER" | sha256)"
 
     if [[ "$FORCE" != 1 && "$(current_label "$PYTHON_IMAGE")" == "$hash" ]]; then
         log "python-servers: $PYTHON_IMAGE up to date (${hash:0:12})"
@@ -236,14 +247,18 @@ build_python_servers() {
         --change 'ENV PYTHONUNBUFFERED=1' \
         --change 'WORKDIR /' \
         --change "LABEL $LABEL_KEY=$hash" \
-        --change "LABEL io.mcpgw.mcp-server-time=$MCP_SERVER_TIME_VERSION io.mcpgw.mcp-server-git=$MCP_SERVER_GIT_VERSION" \
-        --message "mcpgw python MCP reference servers ($DEBIAN_SUITE)" \
+        --change "LABEL io.mcpgw.mcp-server-time=$MCP_SERVER_TIME_VERSION io.mcpgw.mcp-server-git=$MCP_SERVER_GIT_VERSION io.mcpgw.mcp=$MCP_VERSION" \
+        --message "mcpgw python MCP reference servers and SDK server ($DEBIAN_SUITE)" \
         "$tarball" "$PYTHON_IMAGE" >/dev/null
 
     smoke_test "python-servers (mcp-server-time, read-only, uid 65534)" \
         --read-only --tmpfs /tmp --user 65534:65534 --network none \
         --cap-drop ALL --security-opt no-new-privileges \
         "$PYTHON_IMAGE" /opt/mcp/bin/mcp-server-time --local-timezone UTC
+    smoke_test "python-servers (sdk-server, read-only, uid 65534)" \
+        --read-only --tmpfs /tmp --user 65534:65534 --network none \
+        --cap-drop ALL --security-opt no-new-privileges \
+        "$PYTHON_IMAGE" /opt/mcp/bin/python /opt/sdk/server.py
 }
 
 case "${1:-test}" in
