@@ -14,6 +14,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mcpgw_backend::Relay;
 use mcpgw_catalog::ServerName;
@@ -166,6 +167,23 @@ pub(crate) fn needs(request: &InputRequest) -> (&'static str, fn(&ClientCapabili
     }
 }
 
+/// How long the delivery of a notification waits for one client to take
+/// it. Deliveries hold up the reading of their server's stdout (that is the
+/// backpressure), so a client that stops reading would hold up every other
+/// client of the server; past this, the gateway stops waiting for it (the
+/// message stays queued for that client) and says so.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Sends a notification to one client, waiting for it at most
+/// [`PATIENCE`].
+async fn tell(what: &str, send: impl Future<Output = Result<(), ServiceError>>) {
+    if tokio::time::timeout(PATIENCE, send).await.is_err() {
+        tracing::warn!(
+            "a client took no {what} for {PATIENCE:?}; the gateway stopped waiting for it, so that the server's other clients are not held up"
+        );
+    }
+}
+
 /// Log levels in increasing severity, as syslog orders them.
 pub(crate) fn severity(level: LoggingLevel) -> u8 {
     match level {
@@ -196,9 +214,8 @@ impl Relay for ClientRelay {
                 .collect();
             drop(shared);
             for client in subscribers {
-                let _ = client
-                    .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri.clone()))
-                    .await;
+                let update = ResourceUpdatedNotificationParam::new(uri.clone());
+                tell("resource update", client.notify_resource_updated(update)).await;
             }
         })
     }
@@ -250,7 +267,7 @@ impl Relay for ClientRelay {
                 None => self.server.to_string(),
             });
             for client in audience {
-                let _ = client.notify_logging_message(params.clone()).await;
+                tell("log message", client.notify_logging_message(params.clone())).await;
             }
         })
     }
@@ -296,7 +313,7 @@ impl ProgressRelay {
     pub(crate) async fn send(&mut self, mut report: ProgressNotificationParam) {
         report.progress_token = self.token.clone();
         report.meta = None;
-        let _ = self.client.notify_progress(report).await;
+        tell("progress report", self.client.notify_progress(report)).await;
     }
 
     /// Sends what arrived before the answer, so it precedes the answer.
