@@ -27,8 +27,16 @@ servers:
 ";
 
 async fn backend(name: &str) -> Backend {
-    let client_io = mcpgw_testserver::in_memory(mcpgw_testserver::TestServer::new(0));
-    let (read, write) = tokio::io::split(client_io);
+    open(
+        name,
+        mcpgw_testserver::in_memory(mcpgw_testserver::TestServer::new(0)),
+    )
+    .await
+}
+
+/// A backend session over `io`, in the default era.
+async fn open(name: &str, io: tokio::io::DuplexStream) -> Backend {
+    let (read, write) = tokio::io::split(io);
     Backend::connect(
         name,
         read,
@@ -172,17 +180,7 @@ async fn merged_lists_are_paged_and_keep_every_field() {
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
     let direct = mcpgw_testserver::TestServer::new(250);
     let own = {
-        let (read, write) = tokio::io::split(mcpgw_testserver::in_memory(direct.clone()));
-        let backend = Backend::connect(
-            "big",
-            read,
-            write,
-            Duration::from_secs(5),
-            Relays::default(),
-            Audience::default(),
-        )
-        .await
-        .unwrap();
+        let backend = open("big", mcpgw_testserver::in_memory(direct.clone())).await;
         let inventory = backend.inventory().await.unwrap();
         let own = inventory.tools.clone();
         slots.ready(0, backend, inventory);
@@ -273,7 +271,6 @@ async fn a_client_cancellation_reaches_the_backend() {
 mod wire {
     use std::time::Duration;
 
-    use mcpgw_backend::{Audience, Backend, Relays};
     use rmcp::ServiceExt;
     use serde_json::{Value, json};
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf, WriteHalf};
@@ -396,17 +393,7 @@ servers:
             let _ = tokio::join!(up, down);
         });
         let pipes = Pipes { task, open };
-        let (read, write) = tokio::io::split(backend_io);
-        let backend = Backend::connect(
-            "one",
-            read,
-            write,
-            Duration::from_secs(5),
-            Relays::default(),
-            Audience::default(),
-        )
-        .await
-        .unwrap();
+        let backend = super::open("one", backend_io).await;
         backend.set_relay(slots.relay(0));
         let inventory = backend.inventory().await.unwrap();
         slots.ready(0, backend, inventory);
