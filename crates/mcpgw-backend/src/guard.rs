@@ -5,15 +5,17 @@
 //! the cap, so a backend that floods one endless line is killed instead of
 //! filling memory.
 //!
-//! Progress reports and log messages are handed on from here, not from
+//! Progress reports and log messages are delivered from here, not by
 //! rmcp, because rmcp handles each notification on a task of its own: they
 //! could overtake one another and the answer. Here each is delivered in the
 //! order it arrived, before the line that follows it reaches rmcp (so a
 //! log message is attributed while its request is still in flight, and a
-//! report reaches its request before the answer does). A delivery that
-//! cannot complete at once (the request's reports are not being taken, the
-//! client is slow) pushes back: nothing more is read from the backend until
-//! it completes, and nothing is dropped.
+//! report reaches its request before the answer does), and rmcp does not
+//! see it. A delivery that cannot complete at once (the request's reports
+//! are not being taken, the client is slow) pushes back: nothing more is
+//! read from the backend until it completes. How long one consumer may
+//! hold a backend up is bounded where the consumer is known (the mux's
+//! `relay.rs`, and [`PATIENCE`] for a request's reports).
 //!
 //! It looks at each line's first byte and length; it parses only lines that
 //! name `notifications/progress` (while a request waits for progress) or
@@ -29,7 +31,7 @@ use rmcp::model::{LoggingMessageNotificationParam, ProgressNotificationParam};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::lines::{Lines, Sort};
-use crate::{ProgressRoutes, Relay};
+use crate::{PATIENCE, ProgressRoutes, Relay};
 
 /// Handing one notification on.
 type Delivery = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -131,9 +133,9 @@ impl<R> LineGuard<R> {
     }
 
     /// Sorts the lines read: rmcp's, logged garbage (handed on all the
-    /// same), progress reports and log messages (delivered, and handed on
-    /// to rmcp, whose deadlines reports restart); `false` if a line is
-    /// longer than the cap. Stops after a delivery that must wait.
+    /// same), progress reports and log messages (delivered here); `false`
+    /// if a line is longer than the cap. Stops after a delivery that must
+    /// wait.
     fn sort(&mut self, cx: &mut Context<'_>) -> bool {
         let mut fits = true;
         let Self {
@@ -160,10 +162,10 @@ impl<R> LineGuard<R> {
                 return Sort::Hand;
             };
             if delivery.as_mut().poll(cx).is_ready() {
-                return Sort::Hand;
+                return Sort::Skip;
             }
             *waiting = Some(delivery);
-            Sort::HandAndPause
+            Sort::SkipAndPause
         });
         fits && (paused || self.lines.partial() <= self.max_line)
     }
@@ -223,9 +225,28 @@ fn delivery(
     };
     route.progressed.notify_one();
     let reports = route.reports?;
-    // A request that has ended takes no more reports.
+    if route.stuck.load(std::sync::atomic::Ordering::Acquire) {
+        // Its client took nothing for a while: it gets what fits, and
+        // holds the backend up no more.
+        if reports.try_send(report).is_err() {
+            tracing::debug!("a progress report for a client that is not reading was not relayed");
+        }
+        return None;
+    }
     Some(Box::pin(async move {
-        let _ = reports.send(report).await;
+        // A request that has ended takes no more reports; one whose client
+        // takes none for `PATIENCE` is given what fits from then on.
+        match tokio::time::timeout(PATIENCE, reports.send(report)).await {
+            Ok(_) => route.progressed.notify_one(),
+            Err(_) => {
+                route
+                    .stuck
+                    .store(true, std::sync::atomic::Ordering::Release);
+                tracing::warn!(
+                    "a client took no progress report for {PATIENCE:?}; its further reports are relayed only as they fit, so that the server's other calls are not held up"
+                );
+            }
+        }
     }))
 }
 

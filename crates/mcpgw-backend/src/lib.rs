@@ -97,11 +97,20 @@ pub(crate) type ProgressRoutes = Arc<std::sync::Mutex<HashMap<ProgressToken, Rou
 /// Where one request's progress goes.
 #[derive(Debug, Clone)]
 pub(crate) struct Route {
-    /// Told of every report: it restarts the request's idle deadline.
+    /// Told of every report, and again once it is delivered: it restarts
+    /// the request's idle deadline.
     pub(crate) progressed: Arc<tokio::sync::Notify>,
     /// The reports themselves, for a client that asked for them.
     pub(crate) reports: Option<mpsc::Sender<ProgressNotificationParam>>,
+    /// Set once the client took no report for [`PATIENCE`].
+    pub(crate) stuck: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How long one consumer of what a backend says (a request's progress
+/// reports) may hold the reading of the backend's stdout up. Past it, the
+/// consumer is served only as it keeps up, so that one client that stopped
+/// reading does not stall the server's other clients.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
 
 /// The client side the gateway presents to a backend: it relays the
 /// backend's requests and resource updates through its [`Relay`]. Progress
@@ -386,7 +395,9 @@ impl Drop for CancelOnDrop {
                 // the backend first and be ignored there. Give the request a
                 // head start.
                 tokio::time::sleep(CANCEL_AFTER).await;
-                let _ = peer.notify_cancelled(param).await;
+                // A server that stopped reading never takes it: the task
+                // does not wait for ever.
+                let _ = tokio::time::timeout(PATIENCE, peer.notify_cancelled(param)).await;
             });
         }
     }
@@ -818,6 +829,7 @@ impl Backend {
             Route {
                 progressed: progressed.clone(),
                 reports: progress,
+                stuck: Arc::default(),
             },
         );
         let mut cancel = CancelOnDrop {
@@ -830,6 +842,8 @@ impl Backend {
         let result = loop {
             let idle = tokio::time::Instant::now() + deadline.idle;
             tokio::select! {
+                // An answer that is there wins over a deadline that passed.
+                biased;
                 result = &mut answer => break result,
                 // A report restarts the idle deadline, never the hard one.
                 () = progressed.notified() => {}

@@ -22,9 +22,9 @@ pub enum Sort {
     Hand,
     /// Dropped.
     Skip,
-    /// Handed on, and nothing after it sorted until the reader is ready
-    /// again (its consumer pushes back).
-    HandAndPause,
+    /// Dropped (it was taken care of), and nothing after it sorted until
+    /// the reader is ready again (its consumer pushes back).
+    SkipAndPause,
 }
 
 impl From<bool> for Sort {
@@ -96,12 +96,12 @@ impl Lines {
             let end = from + end + 1;
             let line = &self.incoming[start..end];
             let sort = keep(line).into();
-            if sort != Sort::Skip {
+            if sort == Sort::Hand {
                 self.ready.extend_from_slice(line);
             }
             start = end;
             from = end;
-            if sort == Sort::HandAndPause {
+            if sort == Sort::SkipAndPause {
                 paused = true;
                 break;
             }

@@ -308,7 +308,7 @@ impl Mux {
         notify_handshake_clients(&shared);
         (
             Self {
-                session: Arc::new(Session::new(0, shared.slots.len(), &shared.sessions)),
+                session: Arc::new(Session::new(0, shared.slots.len(), &shared)),
                 shared: shared.clone(),
             },
             Slots { shared },
@@ -323,11 +323,7 @@ impl Mux {
         let id = self.shared.next_session.fetch_add(1, Ordering::Relaxed);
         Self {
             shared: self.shared.clone(),
-            session: Arc::new(Session::new(
-                id,
-                self.shared.slots.len(),
-                &self.shared.sessions,
-            )),
+            session: Arc::new(Session::new(id, self.shared.slots.len(), &self.shared)),
         }
     }
 
@@ -342,51 +338,6 @@ impl Mux {
             tracing::warn!("some backends are still starting; listing those that are up");
         }
         read(&self.shared.table).clone()
-    }
-
-    /// Refuses a request that carries the value of a secret its server is
-    /// not given: a client (or a prompt injection) must not move one
-    /// server's credentials to another.
-    fn refuse_foreign_secrets(
-        &self,
-        slot: &Slot,
-        what: &str,
-        request: &impl serde::Serialize,
-    ) -> Result<(), ErrorData> {
-        if !self.carries_secrets() {
-            return Ok(());
-        }
-        let text = serde_json::to_string(request).unwrap_or_default();
-        let Some(names) = self.foreign_secrets(slot, &text) else {
-            return Ok(());
-        };
-        tracing::warn!(server = %slot.name, "refused {what}: it carries the value of secret {names}, which this server is not given");
-        Err(ErrorData::invalid_params(
-            format!(
-                "{what} was refused: it carries the value of secret {names}, which server `{}` is not given",
-                slot.name
-            ),
-            None,
-        ))
-    }
-
-    /// Whether any secret is injected in this run (and requests must be
-    /// checked for values).
-    fn carries_secrets(&self) -> bool {
-        self.shared.secrets.get().is_some_and(|r| !r.is_empty())
-    }
-
-    /// The names of the secrets in `text` that `slot`'s server is not
-    /// given, quoted and joined, if there are any.
-    fn foreign_secrets(&self, slot: &Slot, text: &str) -> Option<String> {
-        let redactor = self.shared.secrets.get()?;
-        let foreign: Vec<String> = redactor
-            .found(text)
-            .into_iter()
-            .filter(|name| !slot.secrets.contains(*name))
-            .map(|name| format!("`{name}`"))
-            .collect();
-        (!foreign.is_empty()).then(|| foreign.join(", "))
     }
 
     /// The routing table for a request, unless its client cancels it while
@@ -452,22 +403,7 @@ impl Mux {
     /// Drops a reference taken by [`Self::acquire`]; the last one
     /// unsubscribes at the backend.
     async fn release(&self, uri: &str) {
-        let last = {
-            let mut subs = lock(&self.shared.backend_subscriptions);
-            match subs.get_mut(uri) {
-                Some(entry) if entry.1 > 1 => {
-                    entry.1 -= 1;
-                    None
-                }
-                Some(_) => subs.remove(uri).map(|(index, _)| index),
-                None => None,
-            }
-        };
-        if let Some(index) = last
-            && let Ok(backend) = self.backend(index)
-        {
-            backend.unsubscribe(uri).await;
-        }
+        self.shared.release(uri).await;
     }
 
     /// The servers that are down, with the reason each is.
@@ -630,15 +566,15 @@ impl Mux {
         context: &RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
         let slot = &self.shared.slots[index];
-        self.refuse_foreign_secrets(slot, what, &request)?;
-        // What the server says meanwhile (log messages) goes to the
-        // sessions whose requests are in flight there.
-        let _busy = self.session.busy_at(index);
+        self.shared.refuse_foreign_secrets(slot, what, &request)?;
         let Instance { backend, limit } = self.target(index, context).await?;
         let _activity = Activity::begin(slot);
         let Some(_permit) = limit.admit().await else {
             return Err(busy(slot, &limit));
         };
+        // What the server says meanwhile (log messages) goes to the
+        // sessions whose requests are in flight there.
+        let _busy = self.session.busy_at(index);
         // A request the client cancelled while it waited (for start-up, an
         // idle server or a place in the queue) is never sent.
         if context.ct.is_cancelled() {
@@ -653,7 +589,7 @@ impl Mux {
         let mut progress = context
             .meta
             .get_progress_token()
-            .map(|token| ProgressRelay::new(context.peer.clone(), token));
+            .map(|token| ProgressRelay::new(context.peer.clone(), token, self.session.clone()));
         let sender = progress.as_ref().map(ProgressRelay::sender);
         let on_behalf = self.on_behalf(context);
         let request = backend.request(request, slot.deadline, sender, Some(&on_behalf));
@@ -766,17 +702,31 @@ impl Mux {
     ) -> Result<ServerResult, ErrorData> {
         let handshake = relay::is_handshake(&context.peer);
         if handshake && resume.is_none() {
+            // Only a `2026-07-28` server answers with `InputRequiredResult`;
+            // the request is kept for the retry only when one may.
+            let retry = self.may_require_input(index).then(|| request.clone());
             let result = if self.shared.is_many_sessions() {
                 // Over HTTP the call is registered with its client, so that
                 // a server's request reaches the one call it can belong to.
-                self.run_round(index, what, request.clone(), context, None)
-                    .await
+                self.run_round(index, what, request, context, None).await
             } else {
-                self.forward(index, what, request.clone(), context).await
+                self.forward(index, what, request, context).await
             };
-            return self.bridge(index, what, request, result, context).await;
+            return match retry {
+                Some(request) => self.bridge(index, what, request, result, context).await,
+                None => result,
+            };
         }
         self.run_round(index, what, request, context, resume).await
+    }
+
+    /// Whether server `index` may answer with `InputRequiredResult`: its
+    /// shared backend speaks `2026-07-28`, or its instances may.
+    fn may_require_input(&self, index: usize) -> bool {
+        match &*self.shared.slots[index].state.borrow() {
+            SlotState::Ready { backend, .. } => !backend.protocol().has_initialize(),
+            _ => true,
+        }
     }
 
     /// Runs a call through the rounds: started (registered with the
@@ -796,7 +746,7 @@ impl Mux {
             Some((state, responses)) => {
                 if let Some(responses) = &responses {
                     let slot = &self.shared.slots[index];
-                    self.refuse_foreign_secrets(slot, what, responses)?;
+                    self.shared.refuse_foreign_secrets(slot, what, responses)?;
                 }
                 rounds.resume(&state, &binding, responses.as_ref())?
             }
@@ -807,7 +757,10 @@ impl Mux {
                 detached.ct = tokio_util::sync::CancellationToken::new();
                 let what = what.to_string();
                 let (capabilities, client) = if relay::is_handshake(&context.peer) {
-                    (Default::default(), Some(context.peer.clone()))
+                    (
+                        Default::default(),
+                        Some((context.peer.clone(), context.id.clone())),
+                    )
                 } else {
                     (context.meta.client_capabilities().unwrap_or_default(), None)
                 };
@@ -861,8 +814,20 @@ impl Mux {
                     ));
                 }
                 let asking = format!("{kind} from server `{}`", slot.name);
-                let answer =
-                    relay::ask_client(&context.peer, &asking, supports, asked.clone()).await?;
+                let asked =
+                    relay::ask_client(&context.peer, None, &asking, supports, asked.clone());
+                let answer = tokio::select! {
+                    answer = asked => answer?,
+                    () = context.ct.cancelled() => return Err(ErrorData::internal_error(
+                        format!("{what} was cancelled by the client"),
+                        None,
+                    )),
+                };
+                self.shared.refuse_foreign_secrets(
+                    slot,
+                    &format!("the client's answer to {asking}"),
+                    &answer,
+                )?;
                 responses.insert(key.clone(), answer);
             }
             let retry = with_input(&request, input.request_state.clone(), responses)
@@ -959,6 +924,74 @@ fn profile(extensions: &rmcp::model::Extensions) -> Option<&str> {
 }
 
 impl Shared {
+    /// Drops a reference on the backend subscription for `uri`; the last
+    /// one unsubscribes at the backend.
+    async fn release(&self, uri: &str) {
+        let last = {
+            let mut subs = lock(&self.backend_subscriptions);
+            match subs.get_mut(uri) {
+                Some(entry) if entry.1 > 1 => {
+                    entry.1 -= 1;
+                    None
+                }
+                Some(_) => subs.remove(uri).map(|(index, _)| index),
+                None => None,
+            }
+        };
+        let backend = last.and_then(|index| match &*self.slots[index].state.borrow() {
+            SlotState::Ready { backend, .. } => Some(backend.clone()),
+            _ => None,
+        });
+        if let Some(backend) = backend {
+            backend.unsubscribe(uri).await;
+        }
+    }
+
+    /// Refuses a request that carries the value of a secret its server is
+    /// not given: a client (or a prompt injection) must not move one
+    /// server's credentials to another.
+    fn refuse_foreign_secrets(
+        &self,
+        slot: &Slot,
+        what: &str,
+        request: &impl serde::Serialize,
+    ) -> Result<(), ErrorData> {
+        if !self.carries_secrets() {
+            return Ok(());
+        }
+        let text = serde_json::to_string(request).unwrap_or_default();
+        let Some(names) = self.foreign_secrets(slot, &text) else {
+            return Ok(());
+        };
+        tracing::warn!(server = %slot.name, "refused {what}: it carries the value of secret {names}, which this server is not given");
+        Err(ErrorData::invalid_params(
+            format!(
+                "{what} was refused: it carries the value of secret {names}, which server `{}` is not given",
+                slot.name
+            ),
+            None,
+        ))
+    }
+
+    /// Whether any secret is injected in this run (and requests must be
+    /// checked for values).
+    fn carries_secrets(&self) -> bool {
+        self.secrets.get().is_some_and(|r| !r.is_empty())
+    }
+
+    /// The names of the secrets in `text` that `slot`'s server is not
+    /// given, quoted and joined, if there are any.
+    fn foreign_secrets(&self, slot: &Slot, text: &str) -> Option<String> {
+        let redactor = self.secrets.get()?;
+        let foreign: Vec<String> = redactor
+            .found(text)
+            .into_iter()
+            .filter(|name| !slot.secrets.contains(*name))
+            .map(|name| format!("`{name}`"))
+            .collect();
+        (!foreign.is_empty()).then(|| foreign.join(", "))
+    }
+
     /// Whether several client sessions share this mux (HTTP).
     fn is_many_sessions(&self) -> bool {
         self.many_sessions.load(Ordering::Relaxed)

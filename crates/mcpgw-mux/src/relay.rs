@@ -21,9 +21,10 @@ use mcpgw_catalog::ServerName;
 use rmcp::ErrorData;
 use rmcp::model::{
     ClientCapabilities, CreateMessageRequest, CreateMessageRequestParams, CreateMessageResult,
-    ElicitRequest, ElicitRequestParams, ElicitResult, InputRequest, ListRootsRequest,
-    ListRootsResult, LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam,
-    ProgressToken, ResourceUpdatedNotificationParam, ServerRequest,
+    ElicitRequest, ElicitRequestParams, ElicitResult, GetExtensions as _, InputRequest,
+    ListRootsRequest, ListRootsResult, LoggingLevel, LoggingMessageNotificationParam,
+    ProgressNotificationParam, ProgressToken, RequestId, ResourceUpdatedNotificationParam,
+    ServerRequest,
 };
 use rmcp::service::{Peer, RoleServer, ServiceError};
 use serde_json::Value;
@@ -68,7 +69,7 @@ impl ClientRelay {
         let what = format!("{what} from server `{server}`");
         let answer = match client {
             Some(client) if is_handshake(&client) => {
-                ask_client(&client, &what, supports, request).await?
+                ask_client(&client, None, &what, supports, request).await?
             }
             None if self.session.is_some() => {
                 return Err(ErrorData::internal_error(
@@ -78,6 +79,11 @@ impl ClientRelay {
             }
             _ => rounds.ask(self.index, &what, supports, request).await?,
         };
+        if let Some(shared) = self.shared.upgrade() {
+            let slot = &shared.slots[self.index];
+            let answering = format!("the client's answer to {what}");
+            shared.refuse_foreign_secrets(slot, &answering, &answer)?;
+        }
         serde_json::from_value(answer).map_err(|e| {
             ErrorData::invalid_params(
                 format!("the client's answer to {what} is malformed: {e}"),
@@ -116,10 +122,16 @@ pub(crate) fn is_handshake(client: &Peer<RoleServer>) -> bool {
         .is_some_and(|info| info.protocol_version.has_initialize())
 }
 
+/// How long the gateway waits for a client to answer a request for input.
+pub(crate) const ASK_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Asks a handshake-era client for the input `request` wants, if it
-/// declared the capability; its result as JSON.
+/// declared the capability; its result as JSON. `origin` is the client's
+/// request it is asked during, when that is not the task's own (over HTTP
+/// the question then rides that request's stream).
 pub(crate) async fn ask_client(
     client: &Peer<RoleServer>,
+    origin: Option<RequestId>,
     what: &str,
     supports: fn(&ClientCapabilities) -> bool,
     request: InputRequest,
@@ -144,9 +156,20 @@ pub(crate) async fn ask_client(
             ));
         }
     };
-    let answer = client
-        .send_request(request)
+    let mut request = request;
+    if let Some(origin) = origin {
+        request
+            .extensions_mut()
+            .insert(rmcp::service::OriginatingRequestId(origin));
+    }
+    let answer = tokio::time::timeout(ASK_TIMEOUT, client.send_request(request))
         .await
+        .map_err(|_| {
+            ErrorData::internal_error(
+                format!("{what}: the client did not answer within {ASK_TIMEOUT:?}"),
+                None,
+            )
+        })?
         .map_err(|err| match err {
             ServiceError::McpError(e) => e,
             other => ErrorData::internal_error(
@@ -167,20 +190,36 @@ pub(crate) fn needs(request: &InputRequest) -> (&'static str, fn(&ClientCapabili
     }
 }
 
-/// How long the delivery of a notification waits for one client to take
+/// How long the delivery of a notification waits for one session to take
 /// it. Deliveries hold up the reading of their server's stdout (that is the
-/// backpressure), so a client that stops reading would hold up every other
-/// client of the server; past this, the gateway stops waiting for it (the
-/// message stays queued for that client) and says so.
+/// backpressure), so a session that stops reading would hold up every other
+/// client of the server. Past this, the session is marked as not reading:
+/// it is no longer waited for (what it is sent stays queued for it) until
+/// it takes a message at once again.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// Sends a notification to one client, waiting for it at most
-/// [`PATIENCE`].
-async fn tell(what: &str, send: impl Future<Output = Result<(), ServiceError>>) {
-    if tokio::time::timeout(PATIENCE, send).await.is_err() {
-        tracing::warn!(
-            "a client took no {what} for {PATIENCE:?}; the gateway stopped waiting for it, so that the server's other clients are not held up"
-        );
+/// Sends a notification to `session`'s client, waiting for it at most
+/// [`PATIENCE`], and not at all while it is not reading.
+async fn tell(session: &Session, what: &str, send: impl Future<Output = Result<(), ServiceError>>) {
+    let patience = if session.is_stuck() {
+        Duration::ZERO
+    } else {
+        PATIENCE
+    };
+    // `timeout` polls the send before the clock: one that completes at
+    // once always gets through.
+    match tokio::time::timeout(patience, send).await {
+        Ok(_) => {
+            session.set_stuck(false);
+        }
+        Err(_) => {
+            if !session.set_stuck(true) {
+                tracing::warn!(
+                    session = session.id,
+                    "a client took no {what} for {PATIENCE:?}; the gateway no longer waits for it, so that the server's other clients are not held up"
+                );
+            }
+        }
     }
 }
 
@@ -205,17 +244,24 @@ impl Relay for ClientRelay {
                 return;
             };
             let _ = shared.updates.send(uri.clone());
-            let subscribers: Vec<Peer<RoleServer>> = shared
+            let subscribers: Vec<Arc<Session>> = shared
                 .sessions
                 .all()
                 .into_iter()
                 .filter(|s| lock(&s.subscribed).contains(&uri))
-                .filter_map(|s| s.peer())
                 .collect();
             drop(shared);
-            for client in subscribers {
+            for session in subscribers {
+                let Some(client) = session.peer() else {
+                    continue;
+                };
                 let update = ResourceUpdatedNotificationParam::new(uri.clone());
-                tell("resource update", client.notify_resource_updated(update)).await;
+                tell(
+                    &session,
+                    "resource update",
+                    client.notify_resource_updated(update),
+                )
+                .await;
             }
         })
     }
@@ -250,7 +296,7 @@ impl Relay for ClientRelay {
             let Some(shared) = self.shared.upgrade() else {
                 return;
             };
-            let audience: Vec<Peer<RoleServer>> = self
+            let audience: Vec<Arc<Session>> = self
                 .audience(&shared)
                 .into_iter()
                 .filter(|s| {
@@ -258,7 +304,6 @@ impl Relay for ClientRelay {
                     lock(&s.log_level)
                         .is_some_and(|wanted| severity(params.level) >= severity(wanted))
                 })
-                .filter_map(|s| s.peer())
                 .collect();
             drop(shared);
             // Name the server, so the client can tell whose message it is.
@@ -266,8 +311,12 @@ impl Relay for ClientRelay {
                 Some(logger) => format!("{}/{logger}", self.server),
                 None => self.server.to_string(),
             });
-            for client in audience {
-                tell("log message", client.notify_logging_message(params.clone())).await;
+            for session in audience {
+                let Some(client) = session.peer() else {
+                    continue;
+                };
+                let message = client.notify_logging_message(params.clone());
+                tell(&session, "log message", message).await;
             }
         })
     }
@@ -283,24 +332,34 @@ impl Relay for ClientRelay {
 }
 
 /// Relays a backend's progress for one request to the client, under the
-/// client's own token, in the order the backend sent it.
+/// client's own token, in the order the backend sent it. A report whose
+/// progress does not increase breaks the protocol's rule and is not
+/// relayed (reports cannot overtake one another on the way here).
 pub(crate) struct ProgressRelay {
     client: Peer<RoleServer>,
     token: ProgressToken,
+    session: Arc<Session>,
     sender: mpsc::Sender<ProgressNotificationParam>,
     reports: mpsc::Receiver<ProgressNotificationParam>,
+    last: f64,
 }
 
 impl ProgressRelay {
-    pub(crate) fn new(client: Peer<RoleServer>, token: ProgressToken) -> Self {
+    pub(crate) fn new(
+        client: Peer<RoleServer>,
+        token: ProgressToken,
+        session: Arc<Session>,
+    ) -> Self {
         // Bounded: a client that does not take reports pushes back on the
         // backend's stdout (`mcpgw-backend`'s guard), nothing is dropped.
         let (sender, reports) = mpsc::channel(32);
         Self {
             client,
             token,
+            session,
             sender,
             reports,
+            last: f64::NEG_INFINITY,
         }
     }
 
@@ -311,9 +370,19 @@ impl ProgressRelay {
 
     /// Sends one report on to the client.
     pub(crate) async fn send(&mut self, mut report: ProgressNotificationParam) {
+        if report.progress <= self.last {
+            tracing::debug!(
+                "a server's progress went from {} to {}; not relayed",
+                self.last,
+                report.progress
+            );
+            return;
+        }
+        self.last = report.progress;
         report.progress_token = self.token.clone();
         report.meta = None;
-        tell("progress report", self.client.notify_progress(report)).await;
+        let send = self.client.notify_progress(report);
+        tell(&self.session, "progress report", send).await;
     }
 
     /// Sends what arrived before the answer, so it precedes the answer.

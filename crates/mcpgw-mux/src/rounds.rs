@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use rmcp::ErrorData;
 use rmcp::model::{
     ClientCapabilities, InputRequest, InputRequests, InputRequiredResult, InputResponses,
-    RequestStateCodec, SealOptions, ServerResult,
+    RequestId, RequestStateCodec, SealOptions, ServerResult,
 };
 use rmcp::service::{Peer, RoleServer};
 use serde_json::Value;
@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::lock;
+use crate::relay::ASK_TIMEOUT;
 
 /// What a call's `requestState` is bound to: the server and the request
 /// (`what`, such as ``tools/call `t__x` ``), so that a state cannot resume
@@ -39,9 +40,6 @@ use crate::lock;
 pub(crate) fn binding(server: usize, what: &str) -> String {
     format!("{server}:{what}")
 }
-
-/// How long a backend's request waits for the client to retry.
-const ASK_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A backend's request for input, and where its answer goes.
 #[derive(Debug)]
@@ -82,8 +80,8 @@ struct Parked {
 struct OpenCall {
     id: u64,
     capabilities: ClientCapabilities,
-    /// A handshake-era client, asked directly.
-    client: Option<Peer<RoleServer>>,
+    /// A handshake-era client, asked directly, and its request.
+    client: Option<(Peer<RoleServer>, RequestId)>,
     asks: mpsc::Sender<Ask>,
 }
 
@@ -150,7 +148,7 @@ impl Rounds {
         self: &std::sync::Arc<Self>,
         server: usize,
         capabilities: ClientCapabilities,
-        client: Option<Peer<RoleServer>>,
+        client: Option<(Peer<RoleServer>, RequestId)>,
         work: F,
     ) -> Call
     where
@@ -299,7 +297,7 @@ impl Rounds {
         request: InputRequest,
     ) -> Result<Value, ErrorData> {
         enum Target {
-            Client(Peer<RoleServer>),
+            Client(Peer<RoleServer>, RequestId),
             Round(mpsc::Sender<Ask>),
         }
         let target = {
@@ -307,7 +305,7 @@ impl Rounds {
             let calls = open.get(&server).map_or(&[][..], Vec::as_slice);
             match calls {
                 [one] => match &one.client {
-                    Some(client) => Ok(Target::Client(client.clone())),
+                    Some((client, origin)) => Ok(Target::Client(client.clone(), origin.clone())),
                     None if supports(&one.capabilities) => Ok(Target::Round(one.asks.clone())),
                     None => Err(format!(
                         "{what}: the client did not declare the capability"
@@ -325,8 +323,9 @@ impl Rounds {
         .map_err(|message| ErrorData::invalid_request(message, None))?;
         let target = match target {
             Target::Round(asks) => asks,
-            Target::Client(client) => {
-                return crate::relay::ask_client(&client, what, supports, request).await;
+            Target::Client(client, origin) => {
+                return crate::relay::ask_client(&client, Some(origin), what, supports, request)
+                    .await;
             }
         };
         let (reply, answer) = oneshot::channel();

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use mcpgw_backend::{Backend, Relay};
@@ -26,7 +26,7 @@ use rmcp::model::LoggingLevel;
 use rmcp::service::{Peer, RoleServer};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Limit, lock};
+use crate::{Limit, Shared, lock};
 
 /// Starts private instances of `scope: session` servers. The runtime
 /// implements it; the mux does not know about containers.
@@ -68,8 +68,10 @@ pub(crate) struct Session {
     busy: Vec<AtomicUsize>,
     /// This session's instances, by catalog index.
     instances: Vec<tokio::sync::Mutex<Option<Instance>>>,
-    /// Where the session is registered once it has a client.
-    registry: Weak<Sessions>,
+    /// Set while its client takes no notification (`relay.rs`).
+    stuck: AtomicBool,
+    /// The mux, whose registry the session joins once it has a client.
+    shared: Weak<Shared>,
     /// Cancelled when the session ends.
     ended: CancellationToken,
 }
@@ -84,7 +86,7 @@ pub(crate) struct Client {
 }
 
 impl Session {
-    pub(crate) fn new(id: u64, servers: usize, registry: &Arc<Sessions>) -> Self {
+    pub(crate) fn new(id: u64, servers: usize, shared: &Arc<Shared>) -> Self {
         Self {
             id,
             client: OnceLock::new(),
@@ -94,7 +96,8 @@ impl Session {
             instances: (0..servers)
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
-            registry: Arc::downgrade(registry),
+            stuck: AtomicBool::new(false),
+            shared: Arc::downgrade(shared),
             ended: CancellationToken::new(),
         }
     }
@@ -110,9 +113,9 @@ impl Session {
             profile: profile.map(str::to_string),
         };
         if self.client.set(client).is_ok()
-            && let Some(registry) = self.registry.upgrade()
+            && let Some(shared) = self.shared.upgrade()
         {
-            lock(&registry.sessions).insert(self.id, Arc::downgrade(self));
+            lock(&shared.sessions.sessions).insert(self.id, Arc::downgrade(self));
         }
     }
 
@@ -122,6 +125,16 @@ impl Session {
 
     pub(crate) fn client(&self) -> Option<&Client> {
         self.client.get()
+    }
+
+    /// Whether its client is taking no notifications.
+    pub(crate) fn is_stuck(&self) -> bool {
+        self.stuck.load(Ordering::Acquire)
+    }
+
+    /// Marks whether its client is taking no notifications; what it was.
+    pub(crate) fn set_stuck(&self, stuck: bool) -> bool {
+        self.stuck.swap(stuck, Ordering::AcqRel)
     }
 
     /// Whether a request of this session is in flight at server `index`.
@@ -169,8 +182,21 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.ended.cancel();
-        if let Some(registry) = self.registry.upgrade() {
-            lock(&registry.sessions).remove(&self.id);
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        lock(&shared.sessions.sessions).remove(&self.id);
+        // Its subscriptions end with it; the last one of a URI unsubscribes
+        // at the backend, on a task of its own that ends when that is done.
+        let subscribed = std::mem::take(&mut *lock(&self.subscribed));
+        if !subscribed.is_empty()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                for uri in subscribed {
+                    shared.release(&uri).await;
+                }
+            });
         }
     }
 }

@@ -8,7 +8,8 @@
 //! an [`Outbox`]: every line passes the redaction [`Filter`] and leaves
 //! whole, exactly once, with the parse errors between lines; under load
 //! many leave in one write. A client that does not read pushes back: rmcp's
-//! writes wait for room, and so does the reading of more input.
+//! writes wait for room, and so does the reading of more input after a
+//! parse error.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -59,7 +60,10 @@ where
             lines: Lines::default(),
             discarding: false,
             eof: false,
-            errors: writer.lines(),
+            errors: Errors {
+                sender: writer.lines(),
+                unpaced: false,
+            },
             audience,
         },
         writer,
@@ -75,10 +79,41 @@ pub(crate) struct CheckedReader<R> {
     /// Skipping the rest of a line that was too long.
     discarding: bool,
     eof: bool,
-    /// Where parse errors go: between rmcp's lines, to the client.
-    errors: LineSender,
+    errors: Errors,
     /// Told of the client by its first message, then `None`.
     audience: Option<watch::Sender<Option<Audience>>>,
+}
+
+/// Where parse errors go: between rmcp's lines, to the client.
+struct Errors {
+    sender: LineSender,
+    /// An error was sent since the outbox last had room.
+    unpaced: bool,
+}
+
+impl Errors {
+    fn refuse(&mut self, why: &str) {
+        tracing::warn!("answered a malformed client message with a parse error: {why}");
+        let error = json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {"code": -32700, "message": format!("Parse error: {why}")},
+        });
+        self.sender.send(format!("{error}\n").as_bytes());
+        self.unpaced = true;
+    }
+
+    /// Ready once the errors sent have room in the outbox: a client that
+    /// sends lines that are not JSON and does not read the errors gets no
+    /// more of its input read until it does. Answers wait for room in the
+    /// outbox themselves; a client that only sends JSON is never held here.
+    fn poll_paced(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.unpaced {
+            ready!(self.sender.poll_room(cx));
+            self.unpaced = false;
+        }
+        Poll::Ready(())
+    }
 }
 
 impl<R> CheckedReader<R> {
@@ -101,10 +136,7 @@ impl<R> CheckedReader<R> {
         if lines.partial() > MAX_LINE {
             lines.discard_partial();
             *discarding = true;
-            refuse(
-                errors,
-                &format!("a line longer than {} MiB", MAX_LINE >> 20),
-            );
+            errors.refuse(&format!("a line longer than {} MiB", MAX_LINE >> 20));
         }
     }
 }
@@ -113,14 +145,14 @@ impl<R> CheckedReader<R> {
 /// through `errors`. The first message is read for its era.
 fn check(
     line: &[u8],
-    errors: &LineSender,
+    errors: &mut Errors,
     audience: &mut Option<watch::Sender<Option<Audience>>>,
 ) -> bool {
     if line.iter().all(u8::is_ascii_whitespace) {
         return false;
     }
     if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(line) {
-        refuse(errors, &format!("the line is not JSON ({err})"));
+        errors.refuse(&format!("the line is not JSON ({err})"));
         return false;
     }
     // The first request (a batch, say, is refused by rmcp and says nothing).
@@ -144,7 +176,8 @@ struct First {
 #[derive(serde::Deserialize)]
 struct FirstParams {
     #[serde(default)]
-    capabilities: Option<ClientCapabilities>,
+    /// Read leniently: capabilities the gateway cannot parse are none.
+    capabilities: Option<serde_json::Value>,
 }
 
 impl First {
@@ -155,7 +188,12 @@ impl First {
         if self.method == "initialize" {
             Audience {
                 era: Era::Handshake,
-                capabilities: Some(self.params.and_then(|p| p.capabilities).unwrap_or_default()),
+                capabilities: Some(
+                    self.params
+                        .and_then(|p| p.capabilities)
+                        .and_then(|c| serde_json::from_value::<ClientCapabilities>(c).ok())
+                        .unwrap_or_default(),
+                ),
             }
         } else {
             Audience {
@@ -164,16 +202,6 @@ impl First {
             }
         }
     }
-}
-
-fn refuse(errors: &LineSender, why: &str) {
-    tracing::warn!("answered a malformed client message with a parse error: {why}");
-    let error = json!({
-        "jsonrpc": "2.0",
-        "id": null,
-        "error": {"code": -32700, "message": format!("Parse error: {why}")},
-    });
-    errors.send(format!("{error}\n").as_bytes());
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for CheckedReader<R> {
@@ -187,10 +215,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for CheckedReader<R> {
             if this.lines.hand(out) || this.eof {
                 return Poll::Ready(Ok(()));
             }
-            // A client that does not read its answers gets no more of its
-            // input read until it does: parse errors, like answers, wait
-            // for room in the outbox.
-            ready!(this.errors.poll_room(cx));
+            ready!(this.errors.poll_paced(cx));
             let read = ready!(this.lines.poll_read_from(Pin::new(&mut this.inner), cx))?;
             if read == 0 {
                 this.eof = true;
