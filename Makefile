@@ -65,9 +65,12 @@ test-compose: check-docker images venv build
 	MCPGW_BIN=$(CURDIR)/$(MCPGW) $(VENV)/bin/python -m pytest -v tests/witness/test_compose.py
 
 # Benchmarks (not tests): the harness measures mcpgw against direct calls
-# to its backend in one run, prints Markdown tables and rewrites the
-# generated block of BENCHMARKS.md; then the micro-benchmarks. Pass
-# BENCH_ARGS (e.g. `--runs 3 --only overhead`) to the harness.
+# to its backends (the Rust test server and the Python SDK server), and
+# against mcp-proxy over HTTP when it is installed (`cargo install mcp-proxy
+# --version 0.6.0 --locked --no-default-features --features yaml`; the
+# tables say when it is not), in one run; it prints Markdown tables and
+# rewrites the generated block of BENCHMARKS.md; then the micro-benchmarks.
+# Pass BENCH_ARGS (e.g. `--runs 3 --only overhead`) to the harness.
 bench: images
 	$(CARGO) build --release -p mcpgw -p mcpgw-bench
 	target/release/mcpgw-bench --gateway target/release/mcpgw --write BENCHMARKS.md $(BENCH_ARGS)

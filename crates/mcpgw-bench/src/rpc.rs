@@ -20,10 +20,8 @@ pub(crate) struct LineClient {
     pending: Pending,
     out: mpsc::UnboundedSender<Vec<u8>>,
     /// Speaks the stateless `2026-07-28` protocol (no handshake; every
-    /// request carries its `_meta`): `Some(true)` as mcpgw sends its
-    /// servers, with a progress token in every request and without the
-    /// client's info.
-    stateless: Option<bool>,
+    /// request carries its `_meta`).
+    stateless: bool,
 }
 
 impl LineClient {
@@ -82,34 +80,23 @@ impl LineClient {
             next: Arc::new(AtomicU64::new(1)),
             pending,
             out,
-            stateless: None,
+            stateless: false,
         }
     }
 
     /// Speaks the stateless `2026-07-28` protocol: every request carries
     /// the protocol version, the client's info and its capabilities in
-    /// `_meta`, as the official Python client sends them; with `as_mcpgw`,
-    /// a progress token instead of the client's info, as mcpgw sends its
-    /// servers.
-    pub(crate) fn stateless(mut self, as_mcpgw: bool) -> Self {
-        self.stateless = Some(as_mcpgw);
+    /// `_meta`, as the official Python client sends them.
+    pub(crate) fn stateless(mut self) -> Self {
+        self.stateless = true;
         self
     }
 
     /// Sends request `method` and waits for its result.
     pub(crate) async fn request(&self, method: &str, mut params: Value) -> anyhow::Result<Value> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        if let Some(as_mcpgw) = self.stateless {
-            let mut meta = json!({
-                "io.modelcontextprotocol/clientCapabilities": { "elicitation": {}, "roots": {} },
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            });
-            if as_mcpgw {
-                meta["progressToken"] = json!(format!("bench-{id}"));
-            } else {
-                meta["io.modelcontextprotocol/clientInfo"] = client_info();
-            }
-            params["_meta"] = meta;
+        if self.stateless {
+            params["_meta"] = stateless_meta();
         }
         let (sender, answer) = oneshot::channel();
         self.pending
@@ -180,6 +167,19 @@ pub(crate) fn initialize_params() -> Value {
         "clientInfo": client_info(),
     })
 }
+
+/// The `_meta` of every request of a `2026-07-28` client: the protocol
+/// version, the client's info and its capabilities.
+pub(crate) fn stateless_meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/clientCapabilities": { "elicitation": {}, "roots": {} },
+        "io.modelcontextprotocol/clientInfo": client_info(),
+        "io.modelcontextprotocol/protocolVersion": STATELESS,
+    })
+}
+
+/// The stateless protocol's version.
+pub(crate) const STATELESS: &str = "2026-07-28";
 
 fn client_info() -> Value {
     json!({ "name": "mcpgw-bench", "version": env!("CARGO_PKG_VERSION") })

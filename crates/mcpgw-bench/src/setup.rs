@@ -1,5 +1,6 @@
-//! The setups the workloads measure: catalogs, gateways over stdio and HTTP,
-//! a backend container reached directly, and what the machine is.
+//! The setups the workloads measure: catalogs, gateways over stdio and HTTP
+//! (mcpgw, and mcp-proxy when it is installed), a backend container reached
+//! directly, and what the machine is.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -14,11 +15,96 @@ use tokio::process::{Child, Command};
 
 use crate::rpc::LineClient;
 
+/// A server the workloads measure, in a container of its own.
+#[derive(Debug, Clone)]
+pub(crate) struct Backend {
+    /// What the tables call it.
+    pub(crate) label: &'static str,
+    pub(crate) image: String,
+    /// Overrides the image's entrypoint.
+    pub(crate) entrypoint: Option<Vec<String>>,
+    /// The comparisons' call counts are divided by this: a slow server's
+    /// rounds take about as long as a fast one's.
+    pub(crate) share: usize,
+}
+
+impl Backend {
+    /// mcpgw's own test server (`crates/mcpgw-testserver`).
+    pub(crate) fn rust(image: &str) -> Self {
+        Self {
+            label: "the Rust test server",
+            image: image.to_string(),
+            entrypoint: None,
+            share: 1,
+        }
+    }
+
+    /// A server written with the official Python SDK (`scripts/sdk-server.py`).
+    pub(crate) fn python(image: &str) -> Self {
+        Self {
+            label: "the Python SDK server",
+            image: image.to_string(),
+            entrypoint: Some(vec![
+                "/opt/mcp/bin/python".to_string(),
+                "/opt/sdk/server.py".to_string(),
+            ]),
+            share: 6,
+        }
+    }
+
+    /// Its catalog entry (indented under `servers:`) as `name`.
+    fn entry(&self, name: &str) -> String {
+        let mut text = format!(
+            "  {name}:\n    image: {}\n    pull: never\n    concurrency: {{ in_flight: 512, queue: 8192 }}\n",
+            self.image
+        );
+        if let Some(entrypoint) = &self.entrypoint {
+            let quoted: Vec<String> = entrypoint.iter().map(|a| format!("{a:?}")).collect();
+            let _ = writeln!(text, "    entrypoint: [{}]", quoted.join(", "));
+        }
+        text
+    }
+
+    /// Its image and command, as `docker run` would be given them.
+    pub(crate) fn describe(&self) -> String {
+        match &self.entrypoint {
+            Some(entrypoint) => format!("`{}` running `{}`", self.image, entrypoint.join(" ")),
+            None => format!("`{}`", self.image),
+        }
+    }
+}
+
+/// The protocol era a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Era {
+    /// `2025-11-25`, opened with `initialize`.
+    Handshake,
+    /// `2026-07-28`: no handshake, every request carries its `_meta`.
+    Stateless,
+}
+
+impl Era {
+    pub(crate) const BOTH: [Self; 2] = [Self::Handshake, Self::Stateless];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Handshake => "handshake-era client",
+            Self::Stateless => "2026-07-28 client",
+        }
+    }
+}
+
 /// What every Docker-backed workload shares.
 #[derive(Debug)]
 pub(crate) struct Bench {
     gateway: PathBuf,
-    image: String,
+    /// The Rust test server, which the start-up, listing and session
+    /// workloads use.
+    pub(crate) rust: Backend,
+    /// The backends the overhead and throughput workloads compare.
+    pub(crate) backends: Vec<Backend>,
+    /// The `mcp-proxy` binary, if there is one.
+    pub(crate) mcp_proxy: Option<PathBuf>,
     supervisor: Supervisor,
     dir: tempfile::TempDir,
     direct: tokio::sync::Mutex<Vec<String>>,
@@ -32,7 +118,12 @@ pub(crate) struct Gateway {
 }
 
 impl Bench {
-    pub(crate) async fn new(gateway: PathBuf, image: String) -> anyhow::Result<Self> {
+    pub(crate) async fn new(
+        gateway: PathBuf,
+        rust: Backend,
+        backends: Vec<Backend>,
+        mcp_proxy: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
         if !gateway.exists() {
             bail!(
                 "no mcpgw binary at {}: build it with `cargo build --release -p mcpgw` (make bench does), or pass --gateway",
@@ -44,7 +135,9 @@ impl Bench {
             .context("the benchmarks start containers: no Docker engine is reachable")?;
         Ok(Self {
             gateway,
-            image,
+            rust,
+            backends,
+            mcp_proxy,
             supervisor,
             dir: tempfile::tempdir()?,
             direct: tokio::sync::Mutex::default(),
@@ -54,46 +147,67 @@ impl Bench {
     /// A catalog of `servers` test servers, `s0` to `s<n-1>`, each offering
     /// `generated` extra tools, with room for many calls at once.
     pub(crate) fn catalog(&self, servers: usize, generated: usize) -> anyhow::Result<PathBuf> {
-        let mut text = "version: 1\nservers:\n".to_string();
+        let mut text = "version: 1\ngateway: { init_timeout: 60s }\nservers:\n".to_string();
         for i in 0..servers {
-            let _ = write!(
-                text,
-                "  s{i}:\n    image: {}\n    pull: never\n    concurrency: {{ in_flight: 512, queue: 8192 }}\n",
-                self.image
-            );
+            text.push_str(&self.rust.entry(&format!("s{i}")));
             if generated > 0 {
                 let _ = writeln!(text, "    env: {{ MCPGW_TEST_TOOLS: \"{generated}\" }}");
             }
         }
-        let path = self
-            .dir
-            .path()
-            .join(format!("catalog-{servers}-{generated}.yaml"));
-        std::fs::write(&path, text)?;
+        self.write(&format!("catalog-{servers}-{generated}.yaml"), &text)
+    }
+
+    /// A catalog of one server, `s0`, that is `backend`.
+    pub(crate) fn catalog_of(&self, backend: &Backend) -> anyhow::Result<PathBuf> {
+        let text = format!(
+            "version: 1\ngateway: {{ init_timeout: 60s }}\nservers:\n{}",
+            backend.entry("s0")
+        );
+        let name: String = backend
+            .image
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        self.write(&format!("catalog-of-{name}.yaml"), &text)
+    }
+
+    /// Writes `text` to the file `name`, whole: the catalog of a backend
+    /// is written again while processes started before read it.
+    fn write(&self, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+        let path = self.dir.path().join(name);
+        let mut staged = tempfile::NamedTempFile::new_in(self.dir.path())?;
+        std::io::Write::write_all(&mut staged, text.as_bytes())?;
+        staged.persist(&path)?;
         Ok(path)
     }
 
-    /// The test server in a container of its own, spoken to over its
-    /// attached stdio: initialized, or else `stateless` (see
-    /// [`LineClient::stateless`]).
-    pub(crate) async fn direct(&self, stateless: Option<bool>) -> anyhow::Result<LineClient> {
-        let path = self.catalog(1, 0)?;
+    /// `backend` in a container of its own, spoken to over its attached
+    /// stdio by a client of `era` (initialized, for a handshake-era one).
+    pub(crate) async fn direct(&self, backend: &Backend, era: Era) -> anyhow::Result<LineClient> {
+        let path = self.catalog_of(backend)?;
         let catalog = mcpgw_catalog::load(&path)?;
         let mut direct = self.direct.lock().await;
         // Numbered as sessions, so that their names differ.
         let number = direct.len() as u64;
+        // Reserve the slot, so that containers started at once differ too.
+        direct.push(String::new());
+        drop(direct);
         let container = self
             .supervisor
             .start(&catalog.servers[0], &Injection::default(), Some(number))
             .await?;
-        direct.push(container.id.clone());
-        drop(direct);
-        let client = LineClient::new(container.stdout, container.stdin);
-        if let Some(as_mcpgw) = stateless {
-            return Ok(client.stateless(as_mcpgw));
+        #[allow(clippy::cast_possible_truncation)]
+        {
+            self.direct.lock().await[number as usize].clone_from(&container.id);
         }
-        client.initialize().await?;
-        Ok(client)
+        let client = LineClient::new(container.stdout, container.stdin);
+        match era {
+            Era::Stateless => Ok(client.stateless()),
+            Era::Handshake => {
+                client.initialize().await?;
+                Ok(client)
+            }
+        }
     }
 
     /// `mcpgw run --catalog CATALOG` over stdio, not yet initialized.
@@ -103,10 +217,10 @@ impl Bench {
         self.spawn(command)
     }
 
-    /// A bare relay process in front of a new test-server container.
-    pub(crate) fn relay(&self) -> anyhow::Result<(Gateway, LineClient)> {
+    /// A bare relay process in front of a new container of `backend`.
+    pub(crate) fn relay(&self, backend: &Backend) -> anyhow::Result<(Gateway, LineClient)> {
         let mut command = Command::new(std::env::current_exe()?);
-        command.args(["--relay", "--image", &self.image]);
+        command.arg("--relay").arg(self.catalog_of(backend)?);
         self.spawn(command)
     }
 
@@ -119,9 +233,7 @@ impl Bench {
 
     /// `mcpgw run --catalog CATALOG --transport http`, ready; and its URL.
     pub(crate) async fn http(&self, catalog: &Path) -> anyhow::Result<(Gateway, String)> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
         let mut command = Command::new(&self.gateway);
         command
             .args(["run", "--transport", "http", "--listen"])
@@ -130,22 +242,98 @@ impl Bench {
             .arg(catalog);
         let gateway = Gateway::start(command, false)?;
         let authority = format!("127.0.0.1:{port}");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while !ready(&authority).await {
-            if tokio::time::Instant::now() > deadline {
-                bail!("the HTTP gateway did not become ready within 60 s");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_ready(&authority, "the HTTP gateway").await?;
         Ok((gateway, format!("http://{authority}/mcp")))
+    }
+
+    /// `mcp-proxy` serving Streamable HTTP on a loopback port in front of
+    /// `backend`, ready; and its URL. Its one stdio
+    /// backend, `s0`, is the bare relay to a new container of `backend`:
+    /// the same container, reached the same way as directly and by mcpgw.
+    pub(crate) async fn mcp_proxy(&self, backend: &Backend) -> anyhow::Result<(Gateway, String)> {
+        let binary = self
+            .mcp_proxy
+            .as_ref()
+            .context("no mcp-proxy binary (cargo install mcp-proxy)")?;
+        let port = free_port()?;
+        let relay = std::env::current_exe()?;
+        let catalog = self.catalog_of(backend)?;
+        let config = format!(
+            "[proxy]\nname = \"mcp-proxy-bench\"\nseparator = \"__\"\nshutdown_timeout_seconds = 1\n\n[proxy.listen]\nhost = \"127.0.0.1\"\nport = {port}\n\n[[backends]]\nname = \"s0\"\ntransport = \"stdio\"\ncommand = {:?}\nargs = [\"--relay\", {:?}]\n\n[observability]\nlog_level = \"error\"\n",
+            relay.display().to_string(),
+            catalog.display().to_string(),
+        );
+        let path = self.write(&format!("mcp-proxy-{port}.toml"), &config)?;
+        let mut command = Command::new(binary);
+        command.arg("--config").arg(&path);
+        let gateway = Gateway::start(command, false)?;
+        let authority = format!("127.0.0.1:{port}");
+        wait_ready(&authority, "mcp-proxy").await?;
+        Ok((gateway, format!("http://{authority}/")))
     }
 
     /// Removes the containers started for direct calls.
     pub(crate) async fn close(&self) {
         for id in self.direct.lock().await.drain(..) {
-            self.supervisor.remove(&id).await;
+            if !id.is_empty() {
+                self.supervisor.remove(&id).await;
+            }
         }
     }
+}
+
+/// What is known of the mcp-proxy binary at `path`: its version and
+/// features, when `cargo install` put it there.
+pub(crate) fn about_mcp_proxy(path: &Path) -> String {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
+    let installed = home.and_then(|home| {
+        if path.parent() != Some(home.join("bin").as_path()) {
+            return None;
+        }
+        let text = std::fs::read_to_string(home.join(".crates2.json")).ok()?;
+        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+        json.get("installs")?
+            .as_object()?
+            .iter()
+            .find_map(|(key, install)| {
+                let version = key.strip_prefix("mcp-proxy ")?.split(' ').next()?;
+                let mut features: Vec<&str> = install
+                    .get("features")?
+                    .as_array()?
+                    .iter()
+                    .filter_map(serde_json::Value::as_str)
+                    .collect();
+                if install.get("no_default_features") != Some(&serde_json::Value::Bool(true)) {
+                    features.insert(0, "default");
+                }
+                Some(format!(
+                    "mcp-proxy {version} (`cargo install`ed with the features: {})",
+                    features.join(", ")
+                ))
+            })
+    });
+    installed.unwrap_or_else(|| format!("mcp-proxy (`{}`)", path.display()))
+}
+
+/// A loopback port nothing listens on (yet).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Waits until `GET /readyz` at `authority` answers 200, for a minute.
+async fn wait_ready(authority: &str, what: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !ready(authority).await {
+        if tokio::time::Instant::now() > deadline {
+            bail!("{what} did not become ready within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 impl Gateway {
@@ -196,19 +384,13 @@ impl Gateway {
 }
 
 /// The relay mode: copies bytes between this process's stdio (non-blocking
-/// pipes, as mcpgw's are) and a new container of `image`, until stdin
-/// closes or SIGTERM; then removes the container.
-pub(crate) async fn relay(image: &str) -> anyhow::Result<()> {
+/// pipes, as mcpgw's are) and a new container of the first server of
+/// `catalog`, until stdin closes or SIGTERM; then removes the container.
+pub(crate) async fn relay(catalog: &Path) -> anyhow::Result<()> {
     use std::os::fd::AsFd as _;
     use tokio::net::unix::pipe;
 
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("relay.yaml");
-    std::fs::write(
-        &path,
-        format!("version: 1\nservers:\n  relay:\n    image: {image}\n    pull: never\n"),
-    )?;
-    let catalog = mcpgw_catalog::load(&path)?;
+    let catalog = mcpgw_catalog::load(catalog)?;
     let supervisor = Supervisor::connect().await?;
     let container = supervisor
         .start(&catalog.servers[0], &Injection::default(), None)

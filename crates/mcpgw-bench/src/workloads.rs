@@ -1,15 +1,17 @@
-//! The workloads. Each returns sections of figures; every figure is
-//! measured `runs` times, and what is compared (direct against through the
-//! gateway) is measured in the same run.
+//! The workloads other than the comparisons (`compare.rs`): start-up,
+//! listing, idle sessions, and any endpoint given on the command line; and
+//! what they all share, the scale of the work and the loop that drives
+//! calls. Each returns sections of figures; every figure is measured
+//! `runs` times.
 
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow, bail};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use crate::cpu;
 use crate::rpc::LineClient;
 use crate::setup::Bench;
 use crate::stats::{Figure, Samples, Section};
@@ -19,16 +21,18 @@ use crate::web::HttpClient;
 #[derive(Debug, Clone)]
 pub(crate) struct Scale {
     pub(crate) runs: usize,
-    /// Calls per run at concurrency 1.
-    calls: usize,
+    /// Calls per run at concurrency 1 (each setup's, in the comparisons).
+    pub(crate) calls: usize,
     /// Calls per worker per run at concurrency 16.
-    calls_per_worker: usize,
-    /// Pipelined calls per run, and how many are in flight at once.
-    pipelined: usize,
-    window: usize,
-    /// How long each HTTP throughput run lasts.
-    http_for: Duration,
-    http_clients: Vec<usize>,
+    pub(crate) calls_per_worker: usize,
+    /// Pipelined calls per run, how many are in flight at once, and how
+    /// long they may take at most.
+    pub(crate) pipelined: usize,
+    pub(crate) window: usize,
+    pub(crate) pipelined_for: Duration,
+    /// How long each HTTP throughput run lasts, and with how many clients.
+    pub(crate) http_for: Duration,
+    pub(crate) http_clients: Vec<usize>,
     startup_servers: Vec<usize>,
     startup_runs: usize,
     /// Full listings per run.
@@ -45,8 +49,9 @@ impl Scale {
             calls_per_worker: 1000,
             pipelined: 40_000,
             window: 256,
-            http_for: Duration::from_secs(3),
-            http_clients: vec![1, 8, 64],
+            pipelined_for: Duration::from_secs(2),
+            http_for: Duration::from_secs(1),
+            http_clients: vec![8, 64],
             startup_servers: vec![1, 10, 50],
             startup_runs: runs.clamp(1, 3),
             listings: 300,
@@ -63,8 +68,9 @@ impl Scale {
             calls_per_worker: 8,
             pipelined: 200,
             window: 32,
-            http_for: Duration::from_millis(300),
-            http_clients: vec![1, 4],
+            pipelined_for: Duration::from_millis(300),
+            http_for: Duration::from_millis(100),
+            http_clients: vec![4],
             startup_servers: vec![1, 2],
             startup_runs: 1,
             listings: 5,
@@ -74,36 +80,69 @@ impl Scale {
     }
 }
 
+/// Concurrency levels of the external call workload.
 const CONCURRENCY: [usize; 2] = [1, 16];
 
-fn echo_args(text: &str) -> Value {
-    json!({ "text": text })
+/// The client of one setup: a stdio session (pipelined, cheap to clone),
+/// or HTTP clients, one for each caller at once.
+#[derive(Debug, Clone)]
+pub(crate) enum Caller {
+    Lines(LineClient),
+    Http(Arc<[tokio::sync::Mutex<HttpClient>]>),
 }
 
-/// Latencies of `workers` × `each` calls of `tool`, `workers` at a time:
-/// with `arguments`, or else an `echo` of a unique payload, checked.
-async fn latencies(
-    client: &LineClient,
+impl Caller {
+    /// Calls `tool` as caller `worker`.
+    pub(crate) async fn call(
+        &self,
+        worker: usize,
+        tool: &str,
+        arguments: &Value,
+    ) -> anyhow::Result<Value> {
+        match self {
+            Self::Lines(client) => client.call(tool, arguments).await,
+            Self::Http(clients) => {
+                let client = clients
+                    .get(worker)
+                    .with_context(|| format!("no HTTP client for caller {worker}"))?;
+                client.lock().await.call(tool, arguments).await
+            }
+        }
+    }
+}
+
+/// `workers` callers at once, each calling `tool` one call at a time, up
+/// to `each` calls, for as long as `budget` lasts: with `arguments`, or
+/// else an `echo` of a unique payload, checked. The latencies, and the
+/// calls per second. Calls still unanswered a minute after the budget has
+/// run out fail the run.
+pub(crate) async fn drive(
+    caller: &Caller,
     tool: &str,
     arguments: Option<&Value>,
     workers: usize,
     each: usize,
-) -> anyhow::Result<Samples> {
+    budget: Duration,
+) -> anyhow::Result<(Samples, f64)> {
+    let began = Instant::now();
     let mut tasks = JoinSet::new();
     for w in 0..workers {
-        let client = client.clone();
+        let caller = caller.clone();
         let tool = tool.to_string();
         let arguments = arguments.cloned();
         tasks.spawn(async move {
             let mut samples = Samples::default();
             for i in 0..each {
                 let payload = format!("w{w} c{i}");
-                let began = Instant::now();
+                let start = Instant::now();
+                if start.duration_since(began) >= budget {
+                    break;
+                }
                 let result = match &arguments {
-                    Some(arguments) => client.call(&tool, arguments).await?,
-                    None => client.call(&tool, &echo_args(&payload)).await?,
+                    Some(arguments) => caller.call(w, &tool, arguments).await?,
+                    None => caller.call(w, &tool, &echo_args(&payload)).await?,
                 };
-                samples.push(began.elapsed());
+                samples.push(start.elapsed());
                 if arguments.is_none() {
                     check_echo(&result, &payload)?;
                 }
@@ -111,11 +150,23 @@ async fn latencies(
             anyhow::Ok(samples)
         });
     }
-    let mut all = Samples::default();
-    while let Some(done) = tasks.join_next().await {
-        all.extend(done??);
-    }
-    Ok(all)
+    let collect = async {
+        let mut all = Samples::default();
+        while let Some(done) = tasks.join_next().await {
+            all.extend(done??);
+        }
+        anyhow::Ok(all)
+    };
+    let all = tokio::time::timeout(budget + Duration::from_secs(60), collect)
+        .await
+        .map_err(|_| anyhow!("{tool}: calls unanswered a minute after the run's {budget:?}"))??;
+    #[allow(clippy::cast_precision_loss)]
+    let rate = all.len() as f64 / began.elapsed().as_secs_f64();
+    Ok((all, rate))
+}
+
+fn echo_args(text: &str) -> Value {
+    json!({ "text": text })
 }
 
 /// The echo came back unchanged: the answer is the call's own.
@@ -127,330 +178,8 @@ fn check_echo(result: &Value, payload: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Calls per second of `total` calls with `window` in flight at once.
-async fn pipelined(
-    client: &LineClient,
-    tool: &str,
-    arguments: Option<&Value>,
-    total: usize,
-    window: usize,
-) -> anyhow::Result<f64> {
-    let began = Instant::now();
-    latencies(client, tool, arguments, window, total / window).await?;
-    #[allow(clippy::cast_precision_loss)]
-    Ok((total / window * window) as f64 / began.elapsed().as_secs_f64())
-}
-
-/// Per-call latency, direct and through the gateway, at concurrency 1 and
-/// 16, for a client of each protocol era: each run interleaves `ROUNDS`
-/// rounds of every setup, so that the machine's drift is shared evenly.
-pub(crate) async fn overhead(bench: &Bench, scale: &Scale) -> anyhow::Result<Vec<Section>> {
-    let direct = bench.direct(None).await?;
-    let direct_stateless = bench.direct(Some(false)).await?;
-    let as_mcpgw = bench.direct(Some(true)).await?;
-    let (relay_process, relay) = bench.relay()?;
-    relay.initialize().await?;
-    let (gateway, client) = bench.stdio(&bench.catalog(1, 0)?)?;
-    client.initialize().await?;
-    client.list_tools().await?;
-    let (stateless_gateway, stateless_client) = bench.stdio(&bench.catalog(1, 0)?)?;
-    let stateless_client = stateless_client.stateless(false);
-    stateless_client.list_tools().await?;
-    // In the order of each round: who calls, the tool, and the process
-    // between client and server, if any.
-    let setups: [(&LineClient, &str, Option<u32>); SETUPS] = [
-        (&direct, "echo", None),
-        (&direct_stateless, "echo", None),
-        (&as_mcpgw, "echo", None),
-        (&relay, "echo", Some(relay_process.pid)),
-        (&client, "s0__echo", Some(gateway.pid)),
-        (&stateless_client, "s0__echo", Some(stateless_gateway.pid)),
-    ];
-    for (endpoint, tool, _) in setups {
-        latencies(endpoint, tool, None, 4, scale.calls / 10 + 1).await?;
-    }
-    let mut section = Section::new(
-        "Per-call overhead: `echo` on one test server, direct over its container's stdio and through `mcpgw run` over stdio",
-    );
-    for c in CONCURRENCY {
-        let each = if c == 1 {
-            scale.calls
-        } else {
-            scale.calls_per_worker
-        } / ROUNDS;
-        // `[setup]`: p50 and p99 in each run.
-        let mut p50: [Vec<f64>; SETUPS] = Default::default();
-        let mut p99: [Vec<f64>; SETUPS] = Default::default();
-        let mut cpu = CpuFigures::default();
-        for _ in 0..scale.runs {
-            let mut samples: [Samples; SETUPS] = Default::default();
-            let mut used = [[0.0; 5]; SETUPS];
-            for _ in 0..ROUNDS {
-                for (i, (endpoint, tool, pid)) in setups.into_iter().enumerate() {
-                    let (s, per_call) =
-                        metered(c * each, pid, latencies(endpoint, tool, None, c, each)).await?;
-                    samples[i].extend(s);
-                    for (total, role) in used[i].iter_mut().zip(per_call) {
-                        #[allow(clippy::cast_precision_loss)]
-                        let share = role / ROUNDS as f64;
-                        *total += share;
-                    }
-                }
-            }
-            cpu.push(&used);
-            for (i, s) in samples.iter_mut().enumerate() {
-                p50[i].push(s.quantile_us(0.5));
-                p99[i].push(s.quantile_us(0.99));
-            }
-        }
-        let figure = |name: &str, unit, values: Vec<f64>| Figure {
-            values,
-            ..Figure::new(format!("c={c}: {name}"), unit)
-        };
-        let minus = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a - b).collect::<Vec<_>>();
-        let over = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a / b).collect::<Vec<_>>();
-        let [direct, stateless, as_mcpgw, relay, via, via_stateless] = &p50;
-        section.figures.extend([
-            figure("direct p50", "µs", direct.clone()),
-            figure("via mcpgw p50", "µs", via.clone()),
-            figure("added p50", "µs", minus(via, direct)).at_most(100.0),
-            figure("ratio p50", "×", over(via, direct)),
-            figure(
-                "added p50 by a bare relay process",
-                "µs",
-                minus(relay, direct),
-            ),
-            figure(
-                "added p50 by mcpgw beyond that relay",
-                "µs",
-                minus(via, relay),
-            ),
-            figure("direct p99", "µs", p99[0].clone()),
-            figure("via mcpgw p99", "µs", p99[4].clone()),
-            figure("added p99", "µs", minus(&p99[4], &p99[0])).at_most(1000.0),
-            figure("2026-07-28 client: direct p50", "µs", stateless.clone()),
-            figure(
-                "2026-07-28 client: via mcpgw p50",
-                "µs",
-                via_stateless.clone(),
-            ),
-            figure(
-                "2026-07-28 client: added p50",
-                "µs",
-                minus(via_stateless, stateless),
-            )
-            .at_most(100.0),
-            figure(
-                "2026-07-28 client: added p99",
-                "µs",
-                minus(&p99[5], &p99[1]),
-            )
-            .at_most(1000.0),
-            figure(
-                "direct p50, sending what mcpgw sends the server",
-                "µs",
-                as_mcpgw.clone(),
-            ),
-            figure(
-                "handshake-era client: added p50 over sending what mcpgw sends",
-                "µs",
-                minus(via, as_mcpgw),
-            ),
-        ]);
-        if c > 1 {
-            section.figures.extend(cpu.figures(c));
-        }
-    }
-    section.notes.push(format!(
-        "Each run: {} calls at c=1 and {} × 16 at c=16 in each setup, in {ROUNDS} interleaved rounds of: direct with a handshake-era client, with a 2026-07-28 client, sending what mcpgw sends, through the bare relay, through mcpgw with a handshake-era client, with a 2026-07-28 client.",
-        scale.calls / ROUNDS * ROUNDS,
-        scale.calls_per_worker / ROUNDS * ROUNDS
-    ));
-    section.notes.push("Unlabelled figures are for a handshake-era client (`2025-11-25`, opened with `initialize`), calling the server directly and through mcpgw. A `2026-07-28` client sends the protocol version, its info and its capabilities in the `_meta` of every request, as the official Python client does. mcpgw speaks the newest protocol the server has, here `2026-07-28`: its requests carry the protocol version and its capabilities (not its info, which that protocol leaves optional) and a progress token; \"sending what mcpgw sends\" is a direct client sending the server those same requests.".to_string());
-    section.notes.push("The bare relay (`mcpgw-bench --relay`) only copies bytes between its stdio and the container's, on the same kind of non-blocking pipes: what any gateway in a process of its own adds at the least.".to_string());
-    section.notes.push("Machine CPU per call: the CPU time every process on the machine used during the run (`/proc/*/task/*/schedstat`), divided by the calls; client is `mcpgw-bench`, gateway the process in between, engine `dockerd` and `containerd` with its shims, server the test server. At c=16 the two cores are busy, so p50 ≈ 16 × CPU per call ÷ 2 cores: each µs of CPU a call costs anywhere adds about 8 µs.".to_string());
-    gateway.stop().await?;
-    stateless_gateway.stop().await?;
-    relay_process.stop().await?;
-    Ok(vec![section])
-}
-
-/// The setups of the overhead workload.
-const SETUPS: usize = 6;
-/// Their names, for the CPU figures.
-const SETUP_NAMES: [&str; SETUPS] = [
-    "direct",
-    "direct, 2026-07-28 client",
-    "direct sending what mcpgw sends",
-    "via the bare relay",
-    "via mcpgw",
-    "via mcpgw, 2026-07-28 client",
-];
-/// Interleaved rounds per run.
-const ROUNDS: usize = 4;
-
-/// Runs `work` (of `calls` calls) and measures the machine's CPU it took,
-/// per call, by role (see [`cpu::ROLES`]); `gateway` is the endpoint's pid.
-async fn metered<T>(
-    calls: usize,
-    gateway: Option<u32>,
-    work: impl Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<(T, [f64; 5])> {
-    let before = cpu::Snapshot::take();
-    let out = work.await?;
-    #[allow(clippy::cast_precision_loss)]
-    let per_call = cpu::Snapshot::take()
-        .since(&before, gateway)
-        .map(|us| us / calls.max(1) as f64);
-    Ok((out, per_call))
-}
-
-/// The machine's CPU per call in each run, for each setup.
-#[derive(Default)]
-struct CpuFigures {
-    /// `[setup][role]`, one value per run.
-    runs: [[Vec<f64>; 5]; SETUPS],
-}
-
-impl CpuFigures {
-    fn push(&mut self, setups: &[[f64; 5]; SETUPS]) {
-        for (setup, roles) in setups.iter().enumerate() {
-            for (role, us) in roles.iter().enumerate() {
-                self.runs[setup][role].push(*us);
-            }
-        }
-    }
-
-    /// The total for each setup, and each process's share (the process in
-    /// between only where there is one).
-    fn figures(self, c: usize) -> Vec<Figure> {
-        let mut figures = Vec::new();
-        for (setup, roles) in SETUP_NAMES.into_iter().zip(self.runs) {
-            let runs = roles[0].len();
-            let total = (0..runs)
-                .map(|i| roles.iter().map(|r| r[i]).sum())
-                .collect();
-            figures.push(Figure {
-                values: total,
-                ..Figure::new(format!("c={c}: machine CPU per call, {setup}"), "µs")
-            });
-            for (role, values) in cpu::ROLES.into_iter().zip(roles) {
-                if role == "other" || values.iter().all(|us| *us == 0.0) {
-                    continue;
-                }
-                figures.push(Figure {
-                    values,
-                    ..Figure::new(format!("c={c}: … of it {role}, {setup}"), "µs")
-                });
-            }
-        }
-        figures
-    }
-}
-
-/// Calls per second: pipelined over stdio (direct and through the
-/// gateway), and through the HTTP front with several clients.
-pub(crate) async fn throughput(
-    bench: &Bench,
-    scale: &Scale,
-    profile: bool,
-) -> anyhow::Result<Vec<Section>> {
-    let mut section = Section::new("Throughput: `echo` calls per second");
-    let direct = bench.direct(None).await?;
-    let (gateway, client) = bench.stdio(&bench.catalog(1, 0)?)?;
-    client.initialize().await?;
-    client.list_tools().await?;
-    pipelined(
-        &client,
-        "s0__echo",
-        None,
-        scale.pipelined / 10,
-        scale.window,
-    )
-    .await?;
-    let mut d = Figure::new(
-        format!("stdio, direct, {} in flight", scale.window),
-        "calls/s",
-    );
-    let mut g = Figure::new(
-        format!("stdio, via mcpgw, {} in flight", scale.window),
-        "calls/s",
-    );
-    let mut report = None;
-    for run in 0..scale.runs {
-        d.values
-            .push(pipelined(&direct, "echo", None, scale.pipelined, scale.window).await?);
-        let recording = (profile && run == 0)
-            .then(|| crate::setup::Profile::start(gateway.pid))
-            .transpose()?;
-        g.values
-            .push(pipelined(&client, "s0__echo", None, scale.pipelined, scale.window).await?);
-        if let Some(recording) = recording {
-            report = Some(recording.finish().await?);
-        }
-    }
-    section.figures.push(d);
-    section.figures.push(g.at_least(20_000.0));
-    gateway.stop().await?;
-
-    let (gateway, url) = bench.http(&bench.catalog(1, 0)?).await?;
-    for &clients in &scale.http_clients {
-        let mut f = Figure::new(format!("HTTP, via mcpgw, {clients} client(s)"), "calls/s");
-        for _ in 0..scale.runs {
-            f.values
-                .push(http_rate(&url, "s0__echo", &echo_args("x"), clients, scale.http_for).await?);
-        }
-        if clients == *scale.http_clients.iter().max().unwrap_or(&clients) {
-            f = f.at_least(5_000.0);
-        }
-        section.figures.push(f);
-    }
-    gateway.stop().await?;
-    section.notes.push(format!(
-        "stdio: {} calls per run, {} in flight; HTTP: each client a handshake-era session on its own keep-alive connection, calling one at a time for {:?} per run.",
-        scale.pipelined, scale.window, scale.http_for
-    ));
-    if let Some(report) = report {
-        section
-            .notes
-            .push(format!("\nWhere the gateway's time goes during the stdio run (`perf`, self time, top symbols):\n\n```\n{report}\n```"));
-    }
-    Ok(vec![section])
-}
-
-/// Calls per second of `clients` HTTP sessions calling for `duration`.
-async fn http_rate(
-    url: &str,
-    tool: &str,
-    arguments: &Value,
-    clients: usize,
-    duration: Duration,
-) -> anyhow::Result<f64> {
-    let mut sessions = Vec::new();
-    for _ in 0..clients {
-        sessions.push(HttpClient::connect(url).await?);
-    }
-    let began = Instant::now();
-    let mut tasks = JoinSet::new();
-    for mut session in sessions {
-        let tool = tool.to_string();
-        let arguments = arguments.clone();
-        tasks.spawn(async move {
-            let mut calls = 0u64;
-            while began.elapsed() < duration {
-                session.call(&tool, &arguments).await?;
-                calls += 1;
-            }
-            anyhow::Ok(calls)
-        });
-    }
-    let mut calls = 0;
-    while let Some(done) = tasks.join_next().await {
-        calls += done??;
-    }
-    #[allow(clippy::cast_precision_loss)]
-    Ok(calls as f64 / began.elapsed().as_secs_f64())
-}
+/// Long enough for any count-bounded measurement.
+const LONG: Duration = Duration::from_secs(300);
 
 /// From `mcpgw run` to `initialize` answered and to the first complete
 /// `tools/list`, and the idle gateway's memory, by number of servers.
@@ -665,6 +394,7 @@ pub(crate) async fn external_stdio(
             "ms",
         )
     });
+    let caller = Caller::Lines(client);
     for c in CONCURRENCY {
         let mut p50 = Figure::new(format!("c={c}: p50"), "µs");
         let mut p99 = Figure::new(format!("c={c}: p99"), "µs");
@@ -674,7 +404,7 @@ pub(crate) async fn external_stdio(
             } else {
                 scale.calls_per_worker
             };
-            let mut samples = latencies(&client, tool, Some(arguments), c, each).await?;
+            let (mut samples, _) = drive(&caller, tool, Some(arguments), c, each, LONG).await?;
             p50.values.push(samples.quantile_us(0.5));
             p99.values.push(samples.quantile_us(0.99));
         }
@@ -682,16 +412,10 @@ pub(crate) async fn external_stdio(
     }
     let mut rate = Figure::new(format!("{} in flight", scale.window), "calls/s");
     for _ in 0..scale.runs {
-        rate.values.push(
-            pipelined(
-                &client,
-                tool,
-                Some(arguments),
-                scale.pipelined,
-                scale.window,
-            )
-            .await?,
-        );
+        let each = scale.pipelined / scale.window;
+        let budget = scale.pipelined_for;
+        let (_, calls) = drive(&caller, tool, Some(arguments), scale.window, each, budget).await?;
+        rate.values.push(calls);
     }
     section.figures.push(rate);
     let _ = child.kill().await;
@@ -709,8 +433,21 @@ pub(crate) async fn external_http(
     for &clients in &scale.http_clients {
         let mut f = Figure::new(format!("{clients} client(s)"), "calls/s");
         for _ in 0..scale.runs {
-            f.values
-                .push(http_rate(url, tool, arguments, clients, scale.http_for).await?);
+            let mut sessions = Vec::with_capacity(clients);
+            for _ in 0..clients {
+                sessions.push(tokio::sync::Mutex::new(HttpClient::connect(url).await?));
+            }
+            let caller = Caller::Http(Arc::from(sessions));
+            let (_, rate) = drive(
+                &caller,
+                tool,
+                Some(arguments),
+                clients,
+                usize::MAX / 2,
+                scale.http_for,
+            )
+            .await?;
+            f.values.push(rate);
         }
         section.figures.push(f);
     }

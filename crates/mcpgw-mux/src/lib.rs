@@ -591,8 +591,9 @@ impl Mux {
             .get_progress_token()
             .map(|token| ProgressRelay::new(context.peer.clone(), token, self.session.clone()));
         let sender = progress.as_ref().map(ProgressRelay::sender);
-        let on_behalf = self.on_behalf(context);
-        let request = backend.request(request, slot.deadline, sender, Some(&on_behalf));
+        // Only a `2026-07-28` backend is told whom a request is for.
+        let on_behalf = (!backend.protocol().has_initialize()).then(|| self.on_behalf(context));
+        let request = backend.request(request, slot.deadline, sender, on_behalf.as_ref());
         tokio::pin!(request);
         let outcome = loop {
             tokio::select! {
