@@ -295,17 +295,22 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn passes_bytes_through_unchanged() {
-        let input = b"garbage\n{\"a\":1}\n  not json\n[1]\n".to_vec();
-        let mut guard = LineGuard::new(
-            &input[..],
+    /// A guard on `input`, with lines capped at `cap`.
+    fn guarded(input: &[u8], cap: usize) -> LineGuard<&[u8]> {
+        LineGuard::new(
+            input,
             "t",
-            64,
+            cap,
             Arc::default(),
             ProgressRoutes::default(),
             Arc::default(),
-        );
+        )
+    }
+
+    #[tokio::test]
+    async fn passes_bytes_through_unchanged() {
+        let input = b"garbage\n{\"a\":1}\n  not json\n[1]\n".to_vec();
+        let mut guard = guarded(&input, 64);
         let mut out = Vec::new();
         guard.read_to_end(&mut out).await.unwrap();
         assert_eq!(out, input);
@@ -315,14 +320,7 @@ mod tests {
     #[tokio::test]
     async fn an_endless_line_ends_the_stream_with_an_error() {
         let input = vec![b'x'; 1000];
-        let mut guard = LineGuard::new(
-            &input[..],
-            "t",
-            100,
-            Arc::default(),
-            ProgressRoutes::default(),
-            Arc::default(),
-        );
+        let mut guard = guarded(&input, 100);
         let mut out = Vec::new();
         let err = guard.read_to_end(&mut out).await.unwrap_err();
         assert_eq!(
@@ -335,14 +333,7 @@ mod tests {
     async fn a_long_line_within_the_cap_is_fine() {
         let mut input = vec![b'{'; 100];
         input.push(b'\n');
-        let mut guard = LineGuard::new(
-            &input[..],
-            "t",
-            100,
-            Arc::default(),
-            ProgressRoutes::default(),
-            Arc::default(),
-        );
+        let mut guard = guarded(&input, 100);
         let mut out = Vec::new();
         guard.read_to_end(&mut out).await.unwrap();
         assert_eq!(out.len(), 101);
