@@ -4,6 +4,24 @@ use std::time::Duration;
 
 use super::*;
 
+/// A backend session named `name` over `io`, in the default era.
+async fn open(
+    name: &str,
+    io: tokio::io::DuplexStream,
+    init_timeout: Duration,
+) -> Result<Backend, BackendError> {
+    let (read, write) = tokio::io::split(io);
+    Backend::connect(
+        name,
+        read,
+        write,
+        init_timeout,
+        Relays::default(),
+        Audience::default(),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn opens_a_session_and_reads_the_inventory() {
     // Served by hand (not `in_memory`) so the test can check that the
@@ -17,17 +35,7 @@ async fn opens_a_session_and_reads_the_inventory() {
             .unwrap();
         running.waiting().await.unwrap();
     });
-    let (read, write) = tokio::io::split(client_io);
-    let backend = Backend::connect(
-        "t",
-        read,
-        write,
-        Duration::from_secs(5),
-        Relays::default(),
-        Audience::default(),
-    )
-    .await
-    .unwrap();
+    let backend = open("t", client_io, Duration::from_secs(5)).await.unwrap();
     let inventory = backend.inventory().await.unwrap();
     let names: Vec<_> = inventory.tools.iter().map(|t| t.name.to_string()).collect();
     assert!(
@@ -47,17 +55,9 @@ async fn opens_a_session_and_reads_the_inventory() {
 #[tokio::test(start_paused = true)]
 async fn a_silent_backend_times_out() {
     let (client_io, _server_io) = tokio::io::duplex(1024);
-    let (read, write) = tokio::io::split(client_io);
-    let err = Backend::connect(
-        "mute",
-        read,
-        write,
-        Duration::from_secs(3),
-        Relays::default(),
-        Audience::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = open("mute", client_io, Duration::from_secs(3))
+        .await
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "server `mute` did not answer the MCP handshake within 3s"
@@ -68,17 +68,9 @@ async fn a_silent_backend_times_out() {
 async fn a_backend_that_exits_fails_the_handshake() {
     let (client_io, server_io) = tokio::io::duplex(1024);
     drop(server_io);
-    let (read, write) = tokio::io::split(client_io);
-    let err = Backend::connect(
-        "gone",
-        read,
-        write,
-        Duration::from_secs(5),
-        Relays::default(),
-        Audience::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = open("gone", client_io, Duration::from_secs(5))
+        .await
+        .unwrap_err();
     assert!(
         err.to_string()
             .starts_with("server `gone` failed the MCP handshake"),
@@ -89,17 +81,7 @@ async fn a_backend_that_exits_fails_the_handshake() {
 #[tokio::test]
 async fn dropping_a_request_cancels_it_at_the_backend() {
     let client_io = mcpgw_testserver::in_memory(mcpgw_testserver::TestServer::new(0));
-    let (read, write) = tokio::io::split(client_io);
-    let backend = Backend::connect(
-        "t",
-        read,
-        write,
-        Duration::from_secs(5),
-        Relays::default(),
-        Audience::default(),
-    )
-    .await
-    .unwrap();
+    let backend = open("t", client_io, Duration::from_secs(5)).await.unwrap();
     let call = |name: &str| {
         rmcp::model::ClientRequest::CallToolRequest(rmcp::model::CallToolRequest::new(
             rmcp::model::CallToolRequestParams::new(name.to_string()),
