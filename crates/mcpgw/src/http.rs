@@ -84,6 +84,11 @@ pub(crate) async fn serve(
         .with_allowed_hosts(hosts)
         .with_allowed_origins(options.allowed_origins.clone())
         .enforce_origin_validation()
+        // A `2026-07-28` request (sessionless) whose handler sends nothing
+        // before its answer gets that answer as one JSON body, not an SSE
+        // stream; rmcp falls back to SSE when a notification comes first.
+        // Handshake-era sessions keep their SSE streams.
+        .with_json_response(true)
         .with_max_request_body_bytes(options.max_body);
     config.cancellation_token = sessions.clone();
     let factory = mux.clone();
