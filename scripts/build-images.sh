@@ -15,8 +15,11 @@
 # The python rootfs tarball is also cached under .cache/images/ (keyed by the same
 # hash), so re-creating a deleted image only costs a `docker import`.
 #
-# Usage (from anywhere): scripts/build-images.sh [test|gateway]   (default: test)
-# Env: MCPGW_DEBIAN_MIRROR   Debian mirror (default http://deb.debian.org)
+# Usage (from anywhere): scripts/build-images.sh [test|testserver|python|gateway]
+#        (default: test, which is testserver and python)
+# Env: MCPGW_STATIC_BIN_DIR  take the static binaries from this directory instead of
+#                            building them (see build_static_image)
+#      MCPGW_DEBIAN_MIRROR   Debian mirror (default http://deb.debian.org)
 #      MCPGW_IMAGES_FORCE=1  ignore the caches and rebuild everything
 set -euo pipefail
 
@@ -94,18 +97,29 @@ docker info >/dev/null 2>&1 || die "docker daemon not reachable"
 # 1. mcpgw/testserver:dev
 # --------------------------------------------------------------------------
 # A static binary of workspace package $1 in a FROM scratch image $2.
+#
+# With MCPGW_STATIC_BIN_DIR set (the Makefile sets it on x86_64 Linux, where
+# its one build of the workspace is already static), the binary is taken
+# from there and nothing is compiled; otherwise it is built here, in release.
 build_static_image() {
     local package="$1" image="$2"
-    log "$package: cargo build (static, $RUST_TARGET, +crt-static)"
-    local target_dir="$REPO_ROOT/target/static"
-    (
-        cd "$REPO_ROOT"
-        CARGO_TARGET_DIR="$target_dir" \
-        CARGO_PROFILE_RELEASE_STRIP=symbols \
-        RUSTFLAGS="-C target-feature=+crt-static" \
-            cargo build --release --quiet -p "$package" --target "$RUST_TARGET"
-    )
-    local bin="$target_dir/$RUST_TARGET/release/$package"
+    local bin
+    if [[ -n "${MCPGW_STATIC_BIN_DIR:-}" ]]; then
+        bin="$MCPGW_STATIC_BIN_DIR/$package"
+        [[ -x "$bin" ]] || die "$package: no binary at $bin; build the workspace first (make build)"
+        log "$package: using ${bin#"$REPO_ROOT"/}"
+    else
+        log "$package: cargo build (static, $RUST_TARGET, +crt-static, release)"
+        local target_dir="$REPO_ROOT/target/static"
+        (
+            cd "$REPO_ROOT"
+            CARGO_TARGET_DIR="$target_dir" \
+            CARGO_PROFILE_RELEASE_STRIP=symbols \
+            RUSTFLAGS="-C target-feature=+crt-static" \
+                cargo build --release --quiet -p "$package" --target "$RUST_TARGET"
+        )
+        bin="$target_dir/$RUST_TARGET/release/$package"
+    fi
     [[ -x "$bin" ]] || die "$package: binary not found at $bin"
 
     # Must be statically linked (a scratch image has no libc / loader).
@@ -137,7 +151,12 @@ ENTRYPOINT [\"/$package\"]
     log "$package: docker build $image (${hash:0:12})"
     local ctx
     ctx="$(mktempdir)"
-    cp "$bin" "$ctx/$package"
+    # A debug build carries its debug information; the image needs none.
+    if command -v strip >/dev/null; then
+        strip --strip-debug -o "$ctx/$package" "$bin"
+    else
+        cp "$bin" "$ctx/$package"
+    fi
     printf '%s' "$dockerfile" >"$ctx/Dockerfile"
     local build_log
     if ! build_log="$(docker build --quiet --label "$LABEL_KEY=$hash" -t "$image" "$ctx" 2>&1)"; then
@@ -263,7 +282,9 @@ build_python_servers() {
 
 case "${1:-test}" in
     test) build_testserver; build_python_servers ;;
+    testserver) build_testserver ;;
+    python) build_python_servers ;;
     gateway) build_gateway ;;
-    *) die "usage: scripts/build-images.sh [test|gateway]" ;;
+    *) die "usage: scripts/build-images.sh [test|testserver|python|gateway]" ;;
 esac
 log "done"
