@@ -23,15 +23,17 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{LoggingMessageNotificationParam, ProgressNotificationParam};
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::lines::{Lines, Sort};
 use crate::{PATIENCE, ProgressRoutes, Relay};
+use mcpgw_wire::lines::{Lines, Sort};
 
 /// Handing one notification on.
 type Delivery = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -175,10 +177,7 @@ impl<R> LineGuard<R> {
             "server `{}` sent a line longer than {} bytes on stdout",
             self.server, self.max_line
         );
-        *self
-            .verdict
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(format!(
+        *self.verdict.lock() = Some(format!(
             "it sent a line longer than {} bytes on stdout",
             self.max_line
         ));
@@ -211,9 +210,7 @@ fn delivery(
     }
     memchr::memmem::find(line, b"\"notifications/progress\"")?;
     let (route, report) = {
-        let routes = routes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let routes = routes.lock();
         if routes.is_empty() {
             return None;
         }

@@ -15,8 +15,6 @@
 #![allow(deprecated)]
 
 mod guard;
-pub mod lines;
-pub mod outbox;
 mod reclaim;
 
 use std::collections::HashMap;
@@ -92,7 +90,7 @@ pub struct Inventory {
 
 /// The requests in flight that a backend's progress notifications concern,
 /// by the progress token the gateway put on each.
-pub(crate) type ProgressRoutes = Arc<std::sync::Mutex<HashMap<ProgressToken, Route>>>;
+pub(crate) type ProgressRoutes = Arc<parking_lot::Mutex<HashMap<ProgressToken, Route>>>;
 
 /// Where one request's progress goes.
 #[derive(Debug, Clone)]
@@ -310,8 +308,10 @@ pub struct Deadline {
 }
 
 /// Keeps a `subscriptions/listen` stream open to a 2026-07-28 backend and
-/// turns its list-change notifications into bumps of `lists`. Ends with the
-/// session.
+/// turns its list-change notifications into bumps of `lists`. When the
+/// session is closed (`closing`), it cancels the stream and then ends the
+/// session (`shutdown`), whatever became of the stream before; it ends
+/// with the session.
 fn listen_for_list_changes(
     peer: Peer<RoleClient>,
     filter: SubscriptionFilter,
@@ -322,24 +322,39 @@ fn listen_for_list_changes(
 ) {
     let server = server.to_string();
     tokio::spawn(async move {
-        let mut subscription = match closing.run_until_cancelled(peer.listen(filter)).await {
-            Some(Ok(subscription)) => subscription,
-            Some(Err(err)) => {
-                tracing::debug!(server, error = %err, "backend refused subscriptions/listen; list changes will not be followed");
-                return;
-            }
-            None => return,
-        };
-        while let Some(Ok(Some(_))) = closing.run_until_cancelled(subscription.next()).await {
-            lists.send_modify(|n| *n += 1);
-        }
-        if closing.is_cancelled() && !shutdown.is_cancelled() {
-            // A server drains its open requests before it exits at the end
-            // of its stdin; an open stream would keep it running.
-            let _ = tokio::time::timeout(Duration::from_millis(250), subscription.cancel()).await;
-            shutdown.cancel();
+        follow_list_changes(&peer, filter, &lists, &closing, &shutdown, &server).await;
+        tokio::select! {
+            () = closing.cancelled() => shutdown.cancel(),
+            () = shutdown.cancelled() => {}
         }
     });
+}
+
+async fn follow_list_changes(
+    peer: &Peer<RoleClient>,
+    filter: SubscriptionFilter,
+    lists: &watch::Sender<u64>,
+    closing: &CancellationToken,
+    shutdown: &CancellationToken,
+    server: &str,
+) {
+    let mut subscription = match closing.run_until_cancelled(peer.listen(filter)).await {
+        Some(Ok(subscription)) => subscription,
+        Some(Err(err)) => {
+            tracing::debug!(server, error = %err, "backend refused subscriptions/listen; list changes will not be followed");
+            return;
+        }
+        None => return,
+    };
+    while let Some(Ok(Some(_))) = closing.run_until_cancelled(subscription.next()).await {
+        lists.send_modify(|n| *n += 1);
+    }
+    if closing.is_cancelled() && !shutdown.is_cancelled() {
+        // A server drains its open requests before it exits at the end of
+        // its stdin; an open stream would keep it running. A server that
+        // does not answer the cancellation is not waited for long.
+        let _ = tokio::time::timeout(Duration::from_millis(250), subscription.cancel()).await;
+    }
 }
 
 /// A progress route, removed when the request ends.
@@ -350,10 +365,7 @@ struct ProgressRoute {
 
 impl ProgressRoute {
     fn new(routes: &ProgressRoutes, token: ProgressToken, route: Route) -> Self {
-        routes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(token.clone(), route);
+        routes.lock().insert(token.clone(), route);
         Self {
             routes: routes.clone(),
             token,
@@ -363,10 +375,7 @@ impl ProgressRoute {
 
 impl Drop for ProgressRoute {
     fn drop(&mut self) {
-        self.routes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&self.token);
+        self.routes.lock().remove(&self.token);
     }
 }
 
@@ -415,12 +424,12 @@ pub struct Backend {
     closing: CancellationToken,
     listening: bool,
     closed: watch::Receiver<bool>,
-    verdict: Arc<std::sync::Mutex<Option<String>>>,
+    verdict: Arc<parking_lot::Mutex<Option<String>>>,
     progress: ProgressRoutes,
     lists: Arc<watch::Sender<u64>>,
     relay: Arc<OnceLock<Arc<dyn Relay>>>,
     /// Open `subscriptions/listen` streams for resources, by URI.
-    resource_streams: Arc<std::sync::Mutex<HashMap<String, CancellationToken>>>,
+    resource_streams: Arc<parking_lot::Mutex<HashMap<String, CancellationToken>>>,
 }
 
 /// How long a subscribe or unsubscribe may take.
@@ -479,9 +488,9 @@ impl Backend {
         // Closing comes first, so a `subscriptions/listen` stream can be
         // cancelled while the transport still carries the cancellation.
         let closing = shutdown.child_token();
-        let verdict = Arc::new(std::sync::Mutex::new(None));
+        let verdict = Arc::new(parking_lot::Mutex::new(None));
         // Requests leave through an outbox: under load, many in one write.
-        let (write, drain) = outbox::outbox(write, None);
+        let (write, drain) = mcpgw_wire::outbox::outbox(write, None);
         let progress = ProgressRoutes::default();
         let relay = Arc::new(OnceLock::new());
         let read = reclaim::Reclaim::new(guard::LineGuard::new(
@@ -680,10 +689,7 @@ impl Backend {
     /// Why the gateway ended the session itself, if it did (a backend that
     /// sent an oversized line, say).
     pub fn end_reason(&self) -> Option<String> {
-        self.verdict
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.verdict.lock().clone()
     }
 
     /// Asks a handshake-era backend that logs to send messages from `level`
@@ -726,7 +732,6 @@ impl Backend {
         let stop = self.closing.child_token();
         self.resource_streams
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(uri.to_string(), stop.clone());
         let relay = self.relay.clone();
         tokio::spawn(async move {
@@ -751,12 +756,7 @@ impl Backend {
                 UnsubscribeRequestParams::new(uri),
             ));
             let _ = self.request(request, SUBSCRIBE_DEADLINE, None, None).await;
-        } else if let Some(stop) = self
-            .resource_streams
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(uri)
-        {
+        } else if let Some(stop) = self.resource_streams.lock().remove(uri) {
             stop.cancel();
         }
     }
@@ -891,19 +891,9 @@ impl Backend {
         self.closing.cancel();
         if !self.listening {
             self.shutdown.cancel();
-            return;
         }
-        // The list-change stream is cancelled first and then ends the
-        // session; should it not, end it anyway.
-        let shutdown = self.shutdown.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                shutdown.cancel();
-            });
-        } else {
-            shutdown.cancel();
-        }
+        // Otherwise the list-change stream is cancelled first, and its
+        // task then ends the session (`listen_for_list_changes`).
     }
 
     /// Reads every tool, prompt and resource the backend offers, following

@@ -3,8 +3,10 @@
 //! what is measured is the endpoint, not the client.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 
 use anyhow::{Context as _, anyhow, bail};
 use serde_json::{Value, json};
@@ -62,19 +64,13 @@ impl LineClient {
                 if message.get("method").is_some() {
                     continue; // a request to the client: not used here
                 }
-                let waiter = answers
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .remove(&id);
+                let waiter = answers.lock().remove(&id);
                 if let Some(waiter) = waiter {
                     let _ = waiter.send(message);
                 }
             }
             // The endpoint closed: waiters see their senders dropped.
-            answers
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clear();
+            answers.lock().clear();
         });
         Self {
             next: Arc::new(AtomicU64::new(1)),
@@ -99,10 +95,7 @@ impl LineClient {
             params["_meta"] = stateless_meta();
         }
         let (sender, answer) = oneshot::channel();
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id, sender);
+        self.pending.lock().insert(id, sender);
         let mut line = serde_json::to_vec(
             &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
         )?;

@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     /// The file could not be opened or read.
-    #[error("{}: cannot read the catalog: {source}; fix: check the path given to --catalog", path.display())]
+    #[error("{}: cannot read the catalog: {error}; fix: check the path given to --catalog", path.display())]
     Io {
         /// The catalog path as given.
         path: PathBuf,
-        /// What the operating system said.
-        #[source]
-        source: std::io::Error,
+        /// What the operating system said (in the message, so not also
+        /// a `source` that `{:#}` would print a second time).
+        error: std::io::Error,
     },
     /// The file is larger than [`crate::MAX_CATALOG_BYTES`].
     #[error("{}: the catalog is {size} bytes, over the limit of {} bytes; fix: a catalog is a short hand-written file, check that --catalog names the right one", path.display(), crate::MAX_CATALOG_BYTES)]
@@ -41,10 +41,10 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: &Path, error: std::io::Error) -> Self {
         Self::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         }
     }
 

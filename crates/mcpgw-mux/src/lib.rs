@@ -32,7 +32,9 @@ pub use session::Instances;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::RwLock;
 use std::time::{Duration, Instant};
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -112,7 +114,7 @@ struct Slot {
     per_session: bool,
     deadline: Deadline,
     /// When a call last finished or started here.
-    last_used: std::sync::Mutex<Instant>,
+    last_used: parking_lot::Mutex<Instant>,
     /// Asks the runtime to start an idle server.
     wake: Notify,
     /// How long a stopped server may take to come back for a call.
@@ -180,7 +182,7 @@ struct Shared {
     /// The client sessions, for what servers say outside answers.
     sessions: Arc<Sessions>,
     /// Backend subscriptions: URI -> (server, how many sessions or streams).
-    backend_subscriptions: std::sync::Mutex<std::collections::HashMap<String, (usize, usize)>>,
+    backend_subscriptions: parking_lot::Mutex<std::collections::HashMap<String, (usize, usize)>>,
     /// Resource updates from backends, for listen streams.
     updates: broadcast::Sender<String>,
     /// The lowest level any session asked logs from, which handshake-era
@@ -273,7 +275,7 @@ impl Mux {
                     idle: s.call_timeout.unwrap_or(catalog.gateway.call_timeout),
                     max_total: catalog.gateway.max_call_timeout,
                 },
-                last_used: std::sync::Mutex::new(Instant::now()),
+                last_used: parking_lot::Mutex::new(Instant::now()),
                 wake: Notify::new(),
                 wake_timeout: catalog.gateway.init_timeout + Duration::from_secs(30),
                 secrets: s.secrets.values().map(|r| r.name.to_string()).collect(),
@@ -292,7 +294,7 @@ impl Mux {
             table: RwLock::new(Arc::new(RoutingTable::default())),
             settled: watch::channel(false).0,
             sessions: Arc::default(),
-            backend_subscriptions: std::sync::Mutex::default(),
+            backend_subscriptions: parking_lot::Mutex::default(),
             updates: broadcast::channel(256).0,
             log_level: RwLock::new(None),
             changes: broadcast::channel(64).0,
@@ -337,7 +339,7 @@ impl Mux {
         {
             tracing::warn!("some backends are still starting; listing those that are up");
         }
-        read(&self.shared.table).clone()
+        self.shared.table.read().clone()
     }
 
     /// The routing table for a request, unless its client cancels it while
@@ -373,7 +375,7 @@ impl Mux {
             ));
         }
         let first = {
-            let mut subs = lock(&self.shared.backend_subscriptions);
+            let mut subs = self.shared.backend_subscriptions.lock();
             let entry = subs.entry(uri.to_string()).or_insert((index, 0));
             entry.1 += 1;
             entry.1 == 1
@@ -393,7 +395,7 @@ impl Mux {
                 Err(e) => Err(e),
             };
             if let Err(err) = subscribed {
-                lock(&self.shared.backend_subscriptions).remove(uri);
+                self.shared.backend_subscriptions.lock().remove(uri);
                 return Err(err);
             }
         }
@@ -520,7 +522,7 @@ impl Mux {
                     session: Some(Arc::downgrade(&self.session)),
                 });
                 let session = self.session.id;
-                let level = *lock(&self.session.log_level);
+                let level = *self.session.log_level.lock();
                 let limit = Arc::new(slot.limit.fresh());
                 async move {
                     let instances =
@@ -897,7 +899,7 @@ impl Mux {
         self.session
             .remember(&context.peer, profile(&context.extensions));
         if let Some(level) = context.meta.log_level() {
-            *lock(&self.session.log_level) = Some(level);
+            *self.session.log_level.lock() = Some(level);
         }
     }
 
@@ -910,7 +912,7 @@ impl Mux {
         };
         OnBehalf {
             capabilities,
-            log_level: *lock(&self.session.log_level),
+            log_level: *self.session.log_level.lock(),
         }
     }
 }
@@ -929,7 +931,7 @@ impl Shared {
     /// one unsubscribes at the backend.
     async fn release(&self, uri: &str) {
         let last = {
-            let mut subs = lock(&self.backend_subscriptions);
+            let mut subs = self.backend_subscriptions.lock();
             match subs.get_mut(uri) {
                 Some(entry) if entry.1 > 1 => {
                     entry.1 -= 1;
@@ -1010,7 +1012,7 @@ impl Shared {
         let Some(profile) = self.profiles.get(name) else {
             return false;
         };
-        let table = read(&self.table).clone();
+        let table = self.table.read().clone();
         table.tools().iter().any(|tool| {
             profile.permits(&tool.name)
                 && matches!(table.tool(&tool.name), ToolLookup::Found(route) if route.server == index)
@@ -1021,7 +1023,7 @@ impl Shared {
 impl Slots {
     /// Server `index` is up, offering `inventory`.
     pub fn ready(&self, index: usize, backend: Backend, inventory: Inventory) {
-        if let Some(level) = *read(&self.shared.log_level) {
+        if let Some(level) = *self.shared.log_level.read() {
             let backend = backend.clone();
             tokio::spawn(async move { backend.set_level(level).await });
         }
@@ -1100,12 +1102,7 @@ impl Slots {
         if busy {
             return None;
         }
-        Some(
-            slot.last_used
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .elapsed(),
-        )
+        Some(slot.last_used.lock().elapsed())
     }
 
     /// Server `index` was stopped while unused; its tools stay listed.
@@ -1139,7 +1136,7 @@ impl Slots {
     fn set(&self, index: usize, state: SlotState) {
         // Change, rebuild and publish under the table's lock: two backends
         // reporting at once must not publish their tables out of order.
-        let mut table = write(&self.shared.table);
+        let mut table = self.shared.table.write();
         self.shared.slots[index].state.send_replace(state);
         let rebuilt = Arc::new(self.rebuild());
         let change = ListChange::between(&table, &rebuilt);
@@ -1179,22 +1176,6 @@ impl Slots {
             .collect();
         RoutingTable::build(&self.shared.separator, &entries)
     }
-}
-
-pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-pub(crate) fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The answer to a call that finds `limit` full.
@@ -1238,21 +1219,14 @@ struct Activity<'a>(&'a Slot);
 
 impl<'a> Activity<'a> {
     fn begin(slot: &'a Slot) -> Self {
-        *slot
-            .last_used
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+        *slot.last_used.lock() = Instant::now();
         Self(slot)
     }
 }
 
 impl Drop for Activity<'_> {
     fn drop(&mut self) {
-        *self
-            .0
-            .last_used
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+        *self.0.last_used.lock() = Instant::now();
     }
 }
 
@@ -1512,17 +1486,17 @@ impl ServerHandler for Mux {
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         self.remember_client(&context);
-        *lock(&self.session.log_level) = Some(request.level);
+        *self.session.log_level.lock() = Some(request.level);
         let lowest = self
             .shared
             .sessions
             .all()
             .iter()
-            .filter_map(|s| *lock(&s.log_level))
+            .filter_map(|s| *s.log_level.lock())
             .chain([request.level])
             .min_by_key(|level| relay::severity(*level))
             .unwrap_or(request.level);
-        *write(&self.shared.log_level) = Some(lowest);
+        *self.shared.log_level.write() = Some(lowest);
         let backends: Vec<Backend> = self
             .shared
             .slots
@@ -1545,7 +1519,7 @@ impl ServerHandler for Mux {
     ) -> Option<SubscriptionFilter> {
         // Resources are accepted when a server routes them; the table may
         // still be settling, in which case the stream starts without them.
-        let table = read(&self.shared.table).clone();
+        let table = self.shared.table.read().clone();
         let routable = requested
             .resource_subscriptions
             .iter()
@@ -1577,9 +1551,9 @@ impl ServerHandler for Mux {
                 None,
             ));
         }
-        let newly = lock(&self.session.subscribed).insert(request.uri.clone());
+        let newly = self.session.subscribed.lock().insert(request.uri.clone());
         if newly && let Err(err) = self.acquire(&request.uri, &context).await {
-            lock(&self.session.subscribed).remove(&request.uri);
+            self.session.subscribed.lock().remove(&request.uri);
             return Err(err);
         }
         Ok(())
@@ -1590,7 +1564,7 @@ impl ServerHandler for Mux {
         request: UnsubscribeRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        if lock(&self.session.subscribed).remove(&request.uri) {
+        if self.session.subscribed.lock().remove(&request.uri) {
             self.release(&request.uri).await;
         }
         Ok(())

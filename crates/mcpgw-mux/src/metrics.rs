@@ -2,12 +2,10 @@
 //! server and tool, and server failures, rendered in the Prometheus text
 //! format.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::time::Duration;
-
-use crate::lock;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 const BUCKETS: [f64; 11] = [
@@ -34,7 +32,7 @@ pub(crate) struct Metrics {
 impl Metrics {
     /// One `tools/call` to `tool` of `server` that took `took`.
     pub(crate) fn call(&self, server: &str, tool: &str, ok: bool, took: Duration) {
-        let mut calls = lock(&self.calls);
+        let mut calls = self.calls.lock();
         if !calls
             .get(server)
             .is_some_and(|tools| tools.contains_key(tool))
@@ -61,12 +59,14 @@ impl Metrics {
 
     /// Server `server` failed (and will be restarted, or its circuit opens).
     pub(crate) fn failure(&self, server: &str) {
-        *lock(&self.failures).entry(server.to_string()).or_default() += 1;
+        *self.failures.lock().entry(server.to_string()).or_default() += 1;
     }
 
     /// The counters in the Prometheus text format.
     pub(crate) fn render(&self, out: &mut String) {
-        let calls: Vec<((String, String), Calls)> = lock(&self.calls)
+        let calls: Vec<((String, String), Calls)> = self
+            .calls
+            .lock()
             .iter()
             .flat_map(|(server, tools)| {
                 tools
@@ -113,7 +113,7 @@ impl Metrics {
             out,
             "# HELP mcpgw_server_failures_total Times a server failed to start or stopped answering.\n# TYPE mcpgw_server_failures_total counter"
         );
-        for (server, n) in lock(&self.failures).iter() {
+        for (server, n) in self.failures.lock().iter() {
             let _ = writeln!(
                 out,
                 "mcpgw_server_failures_total{{server=\"{}\"}} {n}",

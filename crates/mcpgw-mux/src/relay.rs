@@ -30,8 +30,8 @@ use rmcp::service::{Peer, RoleServer, ServiceError};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::Shared;
 use crate::session::Session;
-use crate::{Shared, lock};
 
 /// Relays one server's requests and notifications to client sessions.
 #[derive(Debug)]
@@ -248,7 +248,7 @@ impl Relay for ClientRelay {
                 .sessions
                 .all()
                 .into_iter()
-                .filter(|s| lock(&s.subscribed).contains(&uri))
+                .filter(|s| s.subscribed.lock().contains(&uri))
                 .collect();
             drop(shared);
             for session in subscribers {
@@ -301,7 +301,8 @@ impl Relay for ClientRelay {
                 .into_iter()
                 .filter(|s| {
                     // A session that never asked for logs gets none.
-                    lock(&s.log_level)
+                    s.log_level
+                        .lock()
                         .is_some_and(|wanted| severity(params.level) >= severity(wanted))
                 })
                 .collect();

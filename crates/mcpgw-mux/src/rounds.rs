@@ -16,8 +16,8 @@
 //! `2026-07-28` client's through the rounds. With none, or more than one,
 //! the backend's request fails with a message that says so.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -29,9 +29,8 @@ use rmcp::model::{
 use rmcp::service::{Peer, RoleServer};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio_util::task::AbortOnDropHandle;
 
-use crate::lock;
 use crate::relay::ASK_TIMEOUT;
 
 /// What a call's `requestState` is bound to: the server and the request
@@ -54,18 +53,9 @@ pub(crate) struct Call {
     result: oneshot::Receiver<Result<ServerResult, ErrorData>>,
     asks: mpsc::Receiver<Ask>,
     /// Cancels the backend's call when the gateway gives up on it.
-    _task: AbortOnDrop,
+    _task: AbortOnDropHandle<()>,
     /// Registered in `open` while it runs; removed when it ends.
     _open: OpenGuard,
-}
-
-#[derive(Debug)]
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// A call waiting for the client's responses.
@@ -96,7 +86,7 @@ struct OpenGuard {
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         if let Some(rounds) = self.rounds.upgrade()
-            && let Some(calls) = lock(&rounds.open).get_mut(&self.server)
+            && let Some(calls) = rounds.open.lock().get_mut(&self.server)
         {
             calls.retain(|c| c.id != self.id);
         }
@@ -156,7 +146,7 @@ impl Rounds {
     {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (ask_tx, asks) = mpsc::channel(8);
-        lock(&self.open).entry(server).or_default().push(OpenCall {
+        self.open.lock().entry(server).or_default().push(OpenCall {
             id,
             capabilities,
             client,
@@ -169,7 +159,7 @@ impl Rounds {
         Call {
             result,
             asks,
-            _task: AbortOnDrop(task),
+            _task: AbortOnDropHandle::new(task),
             _open: OpenGuard {
                 rounds: std::sync::Arc::downgrade(self),
                 server,
@@ -215,7 +205,7 @@ impl Rounds {
                 .associated_data(binding.as_bytes())
                 .ttl(ttl),
         );
-        let mut parked = lock(&self.parked);
+        let mut parked = self.parked.lock();
         let now = Instant::now();
         parked.retain(|_, p| p.expires > now);
         parked.insert(
@@ -233,7 +223,7 @@ impl Rounds {
         tokio::spawn(async move {
             tokio::time::sleep(ttl).await;
             if let Some(rounds) = rounds.upgrade() {
-                let expired = lock(&rounds.parked).remove(&id);
+                let expired = rounds.parked.lock().remove(&id);
                 drop(expired);
             }
         });
@@ -271,7 +261,7 @@ impl Rounds {
             .open_with(sealed, binding.as_bytes())
             .map_err(|_| stale())?;
         let id = u64::from_le_bytes(bytes.try_into().map_err(|_| stale())?);
-        let parked = lock(&self.parked).remove(&id).ok_or_else(stale)?;
+        let parked = self.parked.lock().remove(&id).ok_or_else(stale)?;
         if parked.expires <= Instant::now() {
             return Err(stale());
         }
@@ -301,7 +291,7 @@ impl Rounds {
             Round(mpsc::Sender<Ask>),
         }
         let target = {
-            let open = lock(&self.open);
+            let open = self.open.lock();
             let calls = open.get(&server).map_or(&[][..], Vec::as_slice);
             match calls {
                 [one] => match &one.client {
@@ -455,11 +445,11 @@ mod tests {
         let state = state_of(&first);
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(
-            lock(&rounds.parked).is_empty(),
+            rounds.parked.lock().is_empty(),
             "the parked call was dropped"
         );
         assert!(
-            lock(&rounds.open).values().all(Vec::is_empty),
+            rounds.open.lock().values().all(Vec::is_empty),
             "and no longer counts as in progress"
         );
         assert!(rounds.resume(&state, "0:tool", None).is_err());

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use mcpgw_backend::Inventory;
 use mcpgw_catalog::ToolFilter;
+use regex::Regex;
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 use sha2::{Digest, Sha256};
 
@@ -73,7 +74,8 @@ pub struct RoutingTable {
     prompt_routes: HashMap<String, Route>,
     resources: Vec<Resource>,
     resource_routes: HashMap<String, usize>,
-    templates: Vec<(ResourceTemplate, usize)>,
+    /// Each template with its server and its matcher, compiled once.
+    templates: Vec<(ResourceTemplate, usize, Option<Regex>)>,
 }
 
 impl RoutingTable {
@@ -132,7 +134,8 @@ impl RoutingTable {
                 table.resources.push(resource.clone());
             }
             for template in &inventory.resource_templates {
-                table.templates.push((template.clone(), index));
+                let matcher = template_matcher(&template.uri_template);
+                table.templates.push((template.clone(), index, matcher));
             }
         }
         table
@@ -155,7 +158,7 @@ impl RoutingTable {
 
     /// The merged resource templates.
     pub fn resource_templates(&self) -> impl Iterator<Item = &ResourceTemplate> {
-        self.templates.iter().map(|(t, _)| t)
+        self.templates.iter().map(|(t, _, _)| t)
     }
 
     /// Where the exposed tool `name` goes.
@@ -178,8 +181,8 @@ impl RoutingTable {
     pub fn template(&self, uri_template: &str) -> Option<usize> {
         self.templates
             .iter()
-            .find(|(t, _)| t.uri_template == uri_template)
-            .map(|&(_, server)| server)
+            .find(|(t, _, _)| t.uri_template == uri_template)
+            .map(|&(_, server, _)| server)
     }
 
     /// Which server serves resource `uri`: a listed resource first, then the
@@ -188,8 +191,8 @@ impl RoutingTable {
         self.resource_routes.get(uri).copied().or_else(|| {
             self.templates
                 .iter()
-                .find(|(t, _)| template_matches(&t.uri_template, uri))
-                .map(|&(_, server)| server)
+                .find(|(_, _, matcher)| matcher.as_ref().is_some_and(|m| m.is_match(uri)))
+                .map(|&(_, server, _)| server)
         })
     }
 }
@@ -224,27 +227,24 @@ pub fn expose(
     name
 }
 
-/// Whether `uri` matches an RFC 6570 template, treating each `{var}` as one
-/// or more characters other than `/` and `{+var}` as one or more of any.
-fn template_matches(template: &str, uri: &str) -> bool {
-    fn go(t: &str, u: &str) -> bool {
-        let Some(open) = t.find('{') else {
-            return t == u;
-        };
-        let (literal, rest) = t.split_at(open);
-        let Some(u) = u.strip_prefix(literal) else {
-            return false;
-        };
-        let Some(close) = rest.find('}') else {
-            return false;
-        };
-        let reserved = rest[1..close].starts_with('+');
-        let after = &rest[close + 1..];
-        (1..=u.len()).any(|n| {
-            u.is_char_boundary(n) && (reserved || !u[..n].contains('/')) && go(after, &u[n..])
-        })
+/// The matcher for an RFC 6570 template: each `{var}` stands for one or
+/// more characters other than `/`, and `{+var}` for one or more of any.
+/// A regular expression, so that matching takes time linear in the URI
+/// however many variables the template has; `None` for a template that is
+/// not well formed (an unclosed `{`), which matches nothing.
+fn template_matcher(template: &str) -> Option<Regex> {
+    let mut pattern = String::from("^");
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        pattern.push_str(&regex::escape(&rest[..open]));
+        let close = open + rest[open..].find('}')?;
+        let reserved = rest[open + 1..close].starts_with('+');
+        pattern.push_str(if reserved { "(?s:.+)" } else { "[^/]+" });
+        rest = &rest[close + 1..];
     }
-    go(template, uri)
+    pattern.push_str(&regex::escape(rest));
+    pattern.push('$');
+    Regex::new(&pattern).ok()
 }
 
 #[cfg(test)]

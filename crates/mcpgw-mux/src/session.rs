@@ -19,14 +19,16 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
+
+use parking_lot::Mutex;
 
 use mcpgw_backend::{Backend, Relay};
 use rmcp::model::LoggingLevel;
 use rmcp::service::{Peer, RoleServer};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Limit, Shared, lock};
+use crate::{Limit, Shared};
 
 /// Starts private instances of `scope: session` servers. The runtime
 /// implements it; the mux does not know about containers.
@@ -115,7 +117,11 @@ impl Session {
         if self.client.set(client).is_ok()
             && let Some(shared) = self.shared.upgrade()
         {
-            lock(&shared.sessions.sessions).insert(self.id, Arc::downgrade(self));
+            shared
+                .sessions
+                .sessions
+                .lock()
+                .insert(self.id, Arc::downgrade(self));
         }
     }
 
@@ -185,10 +191,10 @@ impl Drop for Session {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        lock(&shared.sessions.sessions).remove(&self.id);
+        shared.sessions.sessions.lock().remove(&self.id);
         // Its subscriptions end with it; the last one of a URI unsubscribes
         // at the backend, on a task of its own that ends when that is done.
-        let subscribed = std::mem::take(&mut *lock(&self.subscribed));
+        let subscribed = std::mem::take(&mut *self.subscribed.lock());
         if !subscribed.is_empty()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
@@ -220,7 +226,9 @@ pub(crate) struct Sessions {
 impl Sessions {
     /// Every session with a client, in the order they were opened.
     pub(crate) fn all(&self) -> Vec<Arc<Session>> {
-        let mut all: Vec<Arc<Session>> = lock(&self.sessions)
+        let mut all: Vec<Arc<Session>> = self
+            .sessions
+            .lock()
             .values()
             .filter_map(Weak::upgrade)
             .collect();

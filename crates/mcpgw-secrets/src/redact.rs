@@ -170,8 +170,8 @@ fn variants(value: &str) -> BTreeSet<String> {
     out.insert(ascii_escaped(&json));
     out.insert(json);
     let bytes = value.as_bytes();
-    out.insert(hex(bytes, false));
-    out.insert(hex(bytes, true));
+    out.insert(hex::encode(bytes));
+    out.insert(hex::encode_upper(bytes));
     for keep in [UNRESERVED, PYTHON_QUOTE, JS_URI_COMPONENT] {
         out.insert(percent(value, keep, false, false));
         out.insert(percent(value, keep, true, false));
@@ -206,18 +206,6 @@ fn ascii_escaped(json: &str) -> String {
                 let _ = write!(out, "\\u{unit:04x}");
             }
         }
-    }
-    out
-}
-
-fn hex(bytes: &[u8], upper: bool) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = if upper {
-            write!(out, "{b:02X}")
-        } else {
-            write!(out, "{b:02x}")
-        };
     }
     out
 }
@@ -280,8 +268,8 @@ mod tests {
             ("json", json_escaped(text)),
             ("json twice", json_escaped(&json_escaped(text))),
             ("json ascii", ascii_escaped(&json_escaped(text))),
-            ("hex", hex(text.as_bytes(), false)),
-            ("HEX", hex(text.as_bytes(), true)),
+            ("hex", hex::encode(text)),
+            ("HEX", hex::encode_upper(text)),
             ("percent", percent(text, UNRESERVED, true, false)),
             ("percent lower", percent(text, UNRESERVED, false, false)),
             ("python quote", percent(text, PYTHON_QUOTE, true, false)),

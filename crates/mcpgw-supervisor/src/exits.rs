@@ -6,7 +6,9 @@
 //! its own containers, reconnecting if the engine goes away.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use bollard::Docker;
@@ -81,10 +83,7 @@ impl Exits {
     fn record(&self, event: &bollard::models::EventMessage) {
         let Some(actor) = &event.actor else { return };
         let Some(id) = &actor.id else { return };
-        let mut records = self
-            .records
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut records = self.records.lock();
         let record = records.entry(id.clone()).or_default();
         match event.action.as_deref() {
             Some("oom") => record.oom_killed = true,
@@ -109,10 +108,7 @@ impl Exits {
         loop {
             let changed = self.changed.notified();
             {
-                let mut records = self
-                    .records
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut records = self.records.lock();
                 if records.get(id).is_some_and(|r| r.died) {
                     let record = records.remove(id)?;
                     return Some(ExitState {

@@ -377,6 +377,13 @@ impl Supervisor {
     /// has been closed), then removes it, killing it if it still runs.
     /// Errors are logged, not returned: removal is best effort at shutdown.
     pub async fn stop(&self, id: &str, grace: Duration) {
+        self.wait_exited(id, grace).await;
+        self.remove(id).await;
+    }
+
+    /// Returns once the container `id` is not running (the engine has
+    /// recorded its exit), or after at most `limit`.
+    pub async fn wait_exited(&self, id: &str, limit: Duration) {
         let mut wait = self.docker.wait_container(
             id,
             Some(
@@ -387,8 +394,7 @@ impl Supervisor {
         );
         // A non-zero exit is reported as an error by bollard; either way the
         // container is no longer running.
-        let _ = tokio::time::timeout(grace, wait.next()).await;
-        self.remove(id).await;
+        let _ = tokio::time::timeout(limit, wait.next()).await;
     }
 
     /// Removes the container `id`, killing it if it runs, and returns once
@@ -413,24 +419,29 @@ impl Supervisor {
         self.wait_gone(id, REMOVAL_WAIT).await;
     }
 
-    /// Polls until the engine answers 404 for `id`, for at most `limit`.
+    /// Returns once the engine has removed `id` (its `wait` with the
+    /// condition `removed`), or after at most `limit`.
     async fn wait_gone(&self, id: &str, limit: Duration) {
+        let mut removed = self.docker.wait_container(
+            id,
+            Some(
+                WaitContainerOptionsBuilder::default()
+                    .condition("removed")
+                    .build(),
+            ),
+        );
         let gone = async {
-            loop {
-                match self
-                    .docker
-                    .inspect_container(id, None::<InspectContainerOptions>)
-                    .await
-                {
-                    Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404,
-                        ..
-                    }) => return,
-                    Err(err) => {
-                        tracing::debug!(container = id, error = %err, "inspect failed while waiting for removal");
-                        return;
-                    }
-                    Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            match removed.next().await {
+                // Gone already, or gone now (bollard reports a non-zero
+                // exit code as an error).
+                None
+                | Some(Ok(_) | Err(bollard::errors::Error::DockerContainerWaitError { .. }))
+                | Some(Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404,
+                    ..
+                })) => {}
+                Some(Err(err)) => {
+                    tracing::debug!(container = id, error = %err, "wait failed while waiting for removal");
                 }
             }
         };

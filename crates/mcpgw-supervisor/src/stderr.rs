@@ -7,7 +7,9 @@
 //! is logged once the flood subsides. The tail keeps everything.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 /// How many stderr lines per server and second reach the log.
@@ -50,10 +52,7 @@ impl StderrTail {
     }
 
     pub(crate) fn push(&self, bytes: &[u8]) {
-        let mut inner = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut inner = self.inner.lock();
         inner.tail.extend(bytes);
         let excess = inner.tail.len().saturating_sub(Self::CAPACITY);
         inner.tail.drain(..excess);
@@ -70,10 +69,7 @@ impl StderrTail {
     /// The last `max` bytes of stderr, as text, starting at a line boundary
     /// where one is near.
     pub fn tail(&self, max: usize) -> String {
-        let inner = self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let inner = self.inner.lock();
         let skip = inner.tail.len().saturating_sub(max);
         let bytes: Vec<u8> = inner.tail.iter().skip(skip).copied().collect();
         let text = String::from_utf8_lossy(&bytes);
@@ -141,7 +137,7 @@ mod tests {
             &kept[kept.len() - 40..]
         );
         assert!(kept.starts_with("line "), "starts at a line boundary");
-        let inner = tail.inner.lock().unwrap();
+        let inner = tail.inner.lock();
         assert_eq!(u64::from(inner.logged) + inner.skipped(), 10_000);
         assert_eq!(inner.logged, LOG_LINES_PER_SECOND);
     }

@@ -22,7 +22,9 @@
 mod probe;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use rmcp::model::{
@@ -326,10 +328,8 @@ fn relayed<T: serde::Serialize>(
     })
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+fn lock<T>(mutex: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
+    mutex.lock()
 }
 
 fn text(s: impl Into<String>) -> CallToolResult {
@@ -338,12 +338,7 @@ fn text(s: impl Into<String>) -> CallToolResult {
 
 impl TestServer {
     fn count(&self, what: &str) {
-        *self
-            .calls
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(what.to_string())
-            .or_default() += 1;
+        *self.calls.lock().entry(what.to_string()).or_default() += 1;
     }
 
     async fn call(
@@ -362,11 +357,7 @@ impl TestServer {
                 Ok(text(arg_str(args, "text")?))
             }
             "stats" => {
-                let calls = self
-                    .calls
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone();
+                let calls = self.calls.lock().clone();
                 let report = json!(calls);
                 let mut result = text(report.to_string());
                 result.structured_content = Some(report);
@@ -514,7 +505,6 @@ impl TestServer {
                 let name = arg_str(args, "name")?.to_string();
                 self.tools
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .push(tool(&name, "A tool added at run time.", &json!({}), &[]));
                 self.tools_changed.send_modify(|n| *n += 1);
                 // Handshake-era clients hear of it by notification;
@@ -614,14 +604,7 @@ impl TestServer {
                 }
                 Ok(text("flooded"))
             }
-            other
-                if self
-                    .tools
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .iter()
-                    .any(|t| t.name == other) =>
-            {
+            other if self.tools.lock().iter().any(|t| t.name == other) => {
                 Ok(text(other.to_string()))
             }
             other => Err(ErrorData::invalid_params(
@@ -678,11 +661,7 @@ impl ServerHandler for TestServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let tools = self
-            .tools
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let tools = self.tools.lock().clone();
         Ok(ListToolsResult::with_all_items(tools))
     }
 

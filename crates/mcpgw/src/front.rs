@@ -14,9 +14,9 @@
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use mcpgw_backend::lines::Lines;
-use mcpgw_backend::outbox::{LineSender, Outbox, outbox};
 use mcpgw_backend::{Audience, Era};
+use mcpgw_wire::lines::Lines;
+use mcpgw_wire::outbox::{LineSender, Outbox, outbox};
 use rmcp::model::ClientCapabilities;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};

@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!("{err:#}");
+            report(&err);
             ExitCode::from(err.exit_code())
         }
     }
@@ -67,6 +67,19 @@ fn runtime_for(command: &cli::Command) -> tokio::runtime::Builder {
     builder
 }
 
+/// Prints the error a command ended with as cargo and ripgrep do:
+/// `error: ` and the message on stderr, without the log's timestamp, in
+/// colour only on a terminal. It passes the same redaction as the logs.
+fn report(err: &impl std::fmt::Display) {
+    use std::io::{IsTerminal as _, Write as _};
+    let label = if std::io::stderr().is_terminal() {
+        "\x1b[1;31merror\x1b[0m"
+    } else {
+        "error"
+    };
+    let _ = writeln!(redaction::RedactingStderr, "{label}: {err:#}");
+}
+
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter =
@@ -74,6 +87,7 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| redaction::RedactingStderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

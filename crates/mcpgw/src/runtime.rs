@@ -31,6 +31,11 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// How much of a failed server's stderr goes into its error report.
 const STDERR_IN_REPORT: usize = 2048;
 
+/// How long a failure report waits for the engine to record a container's
+/// exit (its stdout can close first). A container that is still running,
+/// one that hangs, costs its restart this much at most.
+const EXIT_RECORDED: Duration = Duration::from_secs(1);
+
 /// The gateway's backends and the containers behind them.
 pub(crate) struct Gateway {
     launcher: Launcher,
@@ -58,7 +63,7 @@ impl Gateway {
         slots.set_secrets(secrets.redactor().clone());
         let diagnoser = Diagnoser {
             supervisor: supervisor.clone(),
-            current: Arc::new(std::sync::Mutex::new(vec![None; catalog.servers.len()])),
+            current: Arc::new(parking_lot::Mutex::new(vec![None; catalog.servers.len()])),
         };
         slots.set_diagnosis(Arc::new(diagnoser.clone()));
         let mut gateway = Self {
@@ -210,24 +215,18 @@ impl Instances for SessionInstances {
 struct Diagnoser {
     supervisor: Supervisor,
     /// The current container of each server, by catalog index.
-    current: Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    current: Arc<parking_lot::Mutex<Vec<Option<String>>>>,
 }
 
 impl Diagnoser {
     fn set(&self, index: usize, id: Option<String>) {
-        self.current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)[index] = id;
+        self.current.lock()[index] = id;
     }
 }
 
 impl Diagnose for Diagnoser {
     fn diagnose(&self, index: usize) -> Pin<Box<dyn Future<Output = Option<String>> + Send>> {
-        let id = self
-            .current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)[index]
-            .clone();
+        let id = self.current.lock()[index].clone();
         let supervisor = self.supervisor.clone();
         Box::pin(async move {
             let reached = supervisor.limits_reached(&id?).await;
@@ -620,8 +619,9 @@ impl Launcher {
     }
 
     async fn report(&self, id: &str, stderr: &StderrTail, reason: &str) -> String {
-        // Give the engine a moment to record the exit.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The session ended when the container's stdout did; its exit
+        // code is there once the engine has recorded the exit.
+        self.supervisor.wait_exited(id, EXIT_RECORDED).await;
         let state = self
             .supervisor
             .exit_state(id)

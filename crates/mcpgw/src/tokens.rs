@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, anyhow};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
 
 use crate::commands::{Failure, print_stdout};
 
@@ -40,7 +41,7 @@ const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) struct LiveTokens {
     path: PathBuf,
-    state: std::sync::Mutex<LiveState>,
+    state: parking_lot::Mutex<LiveState>,
 }
 
 #[derive(Debug)]
@@ -63,16 +64,13 @@ impl LiveTokens {
         };
         Self {
             path,
-            state: std::sync::Mutex::new(state),
+            state: parking_lot::Mutex::new(state),
         }
     }
 
     /// The store as it is now.
     pub(crate) fn current(&self) -> std::sync::Arc<Tokens> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state.lock();
         if state.checked.elapsed() >= RECHECK {
             state.checked = std::time::Instant::now();
             let now = modified(&self.path);
@@ -107,15 +105,6 @@ pub(crate) fn default_path() -> PathBuf {
 
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Equal in time that does not depend on where the inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Tokens {
@@ -177,11 +166,12 @@ impl Tokens {
 
     /// The stored token `presented` matches, if any.
     pub(crate) fn check(&self, presented: &str) -> Option<&Stored> {
-        let wanted = hex(&digest(presented));
+        let wanted = hex::encode(digest(presented));
         let mut found = None;
         // Every entry is compared, whichever matches.
         for stored in &self.tokens {
-            if constant_time_eq(wanted.as_bytes(), stored.sha256.as_bytes()) {
+            // Equal in time that does not depend on where the digests differ.
+            if bool::from(wanted.as_bytes().ct_eq(stored.sha256.as_bytes())) {
                 found = Some(stored);
             }
         }
@@ -221,11 +211,11 @@ fn create(name: &str, profile: Option<String>, path: &Path) -> Result<(), Failur
     }
     let mut raw = [0u8; 32];
     getrandom::fill(&mut raw).map_err(|e| anyhow!("no randomness for a token: {e}"))?;
-    let token = format!("mcpgw_{}", hex(&raw));
+    let token = format!("mcpgw_{}", hex::encode(raw));
     store.tokens.push(Stored {
         name: name.to_string(),
         profile,
-        sha256: hex(&digest(&token)),
+        sha256: hex::encode(digest(&token)),
     });
     store.save(path)?;
     print_stdout(&format!("{token}\n"));
@@ -274,7 +264,7 @@ mod tests {
         store.tokens.push(Stored {
             name: "ci".into(),
             profile: Some("ci".into()),
-            sha256: hex(&digest("mcpgw_secret")),
+            sha256: hex::encode(digest("mcpgw_secret")),
         });
         store.save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();

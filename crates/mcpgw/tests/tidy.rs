@@ -1,5 +1,5 @@
 //! House rules checked on every `cargo test`: each Rust file opens with a
-//! `//!` paragraph saying what it does (STYLE.md, rule 1), and only the
+//! `//!` paragraph saying what it does (`docs/STYLE.md`, rule 1), and only the
 //! supervisor depends on bollard outside of tests (ARCHITECTURE.md).
 
 use std::path::{Path, PathBuf};

@@ -16,7 +16,9 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll, Waker};
 
 use tokio::io::AsyncWrite;
@@ -80,10 +82,6 @@ impl std::fmt::Debug for State {
             .field("failed", &self.failed)
             .finish_non_exhaustive()
     }
-}
-
-fn lock(shared: &Mutex<State>) -> MutexGuard<'_, State> {
-    shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl State {
@@ -196,7 +194,7 @@ impl Outbox {
     }
 
     fn close(&self) {
-        let mut state = lock(&self.shared);
+        let mut state = self.shared.lock();
         state.closed = true;
         state.wake_drain();
     }
@@ -208,7 +206,7 @@ impl AsyncWrite for Outbox {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let mut state = lock(&self.shared);
+        let mut state = self.shared.lock();
         if let Some(err) = state.error() {
             return Poll::Ready(Err(err));
         }
@@ -224,7 +222,7 @@ impl AsyncWrite for Outbox {
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut state = lock(&self.shared);
+        let mut state = self.shared.lock();
         if let Some(err) = state.error() {
             return Poll::Ready(Err(err));
         }
@@ -256,7 +254,7 @@ impl LineSender {
     /// failed, when nothing more will be written); a sender that waits for
     /// this before adding keeps the outbox bounded.
     pub fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut state = lock(&self.shared);
+        let mut state = self.shared.lock();
         if state.closed || state.failed.is_some() || !state.is_full() {
             return Poll::Ready(());
         }
@@ -267,7 +265,7 @@ impl LineSender {
     /// Queues `line` (its `\n` included); `false` if the outbox is closed
     /// or its output failed, when it goes nowhere.
     pub fn send(&self, line: &[u8]) -> bool {
-        let mut state = lock(&self.shared);
+        let mut state = self.shared.lock();
         if state.closed || state.failed.is_some() {
             return false;
         }
@@ -293,7 +291,7 @@ impl Future for Drain {
     type Output = io::Result<()>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut state = lock(&self.shared);
+        let mut state = self.shared.lock();
         loop {
             if let Err(err) = std::task::ready!(state.write_out(cx)) {
                 state.release();
