@@ -1,0 +1,493 @@
+//! The client-facing MCP handlers: rmcp's `ServerHandler` for the mux.
+//! Lists are served from the merged routing table; requests for a server
+//! are looked up and handed to `forward.rs`.
+//!
+//! It holds no forwarding logic of its own.
+
+use std::time::Instant;
+
+use mcpgw_backend::Backend;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
+    CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams,
+    GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequest,
+    ReadResourceRequestParams, ReadResourceResponse, Reference, ResourceTemplate,
+    ServerCapabilities, ServerConfig, ServerResult,
+};
+use rmcp::model::{
+    SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
+};
+use rmcp::service::{RequestContext, RoleServer, SubscriptionContext};
+use rmcp::{ErrorData, ServerHandler};
+use tokio::sync::broadcast;
+
+use crate::changes::{ListChange, next_change};
+use crate::forward::*;
+use crate::paging::page;
+use crate::router::ToolLookup;
+use crate::slots::SlotState;
+use crate::{Mux, View, profile, relay};
+
+impl ServerHandler for Mux {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .enable_prompts()
+                .enable_prompts_list_changed()
+                .enable_resources()
+                .enable_resources_list_changed()
+                .enable_resources_subscribe()
+                .enable_completions()
+                .enable_logging()
+                .build(),
+        )
+        .with_server_info(Implementation::new("mcpgw", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "mcpgw gateway: tools and prompts are named <server>__<name>; each server runs in its own container.",
+        )
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        self.remember_client(&context);
+        let table = self.table().await;
+        let visible: Vec<_>;
+        let tools = match self.view(&context) {
+            View::All => table.tools(),
+            view => {
+                visible = table
+                    .tools()
+                    .iter()
+                    .filter(|t| view.permits(&t.name))
+                    .cloned()
+                    .collect();
+                &visible
+            }
+        };
+        let (page, next) = page(tools, request.as_ref())?;
+        let mut result = ListToolsResult::with_all_items(page);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        self.remember_client(&context);
+        let table = self.routing(&context).await?;
+        // Outside the client's view, a tool does not exist.
+        if !self.view(&context).permits(&request.name) {
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool `{}`", request.name),
+                None,
+            ));
+        }
+        let route = match table.tool(&request.name) {
+            ToolLookup::Found(route) => route.clone(),
+            ToolLookup::Hidden { server } => {
+                let server = &self.shared.slots[server].name;
+                return Err(ErrorData::invalid_params(
+                    format!(
+                        "tool `{}` is not allowed: the catalog's `servers.{server}.tools` hides it",
+                        request.name
+                    ),
+                    None,
+                ));
+            }
+            ToolLookup::Unknown => {
+                // A server that never came up has no tools in the table;
+                // a name in its namespace gets its reason, not "unknown".
+                let separator = &self.shared.separator;
+                if let Some(index) = self
+                    .shared
+                    .slots
+                    .iter()
+                    .position(|s| request.name.starts_with(&format!("{}{separator}", s.name)))
+                    && !matches!(
+                        *self.shared.slots[index].state.borrow(),
+                        SlotState::Ready { .. }
+                    )
+                {
+                    self.backend(index)?;
+                }
+                return Err(ErrorData::invalid_params(
+                    format!("unknown tool `{}`", request.name),
+                    None,
+                ));
+            }
+        };
+        let mut upstream = request;
+        let what = tool_call(&upstream.name);
+        upstream.meta = None;
+        upstream.name = route.upstream.to_string().into();
+        let resume = self.ours(&mut upstream.request_state, &mut upstream.input_responses);
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(upstream));
+        let began = Instant::now();
+        // Boxed, here and in the other handlers: rmcp moves each request's
+        // handler future into a task of its own, and an unboxed forward
+        // would make every one of them kilobytes to copy.
+        let outcome =
+            Box::pin(self.forward_rounds(route.server, &what, request, &context, resume)).await;
+        let ok = match &outcome {
+            Ok(ServerResult::CallToolResult(result)) => result.is_error != Some(true),
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        self.shared.metrics.call(
+            self.shared.slots[route.server].name.as_str(),
+            &route.upstream,
+            ok,
+            began.elapsed(),
+        );
+        self.tool_response(route.server, &what, outcome?)
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        self.remember_client(&context);
+        let table = self.table().await;
+        let prompts = if self.view(&context).tools_only() {
+            &[]
+        } else {
+            table.prompts()
+        };
+        let (page, next) = page(prompts, request.as_ref())?;
+        let mut result = ListPromptsResult::with_all_items(page);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        self.remember_client(&context);
+        let table = self.routing(&context).await?;
+        let visible = !self.view(&context).tools_only();
+        let route = table
+            .prompt(&request.name)
+            .filter(|_| visible)
+            .cloned()
+            .ok_or_else(|| {
+                ErrorData::invalid_params(format!("unknown prompt `{}`", request.name), None)
+            })?;
+        let mut upstream = request;
+        let what = format!("prompts/get `{}`", upstream.name);
+        upstream.meta = None;
+        upstream.name = route.upstream.to_string();
+        let resume = self.ours(&mut upstream.request_state, &mut upstream.input_responses);
+        let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(upstream));
+        match Box::pin(self.forward_rounds(route.server, &what, request, &context, resume)).await? {
+            ServerResult::GetPromptResult(mut result) => {
+                complete(&mut result.result_type);
+                Ok(GetPromptResponse::Complete(result))
+            }
+            ServerResult::InputRequiredResult(result) => {
+                Ok(GetPromptResponse::InputRequired(result))
+            }
+            _ => Err(unexpected(&self.shared.slots[route.server].name, &what)),
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        self.remember_client(&context);
+        let table = self.table().await;
+        let resources = if self.view(&context).tools_only() {
+            &[]
+        } else {
+            table.resources()
+        };
+        let (page, next) = page(resources, request.as_ref())?;
+        let mut result = ListResourcesResult::with_all_items(page);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let table = self.table().await;
+        let templates: Vec<ResourceTemplate> = if self.view(&context).tools_only() {
+            Vec::new()
+        } else {
+            table.resource_templates().cloned().collect()
+        };
+        let (page, next) = page(&templates, request.as_ref())?;
+        let mut result = ListResourceTemplatesResult::with_all_items(page);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
+        // A handshake-era client is known from here on: server-to-client
+        // requests and notifications need it.
+        self.session
+            .remember(&context.peer, profile(&context.extensions));
+    }
+
+    /// `logging/setLevel`: remembered for the session (messages below it
+    /// are not relayed to it); backends, shared by the sessions, are set
+    /// to the lowest level any session asked for, now and when they come
+    /// up later.
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.remember_client(&context);
+        *self.session.log_level.lock() = Some(request.level);
+        let lowest = self
+            .shared
+            .sessions
+            .all()
+            .iter()
+            .filter_map(|s| *s.log_level.lock())
+            .chain([request.level])
+            .min_by_key(|level| relay::severity(*level))
+            .unwrap_or(request.level);
+        *self.shared.log_level.write() = Some(lowest);
+        let backends: Vec<Backend> = self
+            .shared
+            .slots
+            .iter()
+            .filter_map(|slot| match &*slot.state.borrow() {
+                SlotState::Ready { backend, .. } => Some(backend.clone()),
+                _ => None,
+            })
+            .chain(self.session.running())
+            .collect();
+        for backend in backends {
+            backend.set_level(lowest).await;
+        }
+        Ok(())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        // Resources are accepted when a server routes them; the table may
+        // still be settling, in which case the stream starts without them.
+        let table = self.shared.table.read().clone();
+        let routable = requested
+            .resource_subscriptions
+            .iter()
+            .flatten()
+            .filter(|uri| table.resource(uri).is_some())
+            .cloned()
+            .collect::<Vec<_>>();
+        let offered = SubscriptionFilter::builder()
+            .tools_list_changed()
+            .prompts_list_changed()
+            .resources_list_changed()
+            .resource_subscriptions(routable)
+            .build();
+        Some(requested.intersection(&offered))
+    }
+
+    /// `resources/subscribe` (handshake era): one backend subscription per
+    /// URI however many sessions ask, updates sent to the sessions that
+    /// asked. A profile, a view of tools only, has no resources.
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.remember_client(&context);
+        if self.view(&context).tools_only() {
+            return Err(ErrorData::resource_not_found(
+                format!("no server offers resource `{}`", request.uri),
+                None,
+            ));
+        }
+        let newly = self.session.subscribed.lock().insert(request.uri.clone());
+        if newly && let Err(err) = self.acquire(&request.uri, &context).await {
+            self.session.subscribed.lock().remove(&request.uri);
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if self.session.subscribed.lock().remove(&request.uri) {
+            self.release(&request.uri).await;
+        }
+        Ok(())
+    }
+
+    /// A `2026-07-28` client's `subscriptions/listen` stream: list changes,
+    /// debounced, for the lists it asked about.
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let mut changes = self.shared.changes.subscribe();
+        let mut updates = self.shared.updates.subscribe();
+        let accepted = context.accepted().clone();
+        let resources: Vec<String> = accepted.resource_subscriptions.clone().unwrap_or_default();
+        let mut held = Vec::new();
+        for uri in &resources {
+            if self.acquire(uri, context.request_context()).await.is_ok() {
+                held.push(uri.clone());
+            }
+        }
+        let outcome = self
+            .stream(&context, &mut changes, &mut updates, &resources)
+            .await;
+        for uri in held {
+            self.release(&uri).await;
+        }
+        outcome
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        self.remember_client(&context);
+        let table = self.routing(&context).await?;
+        if self.view(&context).tools_only() {
+            return Err(ErrorData::invalid_params(
+                "completion is not available to this client's profile, a view of tools only",
+                None,
+            ));
+        }
+        let mut upstream = request;
+        upstream.meta = None;
+        let (index, what) = match &upstream.r#ref {
+            Reference::Prompt(prompt) => {
+                let route = table.prompt(&prompt.name).cloned().ok_or_else(|| {
+                    ErrorData::invalid_params(format!("unknown prompt `{}`", prompt.name), None)
+                })?;
+                let what = format!("completion/complete for prompt `{}`", prompt.name);
+                upstream.r#ref = Reference::for_prompt(route.upstream.to_string());
+                (route.server, what)
+            }
+            Reference::Resource(template) => {
+                let index = table
+                    .template(&template.uri)
+                    .or_else(|| table.resource(&template.uri))
+                    .ok_or_else(|| {
+                        ErrorData::invalid_params(
+                            format!("no server offers resource template `{}`", template.uri),
+                            None,
+                        )
+                    })?;
+                (index, format!("completion/complete for `{}`", template.uri))
+            }
+            _ => {
+                return Err(ErrorData::invalid_params(
+                    "completion/complete for an unknown kind of reference",
+                    None,
+                ));
+            }
+        };
+        let request = ClientRequest::CompleteRequest(CompleteRequest::new(upstream));
+        match Box::pin(self.forward(index, &what, request, &context)).await? {
+            ServerResult::CompleteResult(mut result) => {
+                complete(&mut result.result_type);
+                Ok(result)
+            }
+            _ => Err(unexpected(&self.shared.slots[index].name, &what)),
+        }
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.remember_client(&context);
+        let table = self.routing(&context).await?;
+        let visible = !self.view(&context).tools_only();
+        let index = table
+            .resource(&request.uri)
+            .filter(|_| visible)
+            .ok_or_else(|| {
+                ErrorData::resource_not_found(
+                    format!("no server offers resource `{}`", request.uri),
+                    None,
+                )
+            })?;
+        let mut upstream = request;
+        upstream.meta = None;
+        let what = format!("resources/read `{}`", upstream.uri);
+        let resume = self.ours(&mut upstream.request_state, &mut upstream.input_responses);
+        let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(upstream));
+        match Box::pin(self.forward_rounds(index, &what, request, &context, resume)).await? {
+            ServerResult::ReadResourceResult(mut result) => {
+                complete(&mut result.result_type);
+                Ok(ReadResourceResponse::Complete(result))
+            }
+            ServerResult::InputRequiredResult(result) => {
+                Ok(ReadResourceResponse::InputRequired(result))
+            }
+            _ => Err(unexpected(&self.shared.slots[index].name, &what)),
+        }
+    }
+}
+
+impl Mux {
+    /// Delivers list changes and resource updates on one listen stream
+    /// until it is cancelled.
+    async fn stream(
+        &self,
+        context: &SubscriptionContext,
+        changes: &mut broadcast::Receiver<ListChange>,
+        updates: &mut broadcast::Receiver<String>,
+        resources: &[String],
+    ) -> Result<(), ErrorData> {
+        let accepted = context.accepted().clone();
+        loop {
+            let change = tokio::select! {
+                () = context.cancelled() => return Ok(()),
+                change = next_change(changes) => change,
+                update = updates.recv() => {
+                    let updated = match update {
+                        Ok(uri) if resources.contains(&uri) => vec![uri],
+                        Ok(_) => Vec::new(),
+                        // Missed some: every resource of the stream may
+                        // have changed, and is said to have.
+                        Err(broadcast::error::RecvError::Lagged(_)) => resources.to_vec(),
+                        Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                    };
+                    for uri in updated {
+                        let _ = context.sink().notify_resource_updated(uri).await;
+                    }
+                    continue;
+                }
+            };
+            let Some(change) = change else { return Ok(()) };
+            let sink = context.sink();
+            if change.tools && accepted.tools_list_changed == Some(true) {
+                let _ = sink.notify_tool_list_changed().await;
+            }
+            if change.prompts && accepted.prompts_list_changed == Some(true) {
+                let _ = sink.notify_prompt_list_changed().await;
+            }
+            if change.resources && accepted.resources_list_changed == Some(true) {
+                let _ = sink.notify_resource_list_changed().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The mux's slots, one per catalog server: what state each server is in,
+//! the bounds its calls are admitted within (in flight, queued), and
+//! [`Slots`], through which the runtime reports servers up, down or idle.
+//!
+//! It does not forward anything (`forward.rs` does) nor answer clients
+//! (`handlers.rs`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mcpgw_backend::{Backend, Deadline, Inventory, Relay};
+use mcpgw_catalog::{Concurrency, ServerName, ToolFilter};
+use mcpgw_secrets::Redactor;
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
+
+use crate::changes::ListChange;
+use crate::relay::ClientRelay;
+use crate::router::{RoutingTable, ServerEntry};
+use crate::{Diagnose, Instances, Slots};
+
+/// The state of one catalog server, as the mux sees it. There is one per
+/// catalog server, so the size of the `Ready` variant does not matter.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum SlotState {
+    Starting,
+    Ready {
+        backend: Backend,
+        inventory: Arc<Inventory>,
+    },
+    /// Down, for this reason. The last inventory it had stays listed, so
+    /// a restart does not make its tools flicker out of clients' lists.
+    Failed {
+        reason: Arc<str>,
+        last: Option<Arc<Inventory>>,
+    },
+    /// Stopped while unused (`lifecycle: on-demand`); a call starts it again.
+    Idle {
+        last: Arc<Inventory>,
+    },
+    /// `scope: session`: its tools are known (from a first instance, since
+    /// removed), and each client session starts an instance of its own.
+    PerSession {
+        inventory: Arc<Inventory>,
+    },
+}
+
+impl SlotState {
+    pub(crate) fn inventory(&self) -> Option<&Inventory> {
+        match self {
+            Self::Ready { inventory, .. } => Some(inventory),
+            Self::Failed { last, .. } => last.as_deref(),
+            Self::Idle { last } => Some(last),
+            Self::PerSession { inventory } => Some(inventory),
+            Self::Starting => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) name: ServerName,
+    pub(crate) filter: ToolFilter,
+    pub(crate) state: watch::Sender<SlotState>,
+    pub(crate) limit: Arc<Limit>,
+    /// Each client session gets its own instance (`scope: session`),
+    /// bounded by a fresh copy of `limit`.
+    pub(crate) per_session: bool,
+    pub(crate) deadline: Deadline,
+    /// When a call last finished or started here.
+    pub(crate) last_used: parking_lot::Mutex<Instant>,
+    /// Asks the runtime to start an idle server.
+    pub(crate) wake: Notify,
+    /// How long a stopped server may take to come back for a call.
+    pub(crate) wake_timeout: Duration,
+    /// The secrets the catalog gives this server, by name.
+    pub(crate) secrets: std::collections::BTreeSet<String>,
+    /// Which requests for input the catalog lets this server make.
+    pub(crate) relays: mcpgw_backend::Relays,
+}
+
+/// Bounded admission to one backend: `in_flight` calls at once, `queue`
+/// more waiting; beyond that a call is refused at once.
+#[derive(Debug)]
+pub(crate) struct Limit {
+    pub(crate) permits: Semaphore,
+    pub(crate) waiting: AtomicUsize,
+    pub(crate) in_flight: usize,
+    pub(crate) queue: usize,
+}
+
+impl Limit {
+    pub(crate) fn new(concurrency: Concurrency) -> Self {
+        Self {
+            permits: Semaphore::new(concurrency.in_flight),
+            waiting: AtomicUsize::new(0),
+            in_flight: concurrency.in_flight,
+            queue: concurrency.queue,
+        }
+    }
+
+    /// A limit with the same bounds and nothing admitted.
+    pub(crate) fn fresh(&self) -> Self {
+        Self::new(Concurrency {
+            in_flight: self.in_flight,
+            queue: self.queue,
+        })
+    }
+
+    pub(crate) async fn admit(&self) -> Option<SemaphorePermit<'_>> {
+        if let Ok(permit) = self.permits.try_acquire() {
+            return Some(permit);
+        }
+        let ahead = self.waiting.fetch_add(1, Ordering::AcqRel);
+        if ahead >= self.queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        tracing::debug!(
+            "call queued, {ahead} ahead of it, {} in flight",
+            self.in_flight
+        );
+        let permit = self.permits.acquire().await.ok();
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit
+    }
+}
+
+impl Slots {
+    /// Server `index` is up, offering `inventory`.
+    pub fn ready(&self, index: usize, backend: Backend, inventory: Inventory) {
+        if let Some(level) = *self.shared.log_level.read() {
+            let backend = backend.clone();
+            tokio::spawn(async move { backend.set_level(level).await });
+        }
+        self.set(
+            index,
+            SlotState::Ready {
+                backend,
+                inventory: Arc::new(inventory),
+            },
+        );
+    }
+
+    /// Where server `index`'s server-to-client requests go: the client
+    /// session, when it supports them.
+    pub fn relay(&self, index: usize) -> Arc<dyn Relay> {
+        Arc::new(ClientRelay {
+            shared: Arc::downgrade(&self.shared),
+            server: self.shared.slots[index].name.clone(),
+            index,
+            session: None,
+        })
+    }
+
+    /// Server `index` has `scope: session`; its first instance offered
+    /// `inventory` and is gone. Each client session starts its own.
+    pub fn per_session(&self, index: usize, inventory: Inventory) {
+        self.set(
+            index,
+            SlotState::PerSession {
+                inventory: Arc::new(inventory),
+            },
+        );
+    }
+
+    /// Installs what starts the instances of `scope: session` servers.
+    pub fn set_instances(&self, instances: Arc<dyn Instances>) {
+        let _ = self.shared.instances.set(instances);
+    }
+
+    /// Installs what explains a server that stopped answering.
+    pub fn set_diagnosis(&self, diagnosis: Arc<dyn Diagnose>) {
+        let _ = self.shared.diagnosis.set(diagnosis);
+    }
+
+    /// Gives the mux the injected secrets' values, so that a request that
+    /// carries one to a server not given it is refused. Set once.
+    pub fn set_secrets(&self, redactor: Redactor) {
+        let _ = self.shared.secrets.set(redactor);
+    }
+
+    /// Server `index` is down, for `reason` (shown to clients that call it).
+    pub fn failed(&self, index: usize, reason: &str) {
+        self.shared
+            .metrics
+            .failure(self.shared.slots[index].name.as_str());
+        let last = self.shared.slots[index]
+            .state
+            .borrow()
+            .inventory()
+            .map(|i| Arc::new(i.clone()));
+        self.set(
+            index,
+            SlotState::Failed {
+                reason: Arc::from(reason),
+                last,
+            },
+        );
+    }
+
+    /// How long server `index` has gone without calls, or `None` while a
+    /// call is in flight or waiting.
+    pub fn unused_for(&self, index: usize) -> Option<Duration> {
+        let slot = &self.shared.slots[index];
+        let busy = slot.limit.permits.available_permits() < slot.limit.in_flight
+            || slot.limit.waiting.load(Ordering::Acquire) > 0;
+        if busy {
+            return None;
+        }
+        Some(slot.last_used.lock().elapsed())
+    }
+
+    /// Server `index` was stopped while unused; its tools stay listed.
+    pub fn idle(&self, index: usize) {
+        let last = self.shared.slots[index]
+            .state
+            .borrow()
+            .inventory()
+            .map(|i| Arc::new(i.clone()))
+            .unwrap_or_default();
+        self.set(index, SlotState::Idle { last });
+    }
+
+    /// Resolves when a call asks for idle server `index` to start.
+    pub async fn woken(&self, index: usize) {
+        self.shared.slots[index].wake.notified().await;
+    }
+
+    /// Every backend session currently open.
+    pub fn backends(&self) -> Vec<Backend> {
+        self.shared
+            .slots
+            .iter()
+            .filter_map(|slot| match &*slot.state.borrow() {
+                SlotState::Ready { backend, .. } => Some(backend.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(crate) fn set(&self, index: usize, state: SlotState) {
+        // Change, rebuild and publish under the table's lock: two backends
+        // reporting at once must not publish their tables out of order.
+        let mut table = self.shared.table.write();
+        self.shared.slots[index].state.send_replace(state);
+        let rebuilt = Arc::new(self.rebuild());
+        let change = ListChange::between(&table, &rebuilt);
+        *table = rebuilt;
+        drop(table);
+        let all_settled = self
+            .shared
+            .slots
+            .iter()
+            .all(|s| !matches!(*s.state.borrow(), SlotState::Starting));
+        let was_settled = *self.shared.settled.borrow();
+        if all_settled && !was_settled {
+            self.shared.settled.send_replace(true);
+        } else if was_settled && change.any() {
+            // Lists changed after clients may have read them.
+            let _ = self.shared.changes.send(change);
+        }
+    }
+
+    pub(crate) fn rebuild(&self) -> RoutingTable {
+        let states: Vec<SlotState> = self
+            .shared
+            .slots
+            .iter()
+            .map(|s| s.state.borrow().clone())
+            .collect();
+        let entries: Vec<ServerEntry<'_>> = self
+            .shared
+            .slots
+            .iter()
+            .zip(&states)
+            .map(|(slot, state)| ServerEntry {
+                name: slot.name.as_str(),
+                filter: &slot.filter,
+                inventory: state.inventory(),
+            })
+            .collect();
+        RoutingTable::build(&self.shared.separator, &entries)
+    }
+}
+
+/// Marks a slot used when a call starts and again when it ends.
+pub(crate) struct Activity<'a>(&'a Slot);
+
+impl<'a> Activity<'a> {
+    pub(crate) fn begin(slot: &'a Slot) -> Self {
+        *slot.last_used.lock() = Instant::now();
+        Self(slot)
+    }
+}
+
+impl Drop for Activity<'_> {
+    fn drop(&mut self) {
+        *self.0.last_used.lock() = Instant::now();
+    }
+}
