@@ -16,6 +16,7 @@
 
 mod guard;
 mod reclaim;
+mod sent;
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -379,13 +380,12 @@ impl Drop for ProgressRoute {
     }
 }
 
-/// How long an abandoned request's cancellation waits behind the request.
-const CANCEL_AFTER: Duration = Duration::from_millis(50);
-
 /// Tells the backend a request was abandoned, when dropped while armed.
 struct CancelOnDrop {
     peer: Option<Peer<RoleClient>>,
     id: RequestId,
+    /// When the request leaves: the cancellation follows it.
+    sent: Option<sent::Claim>,
 }
 
 impl Drop for CancelOnDrop {
@@ -393,20 +393,23 @@ impl Drop for CancelOnDrop {
         let Some(peer) = self.peer.take() else {
             return;
         };
+        let sent = self.sent.take();
         let param = CancelledNotificationParam::new(
             Some(self.id.clone()),
             Some("the gateway's client abandoned the request".to_string()),
         );
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                // rmcp writes each outgoing message from its own task, so a
-                // cancellation sent the instant after its request could reach
-                // the backend first and be ignored there. Give the request a
-                // head start.
-                tokio::time::sleep(CANCEL_AFTER).await;
-                // A server that stopped reading never takes it: the task
-                // does not wait for ever.
-                let _ = tokio::time::timeout(PATIENCE, peer.notify_cancelled(param)).await;
+                // A server that stopped reading never takes either: the
+                // task does not wait for ever.
+                let sent = async {
+                    if let Some(sent) = sent {
+                        sent.sent().await;
+                    }
+                };
+                if tokio::time::timeout(PATIENCE, sent).await.is_ok() {
+                    let _ = tokio::time::timeout(PATIENCE, peer.notify_cancelled(param)).await;
+                }
             });
         }
     }
@@ -430,6 +433,8 @@ pub struct Backend {
     relay: Arc<OnceLock<Arc<dyn Relay>>>,
     /// Open `subscriptions/listen` streams for resources, by URI.
     resource_streams: Arc<parking_lot::Mutex<HashMap<String, CancellationToken>>>,
+    /// The requests that have left for the backend.
+    sent: sent::Sent,
 }
 
 /// How long a subscribe or unsubscribe may take.
@@ -490,7 +495,10 @@ impl Backend {
         let closing = shutdown.child_token();
         let verdict = Arc::new(parking_lot::Mutex::new(None));
         // Requests leave through an outbox: under load, many in one write.
-        let (write, drain) = mcpgw_wire::outbox::outbox(write, None);
+        // Every line is noted on its way, so that a cancellation waits for
+        // its request (`sent.rs`).
+        let sent = sent::Sent::default();
+        let (write, drain) = mcpgw_wire::outbox::outbox(write, Some(sent.filter()));
         let progress = ProgressRoutes::default();
         let relay = Arc::new(OnceLock::new());
         let read = reclaim::Reclaim::new(guard::LineGuard::new(
@@ -640,6 +648,7 @@ impl Backend {
             lists,
             relay,
             resource_streams: Arc::default(),
+            sent,
         })
     }
     async fn handshake<R, W>(
@@ -834,6 +843,7 @@ impl Backend {
         );
         let mut cancel = CancelOnDrop {
             peer: Some(self.peer.clone()),
+            sent: Some(self.sent.claim(&handle.id)),
             id: handle.id.clone(),
         };
         let hard = started + deadline.max_total;

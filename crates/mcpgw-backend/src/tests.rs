@@ -114,3 +114,50 @@ async fn dropping_a_request_cancels_it_at_the_backend() {
     }
     assert!(cancelled, "the backend never saw the cancellation");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_abandoned_at_once_are_all_cancelled_at_the_server() {
+    // Each request is dropped right after rmcp has queued it: its
+    // cancellation must reach the server after the request, or the server
+    // ignores it and the call hangs for ever. (The reordering this guards
+    // against, `sent.rs`, is not forced here; its mechanism is tested
+    // there.)
+    let client_io = mcpgw_testserver::in_memory(mcpgw_testserver::TestServer::new(0));
+    let backend = open("t", client_io, Duration::from_secs(5)).await.unwrap();
+    let call = |name: &str| {
+        rmcp::model::ClientRequest::CallToolRequest(rmcp::model::CallToolRequest::new(
+            rmcp::model::CallToolRequestParams::new(name.to_string()),
+        ))
+    };
+    let deadline = Deadline {
+        idle: Duration::from_secs(30),
+        max_total: Duration::from_secs(30),
+    };
+    const ABANDONED: u64 = 20;
+    for _ in 0..ABANDONED {
+        let hang = backend.request(call("hang"), deadline, None, None);
+        // Polled once (the request is queued), then dropped.
+        assert!(tokio::time::timeout(Duration::ZERO, hang).await.is_err());
+    }
+    let mut seen = 0;
+    for _ in 0..100 {
+        let stats = backend
+            .request(call("stats"), deadline, None, None)
+            .await
+            .unwrap();
+        let rmcp::model::ServerResult::CallToolResult(stats) = stats else {
+            panic!("{stats:?}")
+        };
+        seen = stats.structured_content.unwrap()["hang_cancelled"]
+            .as_u64()
+            .unwrap();
+        if seen == ABANDONED {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        seen, ABANDONED,
+        "every abandoned request was cancelled at the server"
+    );
+}
