@@ -270,8 +270,9 @@ async def test_metrics_count_the_calls_that_were_made(gateway):
         assert failed.is_error
         await client.call_tool("one__env", {"name": "API_TOKEN"})
     status, headers, body = raw(f"http://127.0.0.1:{gateway.port}/metrics")
-    assert status == 200 and headers["content-type"].startswith("text/plain"), headers
+    assert status == 200 and headers["content-type"].startswith("application/openmetrics-text"), headers
     lines = set(body.splitlines())
+    assert body.rstrip().endswith("# EOF"), body
     for line in [
         'mcpgw_tool_calls_total{server="two",tool="echo",outcome="ok"} 3',
         'mcpgw_tool_calls_total{server="two",tool="env",outcome="error"} 1',
@@ -280,6 +281,7 @@ async def test_metrics_count_the_calls_that_were_made(gateway):
         "mcpgw_redactions_total 1",
     ]:
         assert line in lines, f"{line} not in\n{body}"
+    assert any(line.startswith("mcpgw_http_sessions ") for line in lines), body
 
 
 SAMPLER = """version: 1

@@ -314,18 +314,20 @@ impl Mux {
         }
     }
 
-    /// The mux's counters in the Prometheus text format: calls and their
-    /// latency per server and tool, server failures, and which servers
-    /// are up.
-    pub fn metrics_text(&self) -> String {
-        let mut out = String::new();
-        self.shared.metrics.render(&mut out);
-        out.push_str("# HELP mcpgw_server_up Whether a server is up, or idle and ready to start.\n# TYPE mcpgw_server_up gauge\n");
+    /// Adds the mux's metrics to `registry`: calls and their latency per
+    /// server and tool, server failures, and which servers are up.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.shared.metrics.register(registry);
+    }
+
+    /// Brings the metrics that are read off the servers' states (whether
+    /// each is up) up to date, before they are encoded.
+    pub fn refresh_metrics(&self) {
         for (server, state) in self.readiness() {
-            let up = u8::from(state == "ready" || state == "idle");
-            out.push_str(&format!("mcpgw_server_up{{server=\"{server}\"}} {up}\n"));
+            self.shared
+                .metrics
+                .set_up(&server, state == "ready" || state == "idle");
         }
-        out
     }
 
     /// Declares that several client sessions share this mux (HTTP).

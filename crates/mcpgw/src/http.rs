@@ -10,6 +10,8 @@
 //! `null` included, is 403). Responses pass the redaction filter, event by
 //! event for SSE.
 
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +59,9 @@ struct Gate {
     mcp: StreamableHttpService<Mux, LocalSessionManager>,
     sessions: Arc<LocalSessionManager>,
     mux: Mux,
+    /// What `/metrics` encodes: the mux's metrics and the front's.
+    registry: Registry,
+    open_sessions: Gauge,
     tokens: Option<LiveTokens>,
     max_body: usize,
     filter: Filter,
@@ -93,6 +98,19 @@ pub(crate) async fn serve(
     config.cancellation_token = sessions.clone();
     let factory = mux.clone();
     let sessions_manager = Arc::new(LocalSessionManager::default());
+    let mut registry = Registry::default();
+    mux.register_metrics(&mut registry);
+    let open_sessions = Gauge::default();
+    registry.register(
+        "mcpgw_http_sessions",
+        "Open handshake-era HTTP sessions",
+        open_sessions.clone(),
+    );
+    registry.register(
+        "mcpgw_redactions",
+        "Client messages in which secret values were redacted or withheld",
+        filter.redactions(),
+    );
     let gate = Arc::new(Gate {
         mcp: StreamableHttpService::new(
             // Each session gets its own instances of `scope: session`
@@ -103,6 +121,8 @@ pub(crate) async fn serve(
         ),
         sessions: sessions_manager,
         mux,
+        registry,
+        open_sessions,
         tokens: options.tokens,
         max_body: options.max_body,
         filter,
@@ -248,21 +268,26 @@ impl Gate {
         Err(Unauthorized)
     }
 
-    /// The mux's counters, plus sessions and redactions.
+    /// The mux's metrics, plus sessions and redactions, in the OpenMetrics
+    /// text format.
     async fn metrics(&self) -> Response<Body> {
-        let mut text = self.mux.metrics_text();
+        self.mux.refresh_metrics();
         let sessions = self.sessions.sessions.read().await.len();
-        text.push_str(&format!(
-            "# HELP mcpgw_http_sessions Open handshake-era HTTP sessions.\n# TYPE mcpgw_http_sessions gauge\nmcpgw_http_sessions {sessions}\n"
-        ));
-        text.push_str(&format!(
-            "# HELP mcpgw_redactions_total Client messages in which secret values were redacted or withheld.\n# TYPE mcpgw_redactions_total counter\nmcpgw_redactions_total {}\n",
-            self.filter.redactions()
-        ));
+        self.open_sessions
+            .set(i64::try_from(sessions).unwrap_or(i64::MAX));
+        let mut text = String::new();
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("cannot encode the metrics: {err}"),
+            );
+        }
         let mut response = plain(StatusCode::OK, text.trim_end());
         response.headers_mut().insert(
             header::CONTENT_TYPE,
-            header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            header::HeaderValue::from_static(
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
         );
         response
     }

@@ -7,6 +7,7 @@
 //! request to the client), its bytes are scanned once, and a value split
 //! across writes is still found because lines are reassembled first.
 
+use prometheus_client::metrics::counter::Counter;
 use std::borrow::Cow;
 
 use mcpgw_catalog::Redaction;
@@ -18,8 +19,8 @@ use serde_json::{Value, json};
 pub(crate) struct Filter {
     redactor: Redactor,
     mode: Redaction,
-    /// Messages redacted or withheld so far.
-    hits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Messages redacted or withheld so far (clones share it).
+    hits: Counter,
 }
 
 impl Filter {
@@ -27,13 +28,13 @@ impl Filter {
         Self {
             redactor,
             mode,
-            hits: std::sync::Arc::default(),
+            hits: Counter::default(),
         }
     }
 
-    /// How many messages were redacted or withheld.
-    pub(crate) fn redactions(&self) -> u64 {
-        self.hits.load(std::sync::atomic::Ordering::Relaxed)
+    /// The count of messages redacted or withheld, for `/metrics`.
+    pub(crate) fn redactions(&self) -> Counter {
+        self.hits.clone()
     }
 
     /// Whether the filter never changes anything (the run has no secrets).
@@ -52,7 +53,7 @@ impl Filter {
         if !self.redactor.is_match(text) {
             return Cow::Borrowed(line);
         }
-        self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.hits.inc();
         let names: Vec<&str> = self.redactor.found(text).into_iter().collect();
         let message: Option<Value> = serde_json::from_str(text).ok();
         let kind = message.as_ref().map_or("unparsable message", kind_of);
