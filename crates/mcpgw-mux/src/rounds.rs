@@ -185,9 +185,10 @@ impl Rounds {
             }
             Some(ask) = call.asks.recv() => ask,
         };
-        // Requests a backend sends together go to the client together.
+        // Requests already waiting go to the client together; one that
+        // comes later ends up in the next round (the call stays parked
+        // until the client retries, and its asks are kept meanwhile).
         let mut asks = vec![first];
-        tokio::time::sleep(Duration::from_millis(5)).await;
         while let Ok(ask) = call.asks.try_recv() {
             asks.push(ask);
         }
