@@ -78,41 +78,58 @@ async fn a_backend_that_exits_fails_the_handshake() {
     );
 }
 
-#[tokio::test]
-async fn dropping_a_request_cancels_it_at_the_backend() {
-    let client_io = mcpgw_testserver::in_memory(mcpgw_testserver::TestServer::new(0));
-    let backend = open("t", client_io, Duration::from_secs(5)).await.unwrap();
-    let call = |name: &str| {
-        rmcp::model::ClientRequest::CallToolRequest(rmcp::model::CallToolRequest::new(
-            rmcp::model::CallToolRequestParams::new(name.to_string()),
-        ))
-    };
-    let deadline = Deadline {
-        idle: Duration::from_secs(30),
-        max_total: Duration::from_secs(30),
-    };
-    let hang = backend.request(call("hang"), deadline, None, None);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), hang)
-            .await
-            .is_err()
-    );
-    let mut cancelled = false;
-    for _ in 0..50 {
+/// A `tools/call` of `name` with no arguments.
+fn call(name: &str) -> rmcp::model::ClientRequest {
+    rmcp::model::ClientRequest::CallToolRequest(rmcp::model::CallToolRequest::new(
+        rmcp::model::CallToolRequestParams::new(name.to_string()),
+    ))
+}
+
+/// Long enough never to be reached in these tests.
+const LONG: Deadline = Deadline {
+    idle: Duration::from_secs(30),
+    max_total: Duration::from_secs(30),
+};
+
+/// How many `hang` calls the test server saw cancelled, once it has seen
+/// `want` (or after five seconds of asking).
+async fn hang_cancelled(backend: &Backend, want: u64) -> u64 {
+    let mut seen = 0;
+    for _ in 0..100 {
         let stats = backend
-            .request(call("stats"), deadline, None, None)
+            .request(call("stats"), LONG, None, None)
             .await
             .unwrap();
         let rmcp::model::ServerResult::CallToolResult(stats) = stats else {
             panic!("{stats:?}")
         };
-        if stats.structured_content.unwrap()["hang_cancelled"] == 1 {
-            cancelled = true;
+        // Absent until the first cancellation.
+        seen = stats.structured_content.unwrap()["hang_cancelled"]
+            .as_u64()
+            .unwrap_or(0);
+        if seen == want {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(cancelled, "the backend never saw the cancellation");
+    seen
+}
+
+#[tokio::test]
+async fn dropping_a_request_cancels_it_at_the_backend() {
+    let client_io = mcpgw_testserver::in_memory(mcpgw_testserver::TestServer::new(0));
+    let backend = open("t", client_io, Duration::from_secs(5)).await.unwrap();
+    let hang = backend.request(call("hang"), LONG, None, None);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), hang)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        hang_cancelled(&backend, 1).await,
+        1,
+        "the backend saw the cancellation"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,40 +141,15 @@ async fn requests_abandoned_at_once_are_all_cancelled_at_the_server() {
     // there.)
     let client_io = mcpgw_testserver::in_memory(mcpgw_testserver::TestServer::new(0));
     let backend = open("t", client_io, Duration::from_secs(5)).await.unwrap();
-    let call = |name: &str| {
-        rmcp::model::ClientRequest::CallToolRequest(rmcp::model::CallToolRequest::new(
-            rmcp::model::CallToolRequestParams::new(name.to_string()),
-        ))
-    };
-    let deadline = Deadline {
-        idle: Duration::from_secs(30),
-        max_total: Duration::from_secs(30),
-    };
     const ABANDONED: u64 = 20;
     for _ in 0..ABANDONED {
-        let hang = backend.request(call("hang"), deadline, None, None);
+        let hang = backend.request(call("hang"), LONG, None, None);
         // Polled once (the request is queued), then dropped.
         assert!(tokio::time::timeout(Duration::ZERO, hang).await.is_err());
     }
-    let mut seen = 0;
-    for _ in 0..100 {
-        let stats = backend
-            .request(call("stats"), deadline, None, None)
-            .await
-            .unwrap();
-        let rmcp::model::ServerResult::CallToolResult(stats) = stats else {
-            panic!("{stats:?}")
-        };
-        seen = stats.structured_content.unwrap()["hang_cancelled"]
-            .as_u64()
-            .unwrap();
-        if seen == ABANDONED {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert_eq!(
-        seen, ABANDONED,
+        hang_cancelled(&backend, ABANDONED).await,
+        ABANDONED,
         "every abandoned request was cancelled at the server"
     );
 }
