@@ -384,11 +384,14 @@ impl Gate {
         let filter = self.filter.clone();
         let (parts, body) = response.into_parts();
         let mut pending: Vec<u8> = Vec::new();
+        // How far `pending` is known to hold no event's end: each byte is
+        // searched once, however many frames an event spans.
+        let mut searched = 0;
         let body = body.map_frame(move |frame| {
             frame.map_data(|data| {
                 pending.extend_from_slice(&data);
                 Bytes::from(if sse {
-                    take_events(&mut pending, &filter)
+                    take_events(&mut pending, &mut searched, &filter)
                 } else {
                     take_json(&mut pending, &filter)
                 })
@@ -398,12 +401,22 @@ impl Gate {
     }
 }
 
-/// The complete SSE events in `pending`, their `data:` lines filtered.
-fn take_events(pending: &mut Vec<u8>, filter: &Filter) -> Vec<u8> {
+/// The complete SSE events in `pending`, their `data:` lines filtered;
+/// `searched` bytes of it are already known to end no event.
+///
+/// Hand-made rather than `sse-stream` (which rmcp uses to read): that
+/// crate's parser drops comment lines, and the keep-alive pings of an SSE
+/// stream are comments.
+fn take_events(pending: &mut Vec<u8>, searched: &mut usize, filter: &Filter) -> Vec<u8> {
     let mut out = Vec::new();
-    while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
-        let event: Vec<u8> = pending.drain(..end + 2).collect();
-        for line in event.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+    let mut start = 0;
+    let mut from = searched.saturating_sub(1);
+    while let Some(at) = memchr::memmem::find(&pending[from..], b"\n\n") {
+        let end = from + at + 2;
+        for line in pending[start..end]
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+        {
             match line.strip_prefix(b"data:") {
                 Some(data) => {
                     let mut message = data.trim_ascii_start().to_vec();
@@ -422,7 +435,11 @@ fn take_events(pending: &mut Vec<u8>, filter: &Filter) -> Vec<u8> {
             }
         }
         out.push(b'\n');
+        start = end;
+        from = end;
     }
+    pending.drain(..start);
+    *searched = pending.len();
     out
 }
 
@@ -435,4 +452,41 @@ fn take_json(pending: &mut Vec<u8>, filter: &Filter) -> Vec<u8> {
     message.push(b'\n');
     let kept = filter.line(&message).into_owned();
     kept.trim_ascii_end().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use mcpgw_catalog::Redaction;
+
+    use super::*;
+    use crate::redaction::tests::{VALUE, filter};
+
+    #[test]
+    fn sse_events_are_filtered_whole_however_they_are_split() {
+        let stream = format!(
+            ": ping\n\nid: 1\ndata: {{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"t\":\"{VALUE}\"}}}}\n\ndata: {{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{{}}}}\n\n"
+        );
+        let filter = filter(Redaction::Redact);
+        let whole = take_events(&mut stream.as_bytes().to_vec(), &mut 0, &filter);
+        let (mut pending, mut searched, mut split) = (Vec::new(), 0, Vec::new());
+        for byte in stream.as_bytes() {
+            pending.push(*byte);
+            split.extend(take_events(&mut pending, &mut searched, &filter));
+        }
+        assert!(pending.is_empty(), "every event was taken");
+        assert_eq!(split, whole, "byte by byte as at once");
+        let text = String::from_utf8(whole).unwrap();
+        assert!(
+            !text.contains(VALUE) && text.contains("[REDACTED:api.token]"),
+            "{text}"
+        );
+        assert!(
+            text.starts_with(": ping\n\nid: 1\ndata: "),
+            "comments and ids kept: {text}"
+        );
+        assert!(
+            text.ends_with("data: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n\n"),
+            "{text}"
+        );
+    }
 }
