@@ -56,13 +56,20 @@ impl StderrTail {
         inner.tail.extend(bytes);
         let excess = inner.tail.len().saturating_sub(Self::CAPACITY);
         inner.tail.drain(..excess);
-        for &b in bytes {
-            if b == b'\n' {
-                let line = std::mem::take(&mut inner.partial);
-                inner.log(&line);
-            } else if inner.partial.len() < Self::MAX_LINE {
-                inner.partial.push(b);
-            }
+        let mut rest = bytes;
+        loop {
+            let end = memchr::memchr(b'\n', rest);
+            let piece = &rest[..end.unwrap_or(rest.len())];
+            let room = Self::MAX_LINE.saturating_sub(inner.partial.len());
+            inner
+                .partial
+                .extend_from_slice(&piece[..piece.len().min(room)]);
+            let Some(end) = end else {
+                break;
+            };
+            let line = std::mem::take(&mut inner.partial);
+            inner.log(&line);
+            rest = &rest[end + 1..];
         }
     }
 

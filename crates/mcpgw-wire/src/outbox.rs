@@ -98,7 +98,7 @@ impl State {
         };
         self.partial.extend_from_slice(bytes);
         let mut start = 0;
-        while let Some(end) = self.partial[start..].iter().position(|&b| b == b'\n') {
+        while let Some(end) = memchr::memchr(b'\n', &self.partial[start..]) {
             let end = start + end + 1;
             filter(&self.partial[start..end], &mut self.queued);
             start = end;
