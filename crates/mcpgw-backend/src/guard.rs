@@ -24,16 +24,15 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-
-use parking_lot::Mutex;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+use mcpgw_wire::lines::{Lines, Sort};
+use parking_lot::Mutex;
 use rmcp::model::{LoggingMessageNotificationParam, ProgressNotificationParam};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::{PATIENCE, ProgressRoutes, Relay};
-use mcpgw_wire::lines::{Lines, Sort};
 
 /// Handing one notification on.
 type Delivery = Pin<Box<dyn Future<Output = ()> + Send>>;

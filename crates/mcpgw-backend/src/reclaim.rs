@@ -13,10 +13,9 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-
-use parking_lot::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
+use parking_lot::{Mutex, MutexGuard};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A shared handle to one stream. Clones share it.

@@ -22,8 +22,8 @@ const BUCKETS: [f64; 11] = [
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
-    server: String,
-    tool: String,
+    #[prometheus(flatten)]
+    tool: ToolLabels,
     outcome: Outcome,
 }
 
@@ -104,20 +104,17 @@ impl Metrics {
 
     /// One `tools/call` to `tool` of `server` that took `took`.
     pub(crate) fn call(&self, server: &str, tool: &str, ok: bool, took: Duration) {
+        let tool = ToolLabels {
+            server: server.to_string(),
+            tool: tool.to_string(),
+        };
+        self.durations
+            .get_or_create(&tool)
+            .observe(took.as_secs_f64());
         let outcome = if ok { Outcome::Ok } else { Outcome::Error };
         self.calls
-            .get_or_create(&CallLabels {
-                server: server.to_string(),
-                tool: tool.to_string(),
-                outcome,
-            })
+            .get_or_create(&CallLabels { tool, outcome })
             .inc();
-        self.durations
-            .get_or_create(&ToolLabels {
-                server: server.to_string(),
-                tool: tool.to_string(),
-            })
-            .observe(took.as_secs_f64());
     }
 
     /// Server `server` failed (and will be restarted, or its circuit opens).

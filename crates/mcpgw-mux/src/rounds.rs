@@ -16,11 +16,11 @@
 //! `2026-07-28` client's through the rounds. With none, or more than one,
 //! the backend's request fails with a message that says so.
 
-use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use rmcp::ErrorData;
 use rmcp::model::{
     ClientCapabilities, InputRequest, InputRequests, InputRequiredResult, InputResponses,

@@ -21,9 +21,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-use parking_lot::Mutex;
-
 use mcpgw_backend::{Backend, Relay};
+use parking_lot::Mutex;
 use rmcp::model::LoggingLevel;
 use rmcp::service::{Peer, RoleServer};
 use tokio_util::sync::CancellationToken;

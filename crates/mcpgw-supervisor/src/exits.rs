@@ -7,13 +7,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-
-use parking_lot::Mutex;
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::EventsOptions;
 use futures::StreamExt;
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 

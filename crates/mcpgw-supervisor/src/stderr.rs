@@ -8,9 +8,9 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use std::time::{Duration, Instant};
 
 /// How many stderr lines per server and second reach the log.
 pub(crate) const LOG_LINES_PER_SECOND: u32 = 50;

@@ -23,10 +23,9 @@ mod probe;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-use parking_lot::Mutex;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
     CompletionInfo, ContentBlock, DiscoverRequestMethod, DiscoverResult, GetPromptRequestParams,

@@ -17,10 +17,9 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-
-use parking_lot::Mutex;
 use std::task::{Context, Poll, Waker};
 
+use parking_lot::Mutex;
 use tokio::io::AsyncWrite;
 
 /// Turns one complete line (its `\n` included) into the bytes to write,
@@ -96,12 +95,16 @@ impl State {
             self.queued.extend_from_slice(bytes);
             return;
         };
+        // What is left of earlier writes holds no line break: only the new
+        // bytes are searched, however many writes a line takes.
+        let mut from = self.partial.len();
         self.partial.extend_from_slice(bytes);
         let mut start = 0;
-        while let Some(end) = memchr::memchr(b'\n', &self.partial[start..]) {
-            let end = start + end + 1;
+        while let Some(end) = memchr::memchr(b'\n', &self.partial[from..]) {
+            let end = from + end + 1;
             filter(&self.partial[start..end], &mut self.queued);
             start = end;
+            from = end;
         }
         self.partial.drain(..start);
     }
