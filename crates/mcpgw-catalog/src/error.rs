@@ -38,6 +38,23 @@ pub enum CatalogError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// Several problems, in file order, each an [`CatalogError::Invalid`].
+    /// Shown one per line, each line after the first led by `error: ` as
+    /// the first one is where the command reports it.
+    #[error("{}", render_several(problems))]
+    Several {
+        /// The problems, at least two.
+        problems: Vec<CatalogError>,
+    },
+}
+
+fn render_several(problems: &[CatalogError]) -> String {
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let count = format!(
+        "{} problems in this catalog; nothing was started",
+        problems.len()
+    );
+    [lines.join("\nerror: "), count].join("\nerror: ")
 }
 
 impl CatalogError {
@@ -72,11 +89,40 @@ impl CatalogError {
         }
     }
 
-    /// The message without the file and position, for tests and tools.
+    /// One error, or several in file order.
+    pub(crate) fn all(mut problems: Vec<Self>) -> Self {
+        if problems.len() == 1 {
+            problems.remove(0)
+        } else {
+            Self::Several { problems }
+        }
+    }
+
+    /// The message without the file and position, for tests and tools
+    /// (the first problem's, when there are several).
     pub fn message(&self) -> String {
         match self {
             Self::Invalid { message, .. } => message.clone(),
+            Self::Several { problems } => problems.first().map(Self::message).unwrap_or_default(),
             other => other.to_string(),
+        }
+    }
+
+    /// The line and column of a content error (of the first, when there
+    /// are several); `None` for errors about the file itself.
+    pub fn position(&self) -> Option<(usize, usize)> {
+        match self {
+            Self::Invalid { line, column, .. } => Some((*line, *column)),
+            Self::Several { problems } => problems.first().and_then(Self::position),
+            Self::Io { .. } | Self::TooLarge { .. } => None,
+        }
+    }
+
+    /// Every problem: this one, or each of several.
+    pub fn problems(&self) -> &[Self] {
+        match self {
+            Self::Several { problems } => problems,
+            one => std::slice::from_ref(one),
         }
     }
 }

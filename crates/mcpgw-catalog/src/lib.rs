@@ -16,6 +16,7 @@
 mod de;
 mod error;
 mod names;
+mod sections;
 mod spec;
 mod units;
 mod volume;
@@ -57,20 +58,53 @@ pub fn load(path: &Path) -> Result<Catalog, CatalogError> {
 ///
 /// # Errors
 ///
-/// Returns a [`CatalogError`] with the line and column of the first problem.
+/// Returns a [`CatalogError`] with the line and column of every problem
+/// found ([`sections`] says how more than the first are found).
 pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Catalog, CatalogError> {
     if text.len() as u64 > MAX_CATALOG_BYTES {
         return Err(CatalogError::too_large(path, text.len() as u64));
     }
-    let context = volume::Context::new(base_dir.to_path_buf());
-    let mut raw: spec::Document = volume::with_context(context, || yaml_serde::from_str(text))
-        .map_err(|err| CatalogError::from_yaml(path, &err))?;
+    let mut raw = match document(text, base_dir) {
+        Ok(raw) => raw,
+        Err(first) => return Err(every_problem(text, path, base_dir, &first)),
+    };
     Ok(Catalog {
         path: path.to_path_buf(),
         profiles: raw.profiles(),
         gateway: raw.gateway,
         servers: raw.servers,
     })
+}
+
+fn document(text: &str, base_dir: &Path) -> Result<spec::Document, yaml_serde::Error> {
+    let context = volume::Context::new(base_dir.to_path_buf());
+    volume::with_context(context, || yaml_serde::from_str(text))
+}
+
+/// The whole file's first error, and those each section finds on its own,
+/// in file order.
+fn every_problem(
+    text: &str,
+    path: &Path,
+    base_dir: &Path,
+    first: &yaml_serde::Error,
+) -> CatalogError {
+    let mut problems = vec![CatalogError::from_yaml(path, first)];
+    for section in sections::sections(text).unwrap_or_default() {
+        let Err(err) = document(&section.document(text), base_dir) else {
+            continue;
+        };
+        let problem = CatalogError::from_yaml(path, &err);
+        if problem
+            .position()
+            .is_some_and(|(line, _)| section.holds(line))
+        {
+            problems.push(problem);
+        }
+    }
+    problems.sort_by_key(CatalogError::position);
+    problems.dedup_by_key(|p| p.position());
+    CatalogError::all(problems)
 }
 
 fn read_bounded(path: &Path) -> Result<String, CatalogError> {

@@ -108,7 +108,9 @@ fn rejects_structure_errors() {
     );
     check_err(
         "version: 1\nextra: 1\nservers: {}\n",
-        "cat.yaml:2:1: unknown field `extra`, expected one of `version`, `gateway`, `servers`, `profiles`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+        "cat.yaml:2:1: unknown field `extra`, expected one of `version`, `gateway`, `servers`, `profiles`; fix: remove the key or correct its spelling; the catalog reference is in README.md\n\
+         error: cat.yaml:3:10: servers: `servers` is empty; fix: add at least one server; see catalog/demo.yaml\n\
+         error: 2 problems in this catalog; nothing was started",
     );
     check_err(
         "version: 1\nservers:\n  s:\n    image: a\n    image: b\n",
@@ -583,4 +585,105 @@ fn supervision_keys_parse_and_default() {
         "version: 1\ngateway:\n  restart: { circuit_after: 0 }\nservers:\n  s:\n    image: a\n",
         "cat.yaml:3:29: gateway.restart.circuit_after: `0` is not a count; fix: write a whole number from 1 to 100000",
     );
+}
+
+#[test]
+fn every_problem_is_reported_in_one_run_in_file_order() {
+    let yaml = "version: 1
+gateway:
+  call_timeout: soon
+servers:
+  good:
+    image: img:dev
+  bad-pull:
+    image: img:dev
+    pull: sometimes
+  no-image:
+    pull: never
+  typo:
+    image: img:dev
+    netwrok: none
+profiles:
+  ci:
+    tools: [\"good__*\"]
+";
+    let dir = tempfile::tempdir().unwrap();
+    let err = parse_in(dir.path(), yaml).expect_err("catalog should be rejected");
+    let at: Vec<(usize, usize)> = err
+        .problems()
+        .iter()
+        .filter_map(CatalogError::position)
+        .collect();
+    assert_eq!(at.len(), 4, "{err}");
+    let lines: Vec<usize> = at.iter().map(|(line, _)| *line).collect();
+    assert_eq!(lines, [3, 9, 11, 14], "{err}");
+    let shown = err.to_string();
+    assert!(shown.starts_with("cat.yaml:3:"), "{shown}");
+    assert_eq!(shown.matches("\nerror: cat.yaml:").count(), 3, "{shown}");
+    assert!(
+        shown.ends_with("\nerror: 4 problems in this catalog; nothing was started"),
+        "{shown}"
+    );
+    assert!(shown.contains("missing field `image`"), "{shown}");
+    assert!(shown.contains("unknown field `netwrok`"), "{shown}");
+}
+
+#[test]
+fn a_single_problem_is_reported_alone_and_the_scaffolding_reports_nothing() {
+    // The problem in each section shape: first key, last key, only server.
+    for yaml in [
+        "gateway:\n  call_timeout: soon\nversion: 1\nservers:\n  s:\n    image: img:dev\n",
+        "version: 1\nservers:\n  s:\n    image: img:dev\n    pull: sometimes\n",
+        "version: 1\nservers:\n  s:\n    image: img:dev\nprofiles:\n  ci:\n    tools: 3\n",
+        "version: 2\nservers:\n  s:\n    image: img:dev\n",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let err = parse_in(dir.path(), yaml).expect_err("catalog should be rejected");
+        assert_eq!(err.problems().len(), 1, "{err}\nfor catalog:\n{yaml}");
+    }
+}
+
+#[test]
+fn a_catalog_that_cannot_be_split_safely_reports_its_first_problem() {
+    // Flow style, aliases and syntax errors: the first problem only.
+    for yaml in [
+        "version: 1\nservers: {a: {image: x, pull: sometimes}, b: {pull: never}}\n",
+        "version: 1\nx: &p {pull: sometimes}\nservers:\n  a:\n    image: x\n    pull: *p\n  b:\n    pull: never\n",
+        "version: 1\nservers:\n  a:\n    image: [unclosed\n  b:\n    pull: never\n",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let err = parse_in(dir.path(), yaml).expect_err("catalog should be rejected");
+        assert_eq!(err.problems().len(), 1, "{err}\nfor catalog:\n{yaml}");
+    }
+}
+
+proptest::proptest! {
+    /// Any text, and any catalog with lines mangled: parsing never panics,
+    /// and each problem reported lies within the file, in file order.
+    #[test]
+    fn any_text_gets_positioned_problems_in_order(
+        lines in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::string::string_regex("[ a-z:_\\-\\[\\]{}'\"&*#0-9]{0,24}").unwrap(),
+                proptest::sample::select(vec![
+                    "version: 1".to_string(), "servers:".to_string(), "  a:".to_string(),
+                    "    image: x".to_string(), "    pull: sometimes".to_string(),
+                    "gateway:".to_string(), "  call_timeout: soon".to_string(),
+                    "profiles:".to_string(), "  b:".to_string(), "    pull: never".to_string(),
+                ]),
+            ],
+            0..24,
+        )
+    ) {
+        let text = lines.join("\n");
+        let dir = tempfile::tempdir().unwrap();
+        if let Err(err) = parse_in(dir.path(), &text) {
+            let at: Vec<(usize, usize)> =
+                err.problems().iter().filter_map(CatalogError::position).collect();
+            proptest::prop_assert_eq!(at.len(), err.problems().len());
+            proptest::prop_assert!(at.windows(2).all(|w| w[0] < w[1]), "{}", err);
+            let last_line = text.lines().count().max(1) + 1;
+            proptest::prop_assert!(at.iter().all(|(line, _)| *line <= last_line), "{}", err);
+        }
+    }
 }
