@@ -27,7 +27,7 @@ FROM_BUILD =
 endif
 MCPGW := $(OUT)/debug/mcpgw
 
-.PHONY: all build images images-gateway demo test test-deps test-compose check-docker lint unit witness venv bench bench-smoke clean
+.PHONY: all build images images-gateway demo test test-deps test-compose test-podman check-docker lint unit witness venv bench bench-smoke clean
 
 all: build
 
@@ -67,7 +67,7 @@ demo: check-docker
 
 # Everything: formatting, lints, unit and in-memory tests, tests against the
 # real Docker engine, and the official Python MCP client as an outside witness.
-test: check-docker test-deps lint images images-gateway unit witness bench-smoke
+test: check-docker test-deps lint images images-gateway unit witness test-podman bench-smoke
 
 # System packages the tests need (a Secret Service among them); installs
 # what is missing when run as root, as in CI.
@@ -90,6 +90,11 @@ venv: $(VENV)/.installed
 
 witness: venv build
 	MCPGW_BIN=$(CURDIR)/$(MCPGW) $(VENV)/bin/python -m pytest -v tests/witness
+
+# The container tests again against Podman, the second engine (its
+# Docker-compatible service on a private socket; also part of `make test`).
+test-podman: check-docker images
+	scripts/test-podman.sh
 
 # The compose stack alone (also part of `make test`, through the witness).
 test-compose: check-docker images images-gateway venv build

@@ -4,14 +4,18 @@
 /// Why a container operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
-    /// No Docker engine answered.
+    /// No engine answered.
     #[error(
-        "cannot reach the Docker engine: {source}; fix: start Docker, or set DOCKER_HOST to its socket (mcpgw runs every server in a container and cannot work without an engine)"
+        "cannot reach the {engine} engine: {error}; fix: {fix} (mcpgw runs every server in a container and cannot work without an engine)"
     )]
     EngineUnavailable {
-        /// What bollard reported.
-        #[source]
-        source: bollard::errors::Error,
+        /// `Docker` or `Podman`.
+        engine: &'static str,
+        /// What bollard reported (in the message, so not also a `source`
+        /// that `{:#}` would print a second time).
+        error: bollard::errors::Error,
+        /// How to make it answer.
+        fix: &'static str,
     },
     /// The image is not present and was not (or could not be) pulled.
     #[error("server `{server}`: image `{image}` is not present locally{reason}; fix: {fix}")]

@@ -3,7 +3,8 @@
 //! Containers are created with auto-remove, so once one exits it cannot be
 //! inspected: its exit code and whether the OOM killer ended it come from
 //! the `oom` and `die` events instead. One stream per gateway, filtered to
-//! its own containers, reconnecting if the engine goes away.
+//! its own containers, reconnecting if the engine goes away. Podman's
+//! Docker-compatible API sends the same events.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,9 +39,12 @@ impl Exits {
         let exits = Self::default();
         let filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
+            // Podman's Docker-compatible API filters by its own event
+            // names (`died`) while it reports Docker's (`die`); Docker
+            // ignores the name it does not know.
             (
                 "event".to_string(),
-                vec!["die".to_string(), "oom".to_string()],
+                vec!["die".to_string(), "died".to_string(), "oom".to_string()],
             ),
             (
                 "label".to_string(),

@@ -19,6 +19,7 @@ mod secret_files;
 mod stderr;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -40,6 +41,10 @@ pub use stderr::StderrTail;
 
 /// How long `remove` waits for the engine to stop listing a container.
 const REMOVAL_WAIT: Duration = Duration::from_secs(10);
+
+/// How many times a container list the engine answered in a form bollard
+/// cannot read is asked again (Podman's transient `stopped`; see `labelled`).
+const LIST_ATTEMPTS: usize = 5;
 
 /// Label keys every container carries, so a gateway can find its own
 /// containers and those of gateways that died.
@@ -139,8 +144,60 @@ impl std::fmt::Display for ExitState {
                     "exited with code {code}, killed for exceeding its memory limit"
                 )
             }
+            // Killed: Docker says when the OOM killer did it; Podman on
+            // cgroup v1 never does, so the limit is named as the likely cause.
+            (false, Some(137)) => f.write_str(
+                "exited with code 137 (SIGKILL: a kill, or its memory limit on an engine that does not report OOM kills)",
+            ),
             (false, Some(code)) => write!(f, "exited with code {code}"),
             (false, None) => f.write_str("not running"),
+        }
+    }
+}
+
+/// Which engine's Docker-compatible API to talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// Docker: `DOCKER_HOST`, else the local default socket.
+    #[default]
+    Docker,
+    /// Podman's service (`podman system service`): `CONTAINER_HOST` or
+    /// `DOCKER_HOST`, else the rootless socket under `XDG_RUNTIME_DIR`,
+    /// else the system one, `/run/podman/podman.sock`.
+    Podman,
+}
+
+impl Engine {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Docker => "Docker",
+            Self::Podman => "Podman",
+        }
+    }
+
+    fn fix(self) -> &'static str {
+        match self {
+            Self::Docker => "start Docker, or set DOCKER_HOST to its socket",
+            Self::Podman => {
+                "start its service (`podman system service --time=0`, or `systemctl --user start podman.socket`), or set CONTAINER_HOST to its socket"
+            }
+        }
+    }
+
+    /// Where the engine listens, when the environment or the engine's
+    /// conventions say; `None` leaves it to bollard's defaults.
+    fn socket(self) -> Option<String> {
+        let from = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+        match self {
+            Self::Docker => None,
+            Self::Podman => from("CONTAINER_HOST")
+                .or_else(|| from("DOCKER_HOST"))
+                .or_else(|| {
+                    let rootless = from("XDG_RUNTIME_DIR")
+                        .map(|dir| format!("{dir}/podman/podman.sock"))
+                        .filter(|path| Path::new(path).exists());
+                    Some(rootless.unwrap_or_else(|| "/run/podman/podman.sock".to_string()))
+                }),
         }
     }
 }
@@ -152,8 +209,31 @@ impl Supervisor {
     ///
     /// [`SupervisorError::EngineUnavailable`] when no engine answers.
     pub async fn connect() -> Result<Self, SupervisorError> {
-        let unavailable = |source| SupervisorError::EngineUnavailable { source };
-        let docker = Docker::connect_with_local_defaults().map_err(unavailable)?;
+        Self::connect_to(Engine::Docker).await
+    }
+
+    /// Connects to `engine` and checks that it answers.
+    ///
+    /// # Errors
+    ///
+    /// [`SupervisorError::EngineUnavailable`] when no engine answers.
+    pub async fn connect_to(engine: Engine) -> Result<Self, SupervisorError> {
+        let unavailable = |error| SupervisorError::EngineUnavailable {
+            engine: engine.name(),
+            error,
+            fix: engine.fix(),
+        };
+        let docker = match engine.socket() {
+            None => Docker::connect_with_local_defaults(),
+            Some(socket) if socket.starts_with("tcp://") || socket.starts_with("http://") => {
+                Docker::connect_with_http(&socket, 120, bollard::API_DEFAULT_VERSION)
+            }
+            Some(socket) => {
+                let path = socket.strip_prefix("unix://").unwrap_or(&socket);
+                Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
+            }
+        }
+        .map_err(unavailable)?;
         // Talk the engine's API version, whatever bollard defaults to: older
         // engines (20.10 speaks 1.41) refuse newer versions.
         let docker = docker.negotiate_version().await.map_err(unavailable)?;
@@ -350,8 +430,26 @@ impl Supervisor {
             return Vec::new();
         };
         let mut reached = Vec::new();
-        if let Some(pids) = stats.pids_stats
-            && let (Some(current), Some(limit)) = (pids.current, pids.limit)
+        // Podman's stats carry the pids count without the limit: the limit
+        // is then the one the container was created with.
+        let configured_pids = async {
+            let inspect = self
+                .docker
+                .inspect_container(id, None::<InspectContainerOptions>)
+                .await
+                .ok()?;
+            inspect
+                .host_config?
+                .pids_limit
+                .and_then(|l| u64::try_from(l).ok())
+        };
+        let pids = stats.pids_stats.unwrap_or_default();
+        let pids_limit = match pids.limit.filter(|&l| l > 0) {
+            Some(limit) => Some(limit),
+            None if pids.current.is_some() => configured_pids.await,
+            None => None,
+        };
+        if let (Some(current), Some(limit)) = (pids.current, pids_limit)
             && limit > 0
             && current >= limit
         {
@@ -532,6 +630,21 @@ impl Supervisor {
             .all(true)
             .filters(&filters)
             .build();
+        // Podman lists a container that has just exited as `stopped` until
+        // its cleanup, a state Docker's API (and so bollard) does not know:
+        // the whole answer fails to parse. That state lasts a moment, and
+        // the compatible API has no way to wait for its end, so the list is
+        // asked again a few times, at growing intervals.
+        let mut pause = Duration::from_millis(20);
+        for _ in 0..LIST_ATTEMPTS {
+            match self.docker.list_containers(Some(options.clone())).await {
+                Err(bollard::errors::Error::JsonDataError { .. }) => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                listed => return listed.map_err(|source| SupervisorError::List { source }),
+            }
+        }
         self.docker
             .list_containers(Some(options))
             .await

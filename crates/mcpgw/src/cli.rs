@@ -9,8 +9,30 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 pub(crate) struct Cli {
+    /// The container engine: Docker, or Podman's Docker-compatible service
+    /// (`podman system service`).
+    #[arg(long, global = true, value_enum, env = "MCPGW_RUNTIME", default_value_t = Runtime::Docker)]
+    pub(crate) runtime: Runtime,
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Runtime {
+    /// Docker: `DOCKER_HOST`, else its default socket.
+    Docker,
+    /// Podman: `CONTAINER_HOST` or `DOCKER_HOST`, else its rootless or
+    /// system socket.
+    Podman,
+}
+
+impl Runtime {
+    pub(crate) fn engine(self) -> mcpgw_supervisor::Engine {
+        match self {
+            Self::Docker => mcpgw_supervisor::Engine::Docker,
+            Self::Podman => mcpgw_supervisor::Engine::Podman,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context as _, anyhow};
 use mcpgw_catalog::Catalog;
 use mcpgw_mux::Mux;
-use mcpgw_supervisor::Supervisor;
+use mcpgw_supervisor::{Engine, Supervisor};
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
 use rmcp::{RoleClient, ServiceExt};
@@ -57,7 +57,7 @@ impl fmt::Display for Failure {
     }
 }
 
-pub(crate) async fn run(command: Command) -> Result<(), Failure> {
+pub(crate) async fn run(command: Command, engine: Engine) -> Result<(), Failure> {
     match command {
         Command::Run {
             catalog,
@@ -66,27 +66,27 @@ pub(crate) async fn run(command: Command) -> Result<(), Failure> {
             secrets,
             http,
         } => match transport {
-            Transport::Stdio => serve(&catalog, &secrets).await,
-            Transport::Http => serve_http(&catalog, &listen, &secrets, &http).await,
+            Transport::Stdio => serve(&catalog, &secrets, engine).await,
+            Transport::Http => serve_http(&catalog, &listen, &secrets, &http, engine).await,
         },
         Command::Validate { catalog } => validate(&catalog),
-        Command::Tools { catalog, secrets } => tools(&catalog, &secrets).await,
+        Command::Tools { catalog, secrets } => tools(&catalog, &secrets, engine).await,
         Command::Call {
             catalog,
             name,
             arguments,
             secrets,
-        } => call(&catalog, &name, &arguments, &secrets).await,
+        } => call(&catalog, &name, &arguments, &secrets, engine).await,
         Command::Secret { action } => secrets::command(action).await,
         Command::Token { action } => crate::tokens::command(action),
-        Command::Ps => ps().await,
-        Command::Gc => gc().await,
+        Command::Ps => ps(engine).await,
+        Command::Gc => gc(engine).await,
     }
 }
 
 /// Connects to the engine and removes what dead gateways left behind.
-async fn connect() -> Result<Supervisor, Failure> {
-    let supervisor = Supervisor::connect().await?;
+async fn connect(engine: Engine) -> Result<Supervisor, Failure> {
+    let supervisor = Supervisor::connect_to(engine).await?;
     match supervisor.reap_orphans().await {
         Ok(reaped) if !reaped.is_empty() => {
             tracing::info!(
@@ -100,8 +100,8 @@ async fn connect() -> Result<Supervisor, Failure> {
     Ok(supervisor)
 }
 
-async fn ps() -> Result<(), Failure> {
-    let supervisor = Supervisor::connect().await?;
+async fn ps(engine: Engine) -> Result<(), Failure> {
+    let supervisor = Supervisor::connect_to(engine).await?;
     let managed = supervisor.managed().await?;
     let mut out = format!(
         "{:<36}  {:<12}  {:<20}  {:<9}  OWNER\n",
@@ -119,8 +119,8 @@ async fn ps() -> Result<(), Failure> {
     Ok(())
 }
 
-async fn gc() -> Result<(), Failure> {
-    let supervisor = Supervisor::connect().await?;
+async fn gc(engine: Engine) -> Result<(), Failure> {
+    let supervisor = Supervisor::connect_to(engine).await?;
     let reaped = supervisor.reap_orphans().await?;
     print_stdout(&format!("removed {} orphaned container(s)\n", reaped.len()));
     Ok(())
@@ -175,6 +175,7 @@ async fn serve_http(
     listen: &str,
     secrets: &SecretsArg,
     http: &HttpArgs,
+    engine: Engine,
 ) -> Result<(), Failure> {
     let catalog = load(path)?;
     let listen: std::net::SocketAddr = listen.parse().map_err(|e| {
@@ -213,7 +214,7 @@ async fn serve_http(
         }
     };
     let resolved = secrets::resolve(&catalog, None, secrets).await?;
-    let supervisor = connect().await?;
+    let supervisor = connect(engine).await?;
     let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
     let (gateway, mux) = Gateway::start(supervisor, &catalog, None, &resolved, None);
     mux.serve_many_sessions();
@@ -229,10 +230,10 @@ async fn serve_http(
     outcome.map_err(Failure::from)
 }
 
-async fn serve(path: &Path, secrets: &SecretsArg) -> Result<(), Failure> {
+async fn serve(path: &Path, secrets: &SecretsArg, engine: Engine) -> Result<(), Failure> {
     let catalog = load(path)?;
     let resolved = secrets::resolve(&catalog, None, secrets).await?;
-    let supervisor = connect().await?;
+    let supervisor = connect(engine).await?;
     tracing::info!(
         catalog = %path.display(),
         servers = catalog.servers.len(),
@@ -297,10 +298,11 @@ async fn with_client<T>(
     catalog: &Catalog,
     only: Option<&[usize]>,
     secrets: &SecretsArg,
+    engine: Engine,
     f: impl AsyncFnOnce(&RunningService<RoleClient, ()>, &Mux) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
     let resolved: Resolved = secrets::resolve(catalog, only, secrets).await?;
-    let supervisor = connect().await?;
+    let supervisor = connect(engine).await?;
     let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
     let (audience, heard) = tokio::sync::watch::channel(None);
     let (gateway, mux) = Gateway::start(supervisor, catalog, only, &resolved, Some(heard));
@@ -326,9 +328,9 @@ async fn with_client<T>(
     outcome
 }
 
-async fn tools(path: &Path, secrets: &SecretsArg) -> Result<(), Failure> {
+async fn tools(path: &Path, secrets: &SecretsArg, engine: Engine) -> Result<(), Failure> {
     let catalog = load(path)?;
-    with_client(&catalog, None, secrets, async |client, mux| {
+    with_client(&catalog, None, secrets, engine, async |client, mux| {
         let tools = client.list_all_tools().await?;
         let table = mux.table().await;
         let width = tools.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
@@ -365,6 +367,7 @@ async fn call(
     name: &str,
     arguments: &str,
     secrets: &SecretsArg,
+    engine: Engine,
 ) -> Result<(), Failure> {
     let catalog = load(path)?;
     let arguments: serde_json::Map<String, serde_json::Value> = serde_json::from_str(arguments)
@@ -386,13 +389,19 @@ async fn call(
             ))
         })?;
     let request = CallToolRequestParams::new(name.to_string()).with_arguments(arguments);
-    with_client(&catalog, Some(&[owner]), secrets, async |client, _| {
-        let result = client.call_tool(request).await?;
-        print_stdout(&format!("{}\n", serde_json::to_string_pretty(&result)?));
-        if result.is_error == Some(true) {
-            return Err(anyhow!("the tool reported an error").into());
-        }
-        Ok(())
-    })
+    with_client(
+        &catalog,
+        Some(&[owner]),
+        secrets,
+        engine,
+        async |client, _| {
+            let result = client.call_tool(request).await?;
+            print_stdout(&format!("{}\n", serde_json::to_string_pretty(&result)?));
+            if result.is_error == Some(true) {
+                return Err(anyhow!("the tool reported an error").into());
+            }
+            Ok(())
+        },
+    )
     .await
 }

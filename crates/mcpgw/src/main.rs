@@ -30,7 +30,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let outcome = runtime.block_on(commands::run(cli.command));
+    let outcome = runtime.block_on(commands::run(cli.command, cli.runtime.engine()));
     // A pending read of stdin cannot be cancelled; do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match outcome {

@@ -97,16 +97,37 @@ async fn docker() -> bollard::Docker {
 async fn listed(pid: u32) -> Vec<bollard::models::ContainerSummary> {
     use bollard::query_parameters::ListContainersOptionsBuilder;
     let filters = HashMap::from([("label".to_string(), vec![format!("io.mcpgw.pid={pid}")])]);
-    docker()
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let docker = docker().await;
+    // Podman's transient `stopped` state fails bollard's parse (as in
+    // mcpgw-supervisor's own listing): ask again.
+    for _ in 0..20 {
+        match docker.list_containers(Some(options.clone())).await {
+            Err(bollard::errors::Error::JsonDataError { .. }) => {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            listed => return listed.unwrap(),
+        }
+    }
+    panic!("the engine's container list never parsed")
+}
+
+/// Whether the engine these tests run against is Podman (its
+/// Docker-compatible API), whose few differences some tests expect.
+pub async fn engine_is_podman() -> bool {
+    let version = docker()
         .await
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
+        .version()
         .await
-        .unwrap()
+        .expect("the engine's version");
+    version
+        .components
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.name == "Podman Engine")
 }
 
 /// The ids of the containers (any state) started by the gateway with
