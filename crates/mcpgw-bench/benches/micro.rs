@@ -49,6 +49,7 @@ fn table(inventories: &[Inventory], names: &[String], filter: &ToolFilter) -> Ro
         .map(|(name, inventory)| ServerEntry {
             name,
             filter,
+            scan: mcpgw_catalog::ScanPolicy::Block,
             inventory: Some(inventory),
         })
         .collect();

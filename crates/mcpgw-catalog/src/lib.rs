@@ -27,7 +27,7 @@ pub use error::CatalogError;
 pub use names::{SecretName, Separator, ServerName};
 pub use spec::{
     Catalog, Concurrency, Delivery, GatewaySpec, HealthSpec, Lifecycle, Network, Profile,
-    PullPolicy, Redaction, Relay, Resources, RestartSpec, SECRETS_DIR, Scope, SecretRef,
+    PullPolicy, Redaction, Relay, Resources, RestartSpec, SECRETS_DIR, ScanPolicy, Scope, SecretRef,
     ServerSpec, ToolFilter, Volume,
 };
 

@@ -148,6 +148,10 @@ pub struct GatewaySpec {
     pub health: HealthSpec,
     /// What happens to a message to a client that carries a secret's value.
     pub redaction: Redaction,
+    /// What the tool-poisoning scan does with what servers list.
+    pub scan: ScanPolicy,
+    /// What the scan does with tool results.
+    pub scan_results: ScanPolicy,
 }
 
 /// What the gateway does with a message to a client that carries the value
@@ -300,6 +304,8 @@ impl Default for GatewaySpec {
             restart: RestartSpec::default(),
             health: HealthSpec::default(),
             redaction: Redaction::default(),
+            scan: ScanPolicy::Block,
+            scan_results: ScanPolicy::Warn,
         }
     }
 }
@@ -314,6 +320,8 @@ struct RawGateway {
     restart: Option<RestartSpec>,
     health: Option<HealthSpec>,
     redaction: Option<Redaction>,
+    scan: Option<ScanPolicy>,
+    scan_results: Option<ScanPolicy>,
 }
 
 impl<'de> Deserialize<'de> for GatewaySpec {
@@ -330,6 +338,8 @@ impl<'de> Deserialize<'de> for GatewaySpec {
             restart: raw.restart.unwrap_or_default(),
             health: raw.health.unwrap_or_default(),
             redaction: raw.redaction.unwrap_or_default(),
+            scan: raw.scan.unwrap_or(defaults.scan),
+            scan_results: raw.scan_results.unwrap_or(defaults.scan_results),
         })
     }
 }
@@ -373,6 +383,10 @@ pub struct ServerSpec {
     pub lifecycle: Lifecycle,
     /// Whether clients share one container or each session has its own.
     pub scope: Scope,
+    /// Overrides `gateway.scan` for this server's lists.
+    pub scan: Option<ScanPolicy>,
+    /// Overrides `gateway.scan_results` for this server's tool results.
+    pub scan_results: Option<ScanPolicy>,
 }
 
 /// Who a server's container serves.
@@ -483,6 +497,8 @@ struct RawServer {
     idle_timeout: Option<CatalogDuration>,
     #[serde(default)]
     scope: ScopeKind,
+    scan: Option<ScanPolicy>,
+    scan_results: Option<ScanPolicy>,
     // Keys that exist only to be refused with a reason: Docker users write
     // them, and "unknown field" would not say why they are refused.
     #[allow(dead_code)]
@@ -596,6 +612,8 @@ impl TryFrom<RawServer> for ServerBody {
             concurrency: raw.concurrency,
             lifecycle,
             scope,
+            scan: raw.scan,
+            scan_results: raw.scan_results,
         }))
     }
 }
@@ -687,6 +705,35 @@ impl TryFrom<String> for PullPolicy {
     }
 }
 deserialize_checked!(PullPolicy, str);
+
+/// What the tool-poisoning scan does with its findings (`gateway.scan`,
+/// `gateway.scan_results`, and per server `scan`, `scan_results`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanPolicy {
+    /// Withhold what has a finding of high severity or above (absent from
+    /// lists, refused on call); log and count the rest.
+    Block,
+    /// Log and count every finding; withhold nothing.
+    Warn,
+    /// Do not scan.
+    Off,
+}
+
+impl TryFrom<String> for ScanPolicy {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "block" => Ok(Self::Block),
+            "warn" => Ok(Self::Warn),
+            "off" => Ok(Self::Off),
+            other => Err(invalid(
+                format_args!("scan policy `{other}` is not known"),
+                "use `block` (withhold high-severity findings, log the rest), `warn` (log only) or `off`",
+            )),
+        }
+    }
+}
+deserialize_checked!(ScanPolicy, str);
 
 /// The network a container joins.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -104,7 +104,7 @@ servers:
 fn rejects_structure_errors() {
     check_err(
         "version: 1\nservers:\n  s:\n    image: a\n    imagee: b\n",
-        "cat.yaml:5:5: servers.s: unknown field `imagee`, expected one of `image`, `pull`, `entrypoint`, `command`, `env`, `secrets`, `tools`, `network`, `resources`, `user`, `volumes`, `relay`, `call_timeout`, `concurrency`, `lifecycle`, `idle_timeout`, `scope`, `privileged`, `pid`, `ipc`, `cap_add`, `devices`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+        "cat.yaml:5:5: servers.s: unknown field `imagee`, expected one of `image`, `pull`, `entrypoint`, `command`, `env`, `secrets`, `tools`, `network`, `resources`, `user`, `volumes`, `relay`, `call_timeout`, `concurrency`, `lifecycle`, `idle_timeout`, `scope`, `scan`, `scan_results`, `privileged`, `pid`, `ipc`, `cap_add`, `devices`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
     );
     check_err(
         "version: 1\nextra: 1\nservers: {}\n",
@@ -686,4 +686,23 @@ proptest::proptest! {
             proptest::prop_assert!(at.iter().all(|(line, _)| *line <= last_line), "{}", err);
         }
     }
+}
+
+#[test]
+fn scan_policies_default_to_block_lists_and_warn_results_and_servers_override() {
+    let cat = check_ok(HEAD);
+    assert_eq!(cat.gateway.scan, ScanPolicy::Block);
+    assert_eq!(cat.gateway.scan_results, ScanPolicy::Warn);
+    assert_eq!(cat.servers[0].scan, None);
+    let cat = check_ok(
+        "version: 1\ngateway:\n  scan: warn\n  scan_results: block\nservers:\n  s:\n    image: img:dev\n    scan: off\n    scan_results: off\n",
+    );
+    assert_eq!(cat.gateway.scan, ScanPolicy::Warn);
+    assert_eq!(cat.gateway.scan_results, ScanPolicy::Block);
+    assert_eq!(cat.servers[0].scan, Some(ScanPolicy::Off));
+    assert_eq!(cat.servers[0].scan_results, Some(ScanPolicy::Off));
+    check_err(
+        "version: 1\nservers:\n  s:\n    image: img:dev\n    scan: maybe\n",
+        "cat.yaml:5:11: servers.s.scan: scan policy `maybe` is not known; fix: use `block` (withhold high-severity findings, log the rest), `warn` (log only) or `off`",
+    );
 }

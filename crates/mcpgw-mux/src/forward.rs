@@ -22,7 +22,7 @@ use rmcp::service::{RequestContext, RoleServer, ServiceError};
 use crate::relay::{ClientRelay, ProgressRelay, next_report};
 use crate::session::Instance;
 use crate::slots::{Activity, Limit, Slot, SlotState};
-use crate::{Mux, profile, relay, rounds};
+use crate::{Mux, profile, relay, rounds, screen};
 
 impl Mux {
     pub(crate) fn backend(&self, index: usize) -> Result<Backend, ErrorData> {
@@ -429,12 +429,21 @@ impl Mux {
     pub(crate) fn tool_response(
         &self,
         index: usize,
+        tool: &str,
         what: &str,
         result: ServerResult,
     ) -> Result<CallToolResponse, ErrorData> {
         match result {
             ServerResult::CallToolResult(mut result) => {
                 complete(&mut result.result_type);
+                let slot = &self.shared.slots[index];
+                let found = screen::result(slot.scan_results, slot.name.as_str(), tool, &result);
+                for screened in &found {
+                    self.shared.metrics.result_finding(screened);
+                }
+                if let Some(withheld) = screen::report_result(&found) {
+                    return Ok(CallToolResponse::Complete(withheld));
+                }
                 Ok(CallToolResponse::Complete(result))
             }
             ServerResult::InputRequiredResult(result) => {

@@ -102,6 +102,21 @@ impl ServerHandler for Mux {
                     None,
                 ));
             }
+            ToolLookup::Blocked { server, finding } => {
+                let server = &self.shared.slots[server].name;
+                let f = &finding.finding;
+                return Err(ErrorData::invalid_params(
+                    format!(
+                        "tool `{}` is withheld: the tool-poisoning scan found {} ({} severity) at {} of its definition: {}; fix: review server `{server}`, then set `servers.{server}.scan: warn` to serve it anyway",
+                        request.name,
+                        f.rule,
+                        f.severity,
+                        f.path,
+                        f.message
+                    ),
+                    None,
+                ));
+            }
             ToolLookup::Unknown => {
                 // A server that never came up has no tools in the table;
                 // a name in its namespace gets its reason, not "unknown".
@@ -147,7 +162,7 @@ impl ServerHandler for Mux {
             ok,
             began.elapsed(),
         );
-        self.tool_response(route.server, &what, outcome?)
+        self.tool_response(route.server, &route.upstream, &what, outcome?)
     }
 
     async fn list_prompts(

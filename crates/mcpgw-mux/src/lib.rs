@@ -30,6 +30,7 @@ mod paging;
 mod relay;
 mod rounds;
 pub mod router;
+pub mod screen;
 mod session;
 mod slots;
 
@@ -152,6 +153,8 @@ impl Mux {
             .map(|s| Slot {
                 name: s.name.clone(),
                 filter: s.tools.clone(),
+                scan: s.scan.unwrap_or(catalog.gateway.scan),
+                scan_results: s.scan_results.unwrap_or(catalog.gateway.scan_results),
                 state: watch::channel(SlotState::Starting).0,
                 limit: Arc::new(Limit::new(s.concurrency)),
                 per_session: s.scope == Scope::Session,

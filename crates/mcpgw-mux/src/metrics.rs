@@ -15,6 +15,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::screen::Screened;
+
 /// Upper bounds of the latency histogram buckets, in seconds.
 const BUCKETS: [f64; 11] = [
     0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0,
@@ -48,6 +50,15 @@ struct ToolLabels {
     tool: String,
 }
 
+/// A scan finding's labels: where, which rule, what was done.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FindingLabels {
+    server: String,
+    rule: String,
+    severity: String,
+    action: String,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServerLabels {
     server: String,
@@ -64,6 +75,8 @@ pub(crate) struct Metrics {
     durations: Family<ToolLabels, Histogram, fn() -> Histogram>,
     failures: Family<ServerLabels, Counter>,
     up: Family<ServerLabels, Gauge>,
+    findings: Family<FindingLabels, Gauge>,
+    result_findings: Family<FindingLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -73,6 +86,8 @@ impl Default for Metrics {
             durations: Family::new_with_constructor(latency_histogram),
             failures: Family::default(),
             up: Family::default(),
+            findings: Family::default(),
+            result_findings: Family::default(),
         }
     }
 }
@@ -100,6 +115,16 @@ impl Metrics {
             "Whether a server is up, or idle and ready to start",
             self.up.clone(),
         );
+        registry.register(
+            "mcpgw_scan_findings",
+            "Tool-poisoning findings in what the servers list now, by server, rule, severity and action (blocked or warned)",
+            self.findings.clone(),
+        );
+        registry.register(
+            "mcpgw_scan_result_findings",
+            "Tool-poisoning findings in tool results, by server, rule, severity and action",
+            self.result_findings.clone(),
+        );
     }
 
     /// One `tools/call` to `tool` of `server` that took `took`.
@@ -126,6 +151,19 @@ impl Metrics {
             .inc();
     }
 
+    /// The findings in the lists now (replacing the previous ones).
+    pub(crate) fn set_findings(&self, findings: &[Screened]) {
+        self.findings.clear();
+        for screened in findings {
+            self.findings.get_or_create(&labels(screened)).inc();
+        }
+    }
+
+    /// A finding in a tool result.
+    pub(crate) fn result_finding(&self, screened: &Screened) {
+        self.result_findings.get_or_create(&labels(screened)).inc();
+    }
+
     /// Server `server` is up (or idle and ready to start), or not.
     pub(crate) fn set_up(&self, server: &str, up: bool) {
         self.up
@@ -133,6 +171,15 @@ impl Metrics {
                 server: server.to_string(),
             })
             .set(i64::from(up));
+    }
+}
+
+fn labels(screened: &Screened) -> FindingLabels {
+    FindingLabels {
+        server: screened.finding.server.clone(),
+        rule: screened.finding.rule.to_string(),
+        severity: screened.finding.severity.to_string(),
+        action: screened.action.as_str().to_string(),
     }
 }
 

@@ -14,16 +14,20 @@
 //! - resources keep their URIs; when two servers claim one URI, the server
 //!   listed first in the catalog wins and the other's is not listed;
 //! - a tool the catalog's `tools.allow`/`tools.deny` hides is absent from the
-//!   list and cannot be routed; the table remembers it only to say why.
+//!   list and cannot be routed; the table remembers it only to say why;
+//! - so is an item the tool-poisoning scan withholds ([`crate::screen`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use mcpgw_backend::Inventory;
-use mcpgw_catalog::ToolFilter;
+use mcpgw_catalog::{ScanPolicy, ToolFilter};
+use mcpgw_scan::ItemKind;
 use regex::Regex;
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 use sha2::{Digest, Sha256};
+
+use crate::screen::{Listed, Screened, screen};
 
 /// The longest exposed tool name MCP clients accept.
 pub const MAX_NAME_LEN: usize = 64;
@@ -46,6 +50,8 @@ pub struct ServerEntry<'a> {
     pub name: &'a str,
     /// Its tool filter.
     pub filter: &'a ToolFilter,
+    /// What the tool-poisoning scan does with what it lists.
+    pub scan: ScanPolicy,
     /// What it offers, when it is up.
     pub inventory: Option<&'a Inventory>,
 }
@@ -60,6 +66,13 @@ pub enum ToolLookup<'a> {
         /// The server's index.
         server: usize,
     },
+    /// The server has this tool, but the scan withholds it.
+    Blocked {
+        /// The server's index.
+        server: usize,
+        /// The finding that withholds it.
+        finding: &'a Screened,
+    },
     /// No such tool.
     Unknown,
 }
@@ -70,6 +83,10 @@ pub struct RoutingTable {
     tools: Vec<Tool>,
     tool_routes: HashMap<String, Route>,
     hidden_tools: HashMap<String, usize>,
+    /// Tools the scan withholds: exposed name to (server, finding index).
+    blocked_tools: HashMap<String, (usize, usize)>,
+    /// What the scan found in the lists this table was built from.
+    findings: Vec<Screened>,
     prompts: Vec<Prompt>,
     prompt_routes: HashMap<String, Route>,
     resources: Vec<Resource>,
@@ -82,6 +99,17 @@ impl RoutingTable {
     /// Builds the table for `servers` (in catalog order).
     pub fn build(separator: &str, servers: &[ServerEntry<'_>]) -> Self {
         let mut table = Self::default();
+        let listed: Vec<Listed<'_>> = servers
+            .iter()
+            .map(|s| Listed {
+                name: s.name,
+                filter: s.filter,
+                policy: s.scan,
+                inventory: s.inventory,
+            })
+            .collect();
+        let verdict = screen(separator, &listed);
+        let withheld = |index, kind, name: &str| verdict.blocked(index, kind, name);
         let mut taken_tools = HashSet::new();
         let mut taken_prompts = HashSet::new();
         for (index, entry) in servers.iter().enumerate() {
@@ -92,6 +120,10 @@ impl RoutingTable {
                 let exposed = expose(entry.name, separator, &tool.name, &mut taken_tools);
                 if !entry.filter.permits(&tool.name) {
                     table.hidden_tools.insert(exposed, index);
+                    continue;
+                }
+                if let Some(at) = withheld(index, ItemKind::Tool, &tool.name) {
+                    table.blocked_tools.insert(exposed, (index, at));
                     continue;
                 }
                 let mut listed = tool.clone();
@@ -107,6 +139,9 @@ impl RoutingTable {
                 );
             }
             for prompt in &inventory.prompts {
+                if withheld(index, ItemKind::Prompt, &prompt.name).is_some() {
+                    continue;
+                }
                 let exposed = expose(entry.name, separator, &prompt.name, &mut taken_prompts);
                 let mut listed = prompt.clone();
                 listed.name.clone_from(&exposed);
@@ -121,6 +156,9 @@ impl RoutingTable {
                 );
             }
             for resource in &inventory.resources {
+                if withheld(index, ItemKind::Resource, &resource.name).is_some() {
+                    continue;
+                }
                 if let Some(&owner) = table.resource_routes.get(&resource.uri) {
                     tracing::warn!(
                         uri = %resource.uri,
@@ -134,11 +172,20 @@ impl RoutingTable {
                 table.resources.push(resource.clone());
             }
             for template in &inventory.resource_templates {
+                if withheld(index, ItemKind::ResourceTemplate, &template.name).is_some() {
+                    continue;
+                }
                 let matcher = template_matcher(&template.uri_template);
                 table.templates.push((template.clone(), index, matcher));
             }
         }
+        table.findings = verdict.findings;
         table
+    }
+
+    /// What the scan found in the servers' lists, withheld or not.
+    pub fn findings(&self) -> &[Screened] {
+        &self.findings
     }
 
     /// The merged tool list, in catalog order then upstream order.
@@ -167,6 +214,11 @@ impl RoutingTable {
             ToolLookup::Found(route)
         } else if let Some(&server) = self.hidden_tools.get(name) {
             ToolLookup::Hidden { server }
+        } else if let Some(&(server, at)) = self.blocked_tools.get(name) {
+            ToolLookup::Blocked {
+                server,
+                finding: &self.findings[at],
+            }
         } else {
             ToolLookup::Unknown
         }

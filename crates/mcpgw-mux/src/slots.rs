@@ -10,13 +10,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mcpgw_backend::{Backend, Deadline, Inventory, Relay};
-use mcpgw_catalog::{Concurrency, ServerName, ToolFilter};
+use mcpgw_catalog::{Concurrency, ScanPolicy, ServerName, ToolFilter};
 use mcpgw_secrets::Redactor;
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
 
 use crate::changes::ListChange;
 use crate::relay::ClientRelay;
 use crate::router::{RoutingTable, ServerEntry};
+use crate::screen::Action;
 use crate::{Diagnose, Instances, Slots};
 
 /// The state of one catalog server, as the mux sees it. There is one per
@@ -62,6 +63,10 @@ impl SlotState {
 pub(crate) struct Slot {
     pub(crate) name: ServerName,
     pub(crate) filter: ToolFilter,
+    /// What the tool-poisoning scan does with what it lists.
+    pub(crate) scan: ScanPolicy,
+    /// What the scan does with its tool results.
+    pub(crate) scan_results: ScanPolicy,
     pub(crate) state: watch::Sender<SlotState>,
     pub(crate) limit: Arc<Limit>,
     /// Each client session gets its own instance (`scope: session`),
@@ -246,6 +251,8 @@ impl Slots {
         let mut table = self.shared.table.write();
         self.shared.slots[index].state.send_replace(state);
         let rebuilt = Arc::new(self.rebuild());
+        report_findings(&table, &rebuilt);
+        self.shared.metrics.set_findings(rebuilt.findings());
         let change = ListChange::between(&table, &rebuilt);
         *table = rebuilt;
         drop(table);
@@ -278,10 +285,38 @@ impl Slots {
             .map(|(slot, state)| ServerEntry {
                 name: slot.name.as_str(),
                 filter: &slot.filter,
+                scan: slot.scan,
                 inventory: state.inventory(),
             })
             .collect();
         RoutingTable::build(&self.shared.separator, &entries)
+    }
+}
+
+/// Logs each finding in `now` that `before` did not have: once per finding,
+/// not once per rebuild.
+fn report_findings(before: &RoutingTable, now: &RoutingTable) {
+    for screened in now.findings() {
+        if before.findings().contains(screened) {
+            continue;
+        }
+        let f = &screened.finding;
+        let what = format!(
+            "tool-poisoning scan: {} `{}`: {} ({}) at {}: {}; excerpt: {}",
+            f.kind.as_str(),
+            f.item,
+            f.rule,
+            f.severity,
+            f.path,
+            f.message,
+            f.excerpt
+        );
+        match screened.action {
+            Action::Blocked => {
+                tracing::error!(server = %f.server, "{what}; withheld from clients");
+            }
+            Action::Warned => tracing::warn!(server = %f.server, "{what}"),
+        }
     }
 }
 

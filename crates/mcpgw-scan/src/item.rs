@@ -24,6 +24,18 @@ pub enum ItemKind {
 }
 
 impl ItemKind {
+    /// The word for it in reports: `tool`, `prompt`, `resource`,
+    /// `resource template`, `tool result`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemKind::Tool => "tool",
+            ItemKind::Prompt => "prompt",
+            ItemKind::Resource => "resource",
+            ItemKind::ResourceTemplate => "resource template",
+            ItemKind::ToolResult => "tool result",
+        }
+    }
+
     /// Whether this is something a server listed, as opposed to a result.
     pub fn is_definition(self) -> bool {
         self != ItemKind::ToolResult
