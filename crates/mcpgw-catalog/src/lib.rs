@@ -27,8 +27,8 @@ pub use error::CatalogError;
 pub use names::{SecretName, Separator, ServerName};
 pub use spec::{
     Catalog, Concurrency, Delivery, GatewaySpec, HealthSpec, Lifecycle, Network, Profile,
-    PullPolicy, Redaction, Relay, Resources, RestartSpec, SECRETS_DIR, ScanPolicy, Scope, SecretRef,
-    ServerSpec, ToolFilter, Volume,
+    PullPolicy, Redaction, Relay, Resources, RestartSpec, SECRETS_DIR, ScanPolicy, Scope,
+    SecretRef, ServerSpec, ToolFilter, Volume,
 };
 
 /// The largest catalog file we read. Catalogs are hand-written and small; a

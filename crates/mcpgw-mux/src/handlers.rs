@@ -108,11 +108,7 @@ impl ServerHandler for Mux {
                 return Err(ErrorData::invalid_params(
                     format!(
                         "tool `{}` is withheld: the tool-poisoning scan found {} ({} severity) at {} of its definition: {}; fix: review server `{server}`, then set `servers.{server}.scan: warn` to serve it anyway",
-                        request.name,
-                        f.rule,
-                        f.severity,
-                        f.path,
-                        f.message
+                        request.name, f.rule, f.severity, f.path, f.message
                     ),
                     None,
                 ));

@@ -89,7 +89,10 @@ pub(crate) fn screen(separator: &str, servers: &[Listed<'_>]) -> Verdict {
         let Some(inventory) = server.inventory else {
             continue;
         };
-        let tools = inventory.tools.iter().filter(|t| server.filter.permits(&t.name));
+        let tools = inventory
+            .tools
+            .iter()
+            .filter(|t| server.filter.permits(&t.name));
         for tool in tools {
             definitions.push((index, ItemKind::Tool, tool.name.as_ref(), json(tool)));
         }
@@ -97,7 +100,12 @@ pub(crate) fn screen(separator: &str, servers: &[Listed<'_>]) -> Verdict {
             definitions.push((index, ItemKind::Prompt, prompt.name.as_str(), json(prompt)));
         }
         for resource in &inventory.resources {
-            definitions.push((index, ItemKind::Resource, resource.name.as_str(), json(resource)));
+            definitions.push((
+                index,
+                ItemKind::Resource,
+                resource.name.as_str(),
+                json(resource),
+            ));
         }
         for template in &inventory.resource_templates {
             let name = template.name.as_str();
@@ -137,8 +145,7 @@ pub(crate) fn screen(separator: &str, servers: &[Listed<'_>]) -> Verdict {
         let Some(&index) = index_of.get(finding.server.as_str()) else {
             continue;
         };
-        let action = if servers[index].policy == ScanPolicy::Block && finding.severity >= BLOCK_AT
-        {
+        let action = if servers[index].policy == ScanPolicy::Block && finding.severity >= BLOCK_AT {
             Action::Blocked
         } else {
             Action::Warned

@@ -35,7 +35,9 @@ async fn main() {
         return;
     }
     eprintln!("testserver: serving on stdio");
-    let server = TestServer::new(faults.generated_tools).legacy(faults.legacy);
+    let server = TestServer::new(faults.generated_tools)
+        .legacy(faults.legacy)
+        .poisoned(faults.poisoned);
     match server.serve(rmcp::transport::stdio_pipes()).await {
         Ok(running) => {
             let _ = running.waiting().await;

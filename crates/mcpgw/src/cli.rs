@@ -80,6 +80,23 @@ pub(crate) enum Command {
         #[command(flatten)]
         secrets: SecretsArg,
     },
+    /// Start the servers, scan what they list for tool poisoning, print
+    /// the findings and stop them; exit 1 when one is at or above
+    /// `--fail-on`.
+    Scan {
+        /// The catalog YAML.
+        #[arg(long, short)]
+        catalog: PathBuf,
+        /// How to print the findings.
+        #[arg(long, value_enum, default_value_t = crate::scan::Format::Table)]
+        format: crate::scan::Format,
+        /// The lowest severity that fails the run: info, low, medium,
+        /// high or critical.
+        #[arg(long, default_value = "high")]
+        fail_on: mcpgw_scan::Severity,
+        #[command(flatten)]
+        secrets: SecretsArg,
+    },
     /// Manage the bearer tokens HTTP clients present.
     Token {
         #[command(subcommand)]

@@ -79,6 +79,12 @@ pub(crate) async fn run(command: Command, engine: Engine) -> Result<(), Failure>
         } => call(&catalog, &name, &arguments, &secrets, engine).await,
         Command::Secret { action } => secrets::command(action).await,
         Command::Token { action } => crate::tokens::command(action),
+        Command::Scan {
+            catalog,
+            format,
+            fail_on,
+            secrets,
+        } => scan(&catalog, format, fail_on, &secrets, engine).await,
         Command::Ps => ps(engine).await,
         Command::Gc => gc(engine).await,
     }
@@ -356,10 +362,40 @@ async fn tools(path: &Path, secrets: &SecretsArg, engine: Engine) -> Result<(), 
         for (server, reason) in mux.failures() {
             tracing::error!(server = %server, "unavailable: {reason}");
         }
+        if !table.findings().is_empty() {
+            out.push('\n');
+            out.push_str(&crate::scan::table(table.findings()));
+        }
         print_stdout(&out);
         Ok(())
     })
     .await
+}
+
+async fn scan(
+    path: &Path,
+    format: crate::scan::Format,
+    fail_on: mcpgw_scan::Severity,
+    secrets: &SecretsArg,
+    engine: Engine,
+) -> Result<(), Failure> {
+    let catalog = load(path)?;
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let findings = with_client(&catalog, None, secrets, engine, async |_, mux| {
+        for (server, reason) in mux.failures() {
+            tracing::error!(server = %server, "unavailable, so not scanned: {reason}");
+        }
+        Ok(mux.table().await.findings().to_vec())
+    })
+    .await?;
+    print_stdout(&crate::scan::render(format, &findings, path, &text));
+    match crate::scan::fails(&findings, fail_on) {
+        0 => Ok(()),
+        n => Err(anyhow!(
+            "{n} tool-poisoning finding(s) at or above `{fail_on}`; fix: review the servers named above, or pass a higher --fail-on"
+        )
+        .into()),
+    }
 }
 
 async fn call(

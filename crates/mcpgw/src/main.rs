@@ -12,6 +12,7 @@ mod front;
 mod http;
 mod redaction;
 mod runtime;
+mod scan;
 mod secrets;
 mod tokens;
 
