@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use mcpgw_secrets::Injection;
-use mcpgw_supervisor::Supervisor;
+use mcpgw_docker::DockerRuntime;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::{Child, Command};
 
@@ -105,7 +105,7 @@ pub(crate) struct Bench {
     pub(crate) backends: Vec<Backend>,
     /// The `mcp-proxy` binary, if there is one.
     pub(crate) mcp_proxy: Option<PathBuf>,
-    supervisor: Supervisor,
+    runtime: DockerRuntime,
     dir: tempfile::TempDir,
     direct: tokio::sync::Mutex<Vec<String>>,
 }
@@ -130,7 +130,7 @@ impl Bench {
                 gateway.display()
             );
         }
-        let supervisor = Supervisor::connect()
+        let runtime = DockerRuntime::connect()
             .await
             .context("the benchmarks start containers: no Docker engine is reachable")?;
         Ok(Self {
@@ -138,7 +138,7 @@ impl Bench {
             rust,
             backends,
             mcp_proxy,
-            supervisor,
+            runtime,
             dir: tempfile::tempdir()?,
             direct: tokio::sync::Mutex::default(),
         })
@@ -192,15 +192,18 @@ impl Bench {
         // Reserve the slot, so that containers started at once differ too.
         direct.push(String::new());
         drop(direct);
-        let container = self
-            .supervisor
-            .start(&catalog.servers[0], &Injection::default(), Some(number))
-            .await?;
+        let container = mcpgw_supervisor::launch(
+            &self.runtime,
+            &catalog.servers[0],
+            &Injection::default(),
+            Some(number),
+        )
+        .await?;
         #[allow(clippy::cast_possible_truncation)]
         {
             self.direct.lock().await[number as usize].clone_from(&container.id);
         }
-        let client = LineClient::new(container.stdout, container.stdin);
+        let client = LineClient::new(container.stdio.stdout, container.stdio.stdin);
         match era {
             Era::Stateless => Ok(client.stateless()),
             Era::Handshake => {
@@ -276,7 +279,7 @@ impl Bench {
     pub(crate) async fn close(&self) {
         for id in self.direct.lock().await.drain(..) {
             if !id.is_empty() {
-                self.supervisor.remove(&id).await;
+                self.runtime.remove(&id).await;
             }
         }
     }
@@ -391,20 +394,20 @@ pub(crate) async fn relay(catalog: &Path) -> anyhow::Result<()> {
     use tokio::net::unix::pipe;
 
     let catalog = mcpgw_catalog::load(catalog)?;
-    let supervisor = Supervisor::connect().await?;
-    let container = supervisor
-        .start(&catalog.servers[0], &Injection::default(), None)
-        .await?;
+    let runtime = DockerRuntime::connect().await?;
+    let container =
+        mcpgw_supervisor::launch(&runtime, &catalog.servers[0], &Injection::default(), None)
+            .await?;
     let mut stdin = pipe::Receiver::from_owned_fd(std::io::stdin().as_fd().try_clone_to_owned()?)?;
     let mut stdout = pipe::Sender::from_owned_fd(std::io::stdout().as_fd().try_clone_to_owned()?)?;
-    let (mut to, mut from) = (container.stdin, container.stdout);
+    let (mut to, mut from) = (container.stdio.stdin, container.stdio.stdout);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::io::copy(&mut stdin, &mut to) => {}
         _ = tokio::io::copy(&mut from, &mut stdout) => {}
         _ = term.recv() => {}
     }
-    supervisor.remove(&container.id).await;
+    runtime.remove(&container.id).await;
     Ok(())
 }
 

@@ -41,7 +41,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mcpgw_backend::Deadline;
 use mcpgw_catalog::{Catalog, Scope, ServerName};
@@ -162,7 +162,7 @@ impl Mux {
                     idle: s.call_timeout.unwrap_or(catalog.gateway.call_timeout),
                     max_total: catalog.gateway.max_call_timeout,
                 },
-                last_used: parking_lot::Mutex::new(Instant::now()),
+                last_used: parking_lot::Mutex::new(tokio::time::Instant::now()),
                 wake: Notify::new(),
                 wake_timeout: catalog.gateway.init_timeout + Duration::from_secs(30),
                 secrets: s.secrets.values().map(|r| r.name.to_string()).collect(),

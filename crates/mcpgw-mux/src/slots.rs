@@ -7,11 +7,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mcpgw_backend::{Backend, Deadline, Inventory, Relay};
 use mcpgw_catalog::{Concurrency, ScanPolicy, ServerName, ToolFilter};
 use mcpgw_secrets::Redactor;
+use tokio::time::Instant;
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
 
 use crate::changes::ListChange;
@@ -73,7 +74,8 @@ pub(crate) struct Slot {
     /// bounded by a fresh copy of `limit`.
     pub(crate) per_session: bool,
     pub(crate) deadline: Deadline,
-    /// When a call last finished or started here.
+    /// When a call last finished or started here, on tokio's clock (so
+    /// that idle stops run under paused time in tests).
     pub(crate) last_used: parking_lot::Mutex<Instant>,
     /// Asks the runtime to start an idle server.
     pub(crate) wake: Notify,

@@ -1,675 +1,161 @@
-//! The supervisor: the only part of mcpgw that knows Docker exists.
+//! Supervision as a library: one loop per catalog server that starts its
+//! container, opens its MCP session, serves it, health-checks it, stops it
+//! when an on-demand server goes unused and wakes it for the next call,
+//! and restarts it with backoff behind a circuit breaker when it fails;
+//! then, on shutdown, removes every container it started.
 //!
-//! It turns a validated [`ServerSpec`] into a running, hardened container and
-//! hands back the container's attached stdio as plain byte streams
-//! ([`Container::stdin`], [`Container::stdout`]); stderr goes to the log,
-//! tagged with the server name, and its tail is kept for error reports.
-//! It never speaks MCP: what flows over stdio is someone else's business.
+//! The engine is a [`Runtime`], a trait: the loop never knows which engine
+//! it drives (`mcpgw-docker` implements it for Docker and Podman), so every
+//! path through the loop is a unit test against a fake runtime under
+//! paused time. Time comes from tokio, never from the wall clock.
 //!
-//! Hardening is not optional: see [`hardening`] for what every container
-//! gets and why.
+//! What the loop learns it tells the mux through its [`Slots`]; the MCP
+//! session itself is `mcpgw-backend`'s [`Backend`]: the loop opens it over
+//! the container's stdio but never reads a message. It does not decide how
+//! a container is confined (the runtime does) nor how a request is routed
+//! (the mux does).
 
-mod error;
-mod exits;
-pub mod hardening;
-mod image;
-mod orphans;
+mod launch;
 pub mod restart;
-mod secret_files;
+mod runtime;
 mod stderr;
+mod supervise;
+#[cfg(test)]
+mod tests;
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use bollard::Docker;
-use bollard::container::{AttachContainerResults, LogOutput};
-use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
-    WaitContainerOptionsBuilder,
-};
-use futures::{Stream, StreamExt};
-use mcpgw_catalog::ServerSpec;
+use mcpgw_backend::Audience;
+use mcpgw_catalog::Catalog;
+use mcpgw_mux::Slots;
 use mcpgw_secrets::Injection;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-pub use error::SupervisorError;
+pub use runtime::{
+    BoxFuture, Container, Created, ErrorKind, ExitState, Runtime, RuntimeError, Stdio, launch,
+};
 pub use stderr::StderrTail;
 
-/// How long `remove` waits for the engine to stop listing a container.
-const REMOVAL_WAIT: Duration = Duration::from_secs(10);
+use launch::{Diagnoser, Launcher, SessionInstances};
+use supervise::Starter;
 
-/// How many times a container list the engine answered in a form bollard
-/// cannot read is asked again (Podman's transient `stopped`; see `labelled`).
-const LIST_ATTEMPTS: usize = 5;
+/// How long a server may take to exit after its stdin closes before its
+/// container is killed. Shutdown as a whole stays well under 10 seconds.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// Label keys every container carries, so a gateway can find its own
-/// containers and those of gateways that died.
-pub mod labels {
-    /// Marks a container as started by mcpgw.
-    pub const MANAGED: &str = "io.mcpgw.managed";
-    /// The gateway instance that owns the container.
-    pub const INSTANCE: &str = "io.mcpgw.instance";
-    /// The catalog server the container runs.
-    pub const SERVER: &str = "io.mcpgw.server";
-    /// The owning gateway's process id.
-    pub const PID: &str = "io.mcpgw.pid";
-    /// The owning gateway's start time, in seconds since the epoch.
-    pub const STARTED: &str = "io.mcpgw.started";
-    /// The host the owning gateway runs on.
-    pub const HOST: &str = "io.mcpgw.host";
-    /// The client session a `scope: session` container serves, numbered
-    /// by the gateway.
-    pub const SESSION: &str = "io.mcpgw.session";
+/// How long shutdown waits for the loops to notice it before aborting them.
+const LOOPS_GRACE: Duration = Duration::from_secs(2);
+
+/// What the loops are asked to run: which servers, with which secrets,
+/// speaking to whom.
+#[derive(Debug)]
+pub struct Plan {
+    /// The catalog indices of the servers to start; `None` starts all.
+    pub only: Option<Vec<usize>>,
+    /// What each server's containers receive, by catalog index.
+    pub secrets: Vec<Injection>,
+    /// The one client, once its first message is read (it decides the era
+    /// spoken to the servers); `None` when the gateway serves many (HTTP).
+    pub audience: Option<watch::Receiver<Option<Audience>>>,
 }
 
-/// A connection to the Docker engine plus this gateway's identity.
-#[derive(Debug, Clone)]
+/// The running servers of one gateway and the containers behind them.
+#[derive(Debug)]
 pub struct Supervisor {
-    docker: Docker,
-    instance: String,
-    pid: u32,
-    started: u64,
-    host: String,
-    exits: exits::Exits,
-    /// Stops the event watcher when the last clone is dropped.
-    _watcher: Arc<tokio_util::sync::DropGuard>,
-}
-
-/// A container some mcpgw gateway started, as `mcpgw ps` shows it.
-#[derive(Debug, Clone)]
-pub struct Managed {
-    /// The container id.
-    pub id: String,
-    /// The container name.
-    pub name: String,
-    /// The catalog server it runs.
-    pub server: String,
-    /// The owning gateway's instance id.
-    pub instance: String,
-    /// The owning gateway's pid and host.
-    pub pid: u32,
-    /// The owning gateway's host.
-    pub host: String,
-    /// The engine's state (`running`, `exited`, ...).
-    pub state: String,
-    /// Whether its gateway is known to be gone.
-    pub orphan: bool,
-}
-
-/// A started container with its attached stdio.
-pub struct Container {
-    /// The Docker container id.
-    pub id: String,
-    /// The container's name (`mcpgw-<server>-<instance>`).
-    pub name: String,
-    /// Writes to the server's stdin.
-    pub stdin: Pin<Box<dyn AsyncWrite + Send>>,
-    /// Reads the server's stdout, demultiplexed from the attach stream.
-    pub stdout: Pin<Box<dyn AsyncRead + Send>>,
-    /// The last bytes the server wrote to stderr.
-    pub stderr: StderrTail,
-}
-
-impl std::fmt::Debug for Container {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Container")
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-/// How a container ended, as far as the engine knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExitState {
-    /// The exit code, when the container has exited.
-    pub code: Option<i64>,
-    /// Whether the kernel's OOM killer ended it.
-    pub oom_killed: bool,
-    /// Whether it is still running.
-    pub running: bool,
-}
-
-impl std::fmt::Display for ExitState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.running, self.code) {
-            (true, _) => f.write_str("still running"),
-            (false, Some(code)) if self.oom_killed => {
-                write!(
-                    f,
-                    "exited with code {code}, killed for exceeding its memory limit"
-                )
-            }
-            // Killed: Docker says when the OOM killer did it; Podman on
-            // cgroup v1 never does, so the limit is named as the likely cause.
-            (false, Some(137)) => f.write_str(
-                "exited with code 137 (SIGKILL: a kill, or its memory limit on an engine that does not report OOM kills)",
-            ),
-            (false, Some(code)) => write!(f, "exited with code {code}"),
-            (false, None) => f.write_str("not running"),
-        }
-    }
-}
-
-/// Which engine's Docker-compatible API to talk to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Engine {
-    /// Docker: `DOCKER_HOST`, else the local default socket.
-    #[default]
-    Docker,
-    /// Podman's service (`podman system service`): `CONTAINER_HOST` or
-    /// `DOCKER_HOST`, else the rootless socket under `XDG_RUNTIME_DIR`,
-    /// else the system one, `/run/podman/podman.sock`.
-    Podman,
-}
-
-impl Engine {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Docker => "Docker",
-            Self::Podman => "Podman",
-        }
-    }
-
-    fn fix(self) -> &'static str {
-        match self {
-            Self::Docker => "start Docker, or set DOCKER_HOST to its socket",
-            Self::Podman => {
-                "start its service (`podman system service --time=0`, or `systemctl --user start podman.socket`), or set CONTAINER_HOST to its socket"
-            }
-        }
-    }
-
-    /// Where the engine listens, when the environment or the engine's
-    /// conventions say; `None` leaves it to bollard's defaults.
-    fn socket(self) -> Option<String> {
-        let from = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
-        match self {
-            Self::Docker => None,
-            Self::Podman => from("CONTAINER_HOST")
-                .or_else(|| from("DOCKER_HOST"))
-                .or_else(|| {
-                    let rootless = from("XDG_RUNTIME_DIR")
-                        .map(|dir| format!("{dir}/podman/podman.sock"))
-                        .filter(|path| Path::new(path).exists());
-                    Some(rootless.unwrap_or_else(|| "/run/podman/podman.sock".to_string()))
-                }),
-        }
-    }
+    launcher: Launcher,
+    slots: Slots,
+    /// Each server's supervision loop.
+    tasks: JoinSet<()>,
+    /// The tasks that own `scope: session` instances.
+    instances: TaskTracker,
+    shutdown: CancellationToken,
 }
 
 impl Supervisor {
-    /// Connects to the local Docker engine and checks that it answers.
-    ///
-    /// # Errors
-    ///
-    /// [`SupervisorError::EngineUnavailable`] when no engine answers.
-    pub async fn connect() -> Result<Self, SupervisorError> {
-        Self::connect_to(Engine::Docker).await
+    /// Starts the servers of `catalog` that `plan` selects, in parallel,
+    /// without waiting for them, on `runtime`. `slots` (the mux's) learns
+    /// of each as it comes up, fails or goes idle. With one client, its
+    /// audience decides the era spoken to the servers: their containers
+    /// start at once, their MCP sessions open once it is known.
+    pub fn start(runtime: Arc<dyn Runtime>, catalog: &Catalog, slots: Slots, plan: Plan) -> Self {
+        let diagnoser = Diagnoser::new(runtime.clone(), catalog.servers.len());
+        slots.set_diagnosis(Arc::new(diagnoser.clone()));
+        let launcher = Launcher::new(runtime, catalog, plan.secrets, plan.audience);
+        let mut supervisor = Self {
+            launcher,
+            slots,
+            tasks: JoinSet::new(),
+            instances: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        };
+        supervisor
+            .slots
+            .set_instances(Arc::new(SessionInstances::new(
+                supervisor.launcher.clone(),
+                catalog,
+                supervisor.instances.clone(),
+                supervisor.shutdown.clone(),
+            )));
+        for (index, spec) in catalog.servers.iter().enumerate() {
+            if plan.only.as_ref().is_some_and(|o| !o.contains(&index)) {
+                supervisor
+                    .slots
+                    .failed(index, "not started for this command");
+                continue;
+            }
+            let starter = Starter {
+                launcher: supervisor.launcher.clone(),
+                slots: supervisor.slots.clone(),
+                shutdown: supervisor.shutdown.clone(),
+                restart: catalog.gateway.restart,
+                health: catalog.gateway.health,
+                diagnoser: diagnoser.clone(),
+            };
+            let spec = spec.clone();
+            supervisor
+                .tasks
+                .spawn(async move { starter.run(index, spec).await });
+        }
+        supervisor
     }
 
-    /// Connects to `engine` and checks that it answers.
-    ///
-    /// # Errors
-    ///
-    /// [`SupervisorError::EngineUnavailable`] when no engine answers.
-    pub async fn connect_to(engine: Engine) -> Result<Self, SupervisorError> {
-        let unavailable = |error| SupervisorError::EngineUnavailable {
-            engine: engine.name(),
-            error,
-            fix: engine.fix(),
-        };
-        let docker = match engine.socket() {
-            None => Docker::connect_with_local_defaults(),
-            Some(socket) if socket.starts_with("tcp://") || socket.starts_with("http://") => {
-                Docker::connect_with_http(&socket, 120, bollard::API_DEFAULT_VERSION)
-            }
-            Some(socket) => {
-                let path = socket.strip_prefix("unix://").unwrap_or(&socket);
-                Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
-            }
+    /// Closes every session, then stops and removes every container this
+    /// gateway started (and any other carrying its instance label), in
+    /// parallel.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        for backend in self.slots.backends() {
+            backend.close();
         }
-        .map_err(unavailable)?;
-        // Talk the engine's API version, whatever bollard defaults to: older
-        // engines (20.10 speaks 1.41) refuse newer versions.
-        let docker = docker.negotiate_version().await.map_err(unavailable)?;
-        docker.ping().await.map_err(unavailable)?;
-        let pid = std::process::id();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        // The process start time, not the clock now: that is what an orphan
-        // check can compare against /proc later.
-        let started = orphans::process_start_epoch(pid).unwrap_or(now.as_secs());
-        let instance = format!(
-            "{:x}{:05x}",
-            now.as_secs() & 0xff_ffff,
-            (pid ^ now.subsec_nanos()) & 0xf_ffff
-        );
-        let stop = tokio_util::sync::CancellationToken::new();
-        let exits = exits::Exits::watch(docker.clone(), &instance, stop.clone());
-        Ok(Self {
-            docker,
-            instance,
-            pid,
-            started,
-            host: orphans::host_name(),
-            exits,
-            _watcher: Arc::new(stop.drop_guard()),
+        // The loops notice the cancellation at their next await; session
+        // instances' tasks remove their containers.
+        self.instances.close();
+        let _ = tokio::time::timeout(LOOPS_GRACE, async {
+            while self.tasks.join_next().await.is_some() {}
         })
-    }
-
-    /// Whether the engine answers a ping now.
-    pub async fn engine_up(&self) -> bool {
-        matches!(
-            tokio::time::timeout(Duration::from_secs(3), self.docker.ping()).await,
-            Ok(Ok(_))
-        )
-    }
-
-    /// This gateway's instance id, as found in container labels and names.
-    pub fn instance(&self) -> &str {
-        &self.instance
-    }
-
-    /// Creates, attaches and starts the container for `spec`.
-    ///
-    /// `secrets` holds the values resolved for the server's `secrets`: they
-    /// are passed to the engine, as environment variables or as files under
-    /// `/run/secrets/`, and never logged. `session` numbers the client
-    /// session a `scope: session` container serves; it goes into the
-    /// container's name and labels.
-    ///
-    /// # Errors
-    ///
-    /// A missing image, an engine refusal, or a container that could not
-    /// start. A container created before the failure is removed.
-    pub async fn start(
-        &self,
-        spec: &ServerSpec,
-        secrets: &Injection,
-        session: Option<u64>,
-    ) -> Result<Container, SupervisorError> {
-        let image_user = image::ensure(&self.docker, spec).await?;
-        let mut name = format!("mcpgw-{}-{}", spec.name, self.instance);
-        let mut labels = HashMap::from([
-            (labels::MANAGED.to_string(), "true".to_string()),
-            (labels::INSTANCE.to_string(), self.instance.clone()),
-            (labels::SERVER.to_string(), spec.name.to_string()),
-            (labels::PID.to_string(), self.pid.to_string()),
-            (labels::STARTED.to_string(), self.started.to_string()),
-            (labels::HOST.to_string(), self.host.clone()),
-        ]);
-        if let Some(session) = session {
-            name.push_str(&format!("-s{session}"));
-            labels.insert(labels::SESSION.to_string(), session.to_string());
-        }
-        let staged = secret_files::Staged::write(&self.instance, &name, &secrets.files).map_err(
-            |source| SupervisorError::SecretFiles {
-                server: spec.name.to_string(),
-                source,
-            },
-        )?;
-        let body = hardening::container_body(
-            spec,
-            image_user.as_deref(),
-            labels,
-            &secrets.env,
-            staged.binds(),
-        );
-        let created = self
-            .docker
-            .create_container(
-                Some(CreateContainerOptionsBuilder::default().name(&name).build()),
-                body,
-            )
-            .await
-            .map_err(|source| SupervisorError::Create {
-                server: spec.name.to_string(),
-                source,
-            })?;
-        let id = created.id;
-        let started = self.attach_and_start(spec, &id).await;
-        // The container's mounts now hold the files; the host keeps nothing.
-        drop(staged);
-        match started {
-            Ok((stdin, stdout, stderr)) => Ok(Container {
-                id,
-                name,
-                stdin,
-                stdout,
-                stderr,
-            }),
-            Err(err) => {
-                self.remove(&id).await;
-                Err(err)
-            }
-        }
-    }
-
-    async fn attach_and_start(
-        &self,
-        spec: &ServerSpec,
-        id: &str,
-    ) -> Result<
-        (
-            Pin<Box<dyn AsyncWrite + Send>>,
-            Pin<Box<dyn AsyncRead + Send>>,
-            StderrTail,
-        ),
-        SupervisorError,
-    > {
-        let server = spec.name.to_string();
-        // Attach before start: output written before the attach would be lost.
-        let AttachContainerResults { output, input } = self
-            .docker
-            .attach_container(
-                id,
-                Some(
-                    AttachContainerOptionsBuilder::default()
-                        .stream(true)
-                        .stdin(true)
-                        .stdout(true)
-                        .stderr(true)
-                        .logs(false)
-                        .build(),
-                ),
-            )
-            .await
-            .map_err(|source| SupervisorError::Attach {
-                server: server.clone(),
-                source,
-            })?;
-        self.docker
-            .start_container(id, None::<StartContainerOptions>)
-            .await
-            .map_err(|source| SupervisorError::Start {
-                server: server.clone(),
-                source,
-            })?;
-        let stderr = StderrTail::new(server);
-        let stdout = demux(output, stderr.clone());
-        Ok((input, Box::pin(stdout), stderr))
-    }
-
-    /// How the container `id` ended (or stands, if it still runs). An
-    /// exited container is removed at once (auto-remove), so once it is
-    /// gone its end is read from the engine's events.
-    pub async fn exit_state(&self, id: &str) -> Option<ExitState> {
-        match self
-            .docker
-            .inspect_container(id, None::<InspectContainerOptions>)
-            .await
-        {
-            Ok(inspect) => {
-                let state = inspect.state?;
-                Some(ExitState {
-                    code: state.exit_code,
-                    oom_killed: state.oom_killed.unwrap_or(false),
-                    running: state.running.unwrap_or(false),
-                })
-            }
-            Err(_) => self.exits.take(id, Duration::from_secs(2)).await,
-        }
-    }
-
-    /// Which of its limits container `id` is pressing against now, in
-    /// words, for error reports ("at its pids limit (32 of 32)").
-    pub async fn limits_reached(&self, id: &str) -> Vec<String> {
-        let options = bollard::query_parameters::StatsOptions {
-            stream: false,
-            one_shot: true,
-        };
-        let mut stats = self.docker.stats(id, Some(options));
-        let Ok(Some(Ok(stats))) = tokio::time::timeout(Duration::from_secs(3), stats.next()).await
-        else {
-            return Vec::new();
-        };
-        let mut reached = Vec::new();
-        // Podman's stats carry the pids count without the limit: the limit
-        // is then the one the container was created with.
-        let configured_pids = async {
-            let inspect = self
-                .docker
-                .inspect_container(id, None::<InspectContainerOptions>)
-                .await
-                .ok()?;
-            inspect
-                .host_config?
-                .pids_limit
-                .and_then(|l| u64::try_from(l).ok())
-        };
-        let pids = stats.pids_stats.unwrap_or_default();
-        let pids_limit = match pids.limit.filter(|&l| l > 0) {
-            Some(limit) => Some(limit),
-            None if pids.current.is_some() => configured_pids.await,
-            None => None,
-        };
-        if let (Some(current), Some(limit)) = (pids.current, pids_limit)
-            && limit > 0
-            && current >= limit
-        {
-            reached.push(format!(
-                "at its pids limit ({current} of {limit} processes)"
-            ));
-        }
-        if let Some(memory) = stats.memory_stats
-            && let (Some(usage), Some(limit)) = (memory.usage, memory.limit)
-            && limit > 0
-            && usage.saturating_mul(100) >= limit.saturating_mul(95)
-        {
-            reached.push(format!(
-                "at its memory limit ({} of {} MiB)",
-                usage >> 20,
-                limit >> 20
-            ));
-        }
-        reached
-    }
-
-    /// Waits up to `grace` for the container to exit by itself (its stdin
-    /// has been closed), then removes it, killing it if it still runs.
-    /// Errors are logged, not returned: removal is best effort at shutdown.
-    pub async fn stop(&self, id: &str, grace: Duration) {
-        self.wait_exited(id, grace).await;
-        self.remove(id).await;
-    }
-
-    /// Returns once the container `id` is not running (the engine has
-    /// recorded its exit), or after at most `limit`.
-    pub async fn wait_exited(&self, id: &str, limit: Duration) {
-        let mut wait = self.docker.wait_container(
-            id,
-            Some(
-                WaitContainerOptionsBuilder::default()
-                    .condition("not-running")
-                    .build(),
-            ),
-        );
-        // A non-zero exit is reported as an error by bollard; either way the
-        // container is no longer running.
-        let _ = tokio::time::timeout(limit, wait.next()).await;
-    }
-
-    /// Removes the container `id`, killing it if it runs, and returns once
-    /// the engine no longer lists it (auto-remove may still be under way
-    /// when the engine answers 409).
-    pub async fn remove(&self, id: &str) {
-        let options = RemoveContainerOptionsBuilder::default().force(true).build();
-        match self.docker.remove_container(id, Some(options)).await {
-            Ok(()) => tracing::debug!(container = id, "container removed"),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => return,
-            // Going: auto-remove got there first.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => {}
-            Err(err) => {
-                tracing::warn!(container = id, error = %err, "could not remove container");
-                return;
-            }
-        }
-        self.wait_gone(id, REMOVAL_WAIT).await;
-    }
-
-    /// Returns once the engine has removed `id` (its `wait` with the
-    /// condition `removed`), or after at most `limit`.
-    async fn wait_gone(&self, id: &str, limit: Duration) {
-        let mut removed = self.docker.wait_container(
-            id,
-            Some(
-                WaitContainerOptionsBuilder::default()
-                    .condition("removed")
-                    .build(),
-            ),
-        );
-        let gone = async {
-            match removed.next().await {
-                // Gone already, or gone now (bollard reports a non-zero
-                // exit code as an error).
-                None
-                | Some(Ok(_) | Err(bollard::errors::Error::DockerContainerWaitError { .. }))
-                | Some(Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404,
-                    ..
-                })) => {}
-                Some(Err(err)) => {
-                    tracing::debug!(container = id, error = %err, "wait failed while waiting for removal");
+        .await;
+        self.tasks.abort_all();
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.instances.wait()).await;
+        let runtime = self.launcher.runtime().clone();
+        let mut ids = self.launcher.take_containers();
+        // Anything labelled with our instance that we lost track of, too.
+        if let Ok(own) = runtime.owned().await {
+            for id in own {
+                if !ids.contains(&id) {
+                    ids.push(id);
                 }
             }
-        };
-        if tokio::time::timeout(limit, gone).await.is_err() {
-            tracing::warn!(
-                container = id,
-                "container still listed {limit:?} after removal"
-            );
         }
-    }
-
-    /// Every container any mcpgw gateway started, with whether its gateway
-    /// is gone.
-    ///
-    /// # Errors
-    ///
-    /// When the engine cannot list containers.
-    pub async fn managed(&self) -> Result<Vec<Managed>, SupervisorError> {
-        let list = self.labelled(&format!("{}=true", labels::MANAGED)).await?;
-        Ok(list
-            .into_iter()
-            .map(|c| {
-                let labels = c.labels.unwrap_or_default();
-                let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
-                let pid: u32 = label(labels::PID).parse().unwrap_or(0);
-                let started: u64 = label(labels::STARTED).parse().unwrap_or(0);
-                let host = label(labels::HOST);
-                // Containers from before the host label are taken to be local.
-                let local = host.is_empty() || host == self.host;
-                let orphan = local && !orphans::gateway_alive(pid, started);
-                Managed {
-                    id: c.id.unwrap_or_default(),
-                    name: c
-                        .names
-                        .and_then(|n| n.into_iter().next())
-                        .unwrap_or_default()
-                        .trim_start_matches('/')
-                        .to_string(),
-                    server: label(labels::SERVER),
-                    instance: label(labels::INSTANCE),
-                    pid,
-                    host,
-                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
-                    orphan,
-                }
-            })
-            .collect())
-    }
-
-    /// Removes the containers of gateways that are gone; returns them.
-    ///
-    /// # Errors
-    ///
-    /// When the engine cannot list containers.
-    pub async fn reap_orphans(&self) -> Result<Vec<Managed>, SupervisorError> {
-        let orphans: Vec<Managed> = self
-            .managed()
-            .await?
-            .into_iter()
-            .filter(|m| m.orphan)
-            .collect();
-        for orphan in &orphans {
-            tracing::info!(container = %orphan.name, gateway_pid = orphan.pid, "removing a container whose gateway is gone");
-            self.remove(&orphan.id).await;
+        let mut stops = JoinSet::new();
+        for id in ids {
+            let runtime = runtime.clone();
+            stops.spawn(async move { runtime.stop(&id, SHUTDOWN_GRACE).await });
         }
-        Ok(orphans)
+        while stops.join_next().await.is_some() {}
+        tracing::info!("all containers removed");
     }
-
-    /// The ids of the containers this gateway instance owns.
-    ///
-    /// # Errors
-    ///
-    /// When the engine cannot list containers.
-    pub async fn own_containers(&self) -> Result<Vec<String>, SupervisorError> {
-        let list = self
-            .labelled(&format!("{}={}", labels::INSTANCE, self.instance))
-            .await?;
-        Ok(list.into_iter().filter_map(|c| c.id).collect())
-    }
-
-    /// Every container, in any state, carrying `label` (`key=value`).
-    async fn labelled(
-        &self,
-        label: &str,
-    ) -> Result<Vec<bollard::models::ContainerSummary>, SupervisorError> {
-        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        // Podman lists a container that has just exited as `stopped` until
-        // its cleanup, a state Docker's API (and so bollard) does not know:
-        // the whole answer fails to parse. That state lasts a moment, and
-        // the compatible API has no way to wait for its end, so the list is
-        // asked again a few times, at growing intervals.
-        let mut pause = Duration::from_millis(20);
-        for _ in 0..LIST_ATTEMPTS {
-            match self.docker.list_containers(Some(options.clone())).await {
-                Err(bollard::errors::Error::JsonDataError { .. }) => {
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                listed => return listed.map_err(|source| SupervisorError::List { source }),
-            }
-        }
-        self.docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|source| SupervisorError::List { source })
-    }
-}
-
-/// Splits Docker's multiplexed attach stream: stdout frames become the
-/// returned reader, stderr frames go to `stderr`. The stderr side is driven by
-/// reads of stdout, which the MCP client performs continuously.
-fn demux(
-    output: Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>,
-    stderr: StderrTail,
-) -> impl AsyncRead + Send {
-    let frames = output.filter_map(move |item| {
-        let out = match item {
-            Ok(LogOutput::StdOut { message }) => Some(Ok(message)),
-            Ok(LogOutput::StdErr { message }) => {
-                stderr.push(&message);
-                None
-            }
-            Ok(_) => None,
-            Err(err) => Some(Err(std::io::Error::other(err))),
-        };
-        std::future::ready(out)
-    });
-    tokio_util::io::StreamReader::new(frames)
 }

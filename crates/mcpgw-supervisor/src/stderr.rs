@@ -38,7 +38,8 @@ impl StderrTail {
     /// Longest line logged as one event; longer ones are cut.
     const MAX_LINE: usize = 4096;
 
-    pub(crate) fn new(server: String) -> Self {
+    /// A tail for `server`'s stderr, logged under its name.
+    pub fn new(server: String) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 server,
@@ -51,7 +52,8 @@ impl StderrTail {
         }
     }
 
-    pub(crate) fn push(&self, bytes: &[u8]) {
+    /// Logs and keeps what the server wrote to stderr.
+    pub fn push(&self, bytes: &[u8]) {
         let mut inner = self.inner.lock();
         inner.tail.extend(bytes);
         let excess = inner.tail.len().saturating_sub(Self::CAPACITY);

@@ -27,10 +27,10 @@ pub(crate) enum Runtime {
 }
 
 impl Runtime {
-    pub(crate) fn engine(self) -> mcpgw_supervisor::Engine {
+    pub(crate) fn engine(self) -> mcpgw_docker::Engine {
         match self {
-            Self::Docker => mcpgw_supervisor::Engine::Docker,
-            Self::Podman => mcpgw_supervisor::Engine::Podman,
+            Self::Docker => mcpgw_docker::Engine::Docker,
+            Self::Podman => mcpgw_docker::Engine::Podman,
         }
     }
 }

@@ -6,11 +6,13 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
 use mcpgw_catalog::Catalog;
 use mcpgw_mux::Mux;
-use mcpgw_supervisor::{Engine, Supervisor};
+use mcpgw_docker::{DockerRuntime, Engine};
+use mcpgw_supervisor::{Plan, Supervisor};
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
 use rmcp::{RoleClient, ServiceExt};
@@ -18,7 +20,6 @@ use rmcp::{RoleClient, ServiceExt};
 use crate::cli::{Auth, Command, HttpArgs, SecretsArg, Transport};
 use crate::front::{Front, front};
 use crate::redaction::Filter;
-use crate::runtime::Gateway;
 use crate::secrets::{self, Resolved};
 
 /// A failed command and the exit code it maps to.
@@ -91,9 +92,9 @@ pub(crate) async fn run(command: Command, engine: Engine) -> Result<(), Failure>
 }
 
 /// Connects to the engine and removes what dead gateways left behind.
-async fn connect(engine: Engine) -> Result<Supervisor, Failure> {
-    let supervisor = Supervisor::connect_to(engine).await?;
-    match supervisor.reap_orphans().await {
+async fn connect(engine: Engine) -> Result<DockerRuntime, Failure> {
+    let runtime = DockerRuntime::connect_to(engine).await?;
+    match runtime.reap_orphans().await {
         Ok(reaped) if !reaped.is_empty() => {
             tracing::info!(
                 count = reaped.len(),
@@ -103,12 +104,33 @@ async fn connect(engine: Engine) -> Result<Supervisor, Failure> {
         Ok(_) => {}
         Err(err) => tracing::warn!("could not look for orphaned containers: {err}"),
     }
-    Ok(supervisor)
+    Ok(runtime)
+}
+
+/// Hands the catalog's servers (`only` selects some), their secrets and
+/// the mux's slots to a supervisor on `runtime`; `audience` is the one
+/// client's, over stdio.
+fn supervise(
+    runtime: DockerRuntime,
+    catalog: &Catalog,
+    only: Option<&[usize]>,
+    resolved: &Resolved,
+    audience: Option<tokio::sync::watch::Receiver<Option<mcpgw_backend::Audience>>>,
+) -> (Supervisor, Mux) {
+    let (mux, slots) = Mux::new(catalog);
+    slots.set_secrets(resolved.redactor().clone());
+    let plan = Plan {
+        only: only.map(<[usize]>::to_vec),
+        secrets: catalog.servers.iter().map(|s| resolved.injection(s)).collect(),
+        audience,
+    };
+    let supervisor = Supervisor::start(Arc::new(runtime), catalog, slots, plan);
+    (supervisor, mux)
 }
 
 async fn ps(engine: Engine) -> Result<(), Failure> {
-    let supervisor = Supervisor::connect_to(engine).await?;
-    let managed = supervisor.managed().await?;
+    let runtime = DockerRuntime::connect_to(engine).await?;
+    let managed = runtime.managed().await?;
     let mut out = format!(
         "{:<36}  {:<12}  {:<20}  {:<9}  OWNER\n",
         "CONTAINER", "SERVER", "GATEWAY", "STATE"
@@ -126,8 +148,8 @@ async fn ps(engine: Engine) -> Result<(), Failure> {
 }
 
 async fn gc(engine: Engine) -> Result<(), Failure> {
-    let supervisor = Supervisor::connect_to(engine).await?;
-    let reaped = supervisor.reap_orphans().await?;
+    let runtime = DockerRuntime::connect_to(engine).await?;
+    let reaped = runtime.reap_orphans().await?;
     print_stdout(&format!("removed {} orphaned container(s)\n", reaped.len()));
     Ok(())
 }
@@ -220,9 +242,9 @@ async fn serve_http(
         }
     };
     let resolved = secrets::resolve(&catalog, None, secrets).await?;
-    let supervisor = connect(engine).await?;
+    let runtime = connect(engine).await?;
     let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
-    let (gateway, mux) = Gateway::start(supervisor, &catalog, None, &resolved, None);
+    let (gateway, mux) = supervise(runtime, &catalog, None, &resolved, None);
     mux.serve_many_sessions();
     let options = crate::http::HttpOptions {
         listen,
@@ -239,16 +261,16 @@ async fn serve_http(
 async fn serve(path: &Path, secrets: &SecretsArg, engine: Engine) -> Result<(), Failure> {
     let catalog = load(path)?;
     let resolved = secrets::resolve(&catalog, None, secrets).await?;
-    let supervisor = connect(engine).await?;
+    let runtime = connect(engine).await?;
     tracing::info!(
         catalog = %path.display(),
         servers = catalog.servers.len(),
-        instance = supervisor.instance(),
+        instance = runtime.instance(),
         "mcpgw serving over stdio"
     );
     let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
     let (audience, heard) = tokio::sync::watch::channel(None);
-    let (gateway, mux) = Gateway::start(supervisor, &catalog, None, &resolved, Some(heard));
+    let (gateway, mux) = supervise(runtime, &catalog, None, &resolved, Some(heard));
     let session = async {
         let (stdin, stdout) = rmcp::transport::stdio_pipes();
         let Front {
@@ -308,10 +330,10 @@ async fn with_client<T>(
     f: impl AsyncFnOnce(&RunningService<RoleClient, ()>, &Mux) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
     let resolved: Resolved = secrets::resolve(catalog, only, secrets).await?;
-    let supervisor = connect(engine).await?;
+    let runtime = connect(engine).await?;
     let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
     let (audience, heard) = tokio::sync::watch::channel(None);
-    let (gateway, mux) = Gateway::start(supervisor, catalog, only, &resolved, Some(heard));
+    let (gateway, mux) = supervise(runtime, catalog, only, &resolved, Some(heard));
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
     let server = mux.clone();
     let serving = tokio::spawn(async move {

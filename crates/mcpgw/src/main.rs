@@ -11,7 +11,6 @@ mod commands;
 mod front;
 mod http;
 mod redaction;
-mod runtime;
 mod scan;
 mod secrets;
 mod tokens;

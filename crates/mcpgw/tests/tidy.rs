@@ -41,7 +41,7 @@ fn every_rust_file_opens_with_a_module_doc() {
 }
 
 #[test]
-fn only_the_supervisor_depends_on_bollard() {
+fn only_the_docker_runtime_depends_on_bollard() {
     let crates = workspace_root().join("crates");
     for entry in std::fs::read_dir(&crates).unwrap() {
         let dir = entry.unwrap().path();
@@ -51,7 +51,7 @@ fn only_the_supervisor_depends_on_bollard() {
             .find(|section| section.starts_with("dependencies]"))
             .unwrap_or("");
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        if name != "mcpgw-supervisor" {
+        if name != "mcpgw-docker" {
             assert!(
                 !normal_deps.contains("bollard"),
                 "{name} depends on bollard"

@@ -103,7 +103,7 @@ async fn listed(pid: u32) -> Vec<bollard::models::ContainerSummary> {
         .build();
     let docker = docker().await;
     // Podman's transient `stopped` state fails bollard's parse (as in
-    // mcpgw-supervisor's own listing): ask again.
+    // mcpgw-docker's own listing): ask again.
     for _ in 0..20 {
         match docker.list_containers(Some(options.clone())).await {
             Err(bollard::errors::Error::JsonDataError { .. }) => {

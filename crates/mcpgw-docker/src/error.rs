@@ -1,9 +1,9 @@
-//! Errors of container lifecycle operations, each naming the server and what
+//! Errors of the Docker engine's container operations, each naming the server and what
 //! to do about it.
 
 /// Why a container operation failed.
 #[derive(Debug, thiserror::Error)]
-pub enum SupervisorError {
+pub enum DockerError {
     /// No engine answered.
     #[error(
         "cannot reach the {engine} engine: {error}; fix: {fix} (mcpgw runs every server in a container and cannot work without an engine)"
@@ -85,7 +85,7 @@ pub enum SupervisorError {
     },
 }
 
-impl SupervisorError {
+impl DockerError {
     /// Whether retrying cannot help until someone acts (an image to build,
     /// a catalog to fix), as opposed to a failure that may pass.
     pub fn is_permanent(&self) -> bool {

@@ -9,13 +9,13 @@ use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures::StreamExt;
 use mcpgw_catalog::{PullPolicy, ServerSpec};
 
-use crate::SupervisorError;
+use crate::DockerError;
 
 /// Ensures `spec.image` is present and returns the user its config names.
 pub(crate) async fn ensure(
     docker: &Docker,
     spec: &ServerSpec,
-) -> Result<Option<String>, SupervisorError> {
+) -> Result<Option<String>, DockerError> {
     let present = inspect(docker, spec).await?;
     let must_pull = match spec.pull {
         PullPolicy::Always => true,
@@ -41,13 +41,13 @@ pub(crate) async fn ensure(
 async fn inspect(
     docker: &Docker,
     spec: &ServerSpec,
-) -> Result<Option<Option<String>>, SupervisorError> {
+) -> Result<Option<Option<String>>, DockerError> {
     match docker.inspect_image(&spec.image).await {
         Ok(image) => Ok(Some(image.config.and_then(|c| c.user))),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => Ok(None),
-        Err(source) => Err(SupervisorError::Inspect {
+        Err(source) => Err(DockerError::Inspect {
             server: spec.name.to_string(),
             image: spec.image.clone(),
             source,
@@ -55,7 +55,7 @@ async fn inspect(
     }
 }
 
-fn missing(spec: &ServerSpec, reason: &str) -> SupervisorError {
+fn missing(spec: &ServerSpec, reason: &str) -> DockerError {
     let fix = if spec.image.starts_with("mcpgw/") {
         "run `make images`, which builds mcpgw's own images locally".to_string()
     } else {
@@ -64,7 +64,7 @@ fn missing(spec: &ServerSpec, reason: &str) -> SupervisorError {
             spec.image
         )
     };
-    SupervisorError::ImageMissing {
+    DockerError::ImageMissing {
         server: spec.name.to_string(),
         image: spec.image.clone(),
         reason: reason.to_string(),

@@ -1,0 +1,298 @@
+//! Bringing one server up: container, then MCP session, then inventory, and
+//! the report of why that failed; removing it again; and the two hooks the
+//! mux calls back through (per-session instances, and the diagnosis of a
+//! server that stopped answering).
+//!
+//! It decides nothing about retries: a failure is classified here and
+//! judged by the loop in `supervise.rs`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcpgw_backend::{Audience, Backend, Inventory, Relay, Relays};
+use mcpgw_catalog::{Catalog, ServerSpec};
+use mcpgw_mux::{Diagnose, Instances};
+use mcpgw_secrets::Injection;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::runtime::{Container, ErrorKind, Runtime, launch};
+use crate::stderr::StderrTail;
+
+/// How much of a failed server's stderr goes into its error report.
+const STDERR_IN_REPORT: usize = 2048;
+
+/// How long a failure report waits for the engine to record a container's
+/// exit (its stdout can close first). A container that is still running,
+/// one that hangs, costs its restart this much at most.
+const EXIT_RECORDED: Duration = Duration::from_secs(1);
+
+/// Why a start failed, and whether retrying could help.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) report: String,
+    pub(crate) kind: ErrorKind,
+}
+
+impl Failure {
+    pub(crate) fn transient(report: String) -> Self {
+        Self {
+            report,
+            kind: ErrorKind::Transient,
+        }
+    }
+}
+
+/// A server that came up.
+#[derive(Debug)]
+pub(crate) struct Started {
+    pub(crate) backend: Backend,
+    pub(crate) inventory: Inventory,
+    pub(crate) id: String,
+    pub(crate) stderr: StderrTail,
+}
+
+/// Starts and removes containers, and keeps the list of those running.
+#[derive(Debug, Clone)]
+pub(crate) struct Launcher {
+    runtime: Arc<dyn Runtime>,
+    containers: Arc<Mutex<Vec<String>>>,
+    init_timeout: Duration,
+    /// What each server's containers receive, by catalog index.
+    secrets: Arc<[Injection]>,
+    /// The one client, once its first message is read; `None` when the
+    /// gateway serves many (HTTP).
+    audience: Option<watch::Receiver<Option<Audience>>>,
+}
+
+impl Launcher {
+    pub(crate) fn new(
+        runtime: Arc<dyn Runtime>,
+        catalog: &Catalog,
+        secrets: Vec<Injection>,
+        audience: Option<watch::Receiver<Option<Audience>>>,
+    ) -> Self {
+        Self {
+            runtime,
+            containers: Arc::default(),
+            init_timeout: catalog.gateway.init_timeout,
+            secrets: secrets.into(),
+            audience,
+        }
+    }
+
+    pub(crate) fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
+    }
+
+    /// Forgets every container started, handing back their ids.
+    pub(crate) fn take_containers(&self) -> Vec<String> {
+        std::mem::take(&mut *self.containers.lock())
+    }
+
+    /// Container, then session, then inventory, for server `index`. On
+    /// failure, the report carries the container's exit state and the
+    /// tail of its stderr, and the container is gone.
+    pub(crate) async fn start(
+        &self,
+        index: usize,
+        spec: &ServerSpec,
+        session: Option<u64>,
+    ) -> Result<Started, Failure> {
+        let none = Injection::default();
+        let secrets = self.secrets.get(index).unwrap_or(&none);
+        let container = launch(&*self.runtime, spec, secrets, session)
+            .await
+            .map_err(|e| Failure {
+                kind: e.kind(),
+                report: e.to_string(),
+            })?;
+        self.containers.lock().push(container.id.clone());
+        tracing::info!(server = %spec.name, container = %container.name, "container started");
+        let Container { id, stdio, .. } = container;
+        let audience = self.audience().await;
+        let session = async {
+            let backend = Backend::connect(
+                spec.name.as_str(),
+                stdio.stdout,
+                stdio.stdin,
+                self.init_timeout,
+                Relays {
+                    sampling: spec.relay.sampling,
+                    elicitation: spec.relay.elicitation,
+                    roots: spec.relay.roots,
+                },
+                audience,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let inventory = backend.inventory().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((backend, inventory))
+        };
+        match session.await {
+            Ok((backend, inventory)) => Ok(Started {
+                backend,
+                inventory,
+                id,
+                stderr: stdio.stderr,
+            }),
+            Err(reason) => {
+                let report = self.report(&id, &stdio.stderr, &reason).await;
+                self.remove(&id).await;
+                Err(Failure::transient(report))
+            }
+        }
+    }
+
+    /// Whom the servers' sessions serve: the one client, once its first
+    /// message is read (a client that goes away first leaves the default).
+    async fn audience(&self) -> Audience {
+        let Some(audience) = &self.audience else {
+            return Audience::default();
+        };
+        let mut audience = audience.clone();
+        match audience.wait_for(Option::is_some).await {
+            Ok(known) => known.clone().unwrap_or_default(),
+            Err(_) => Audience::default(),
+        }
+    }
+
+    /// Removes container `id` and forgets it.
+    pub(crate) async fn remove(&self, id: &str) {
+        self.runtime.remove(id).await;
+        self.containers.lock().retain(|c| c != id);
+    }
+
+    /// Why the server in container `id` failed: `reason`, how the
+    /// container ended, and what it last wrote to stderr.
+    pub(crate) async fn report(&self, id: &str, stderr: &StderrTail, reason: &str) -> String {
+        // The session ended when the container's stdout did; its exit
+        // code is there once the engine has recorded the exit.
+        let state = self
+            .runtime
+            .exit(id, EXIT_RECORDED)
+            .await
+            .map_or_else(String::new, |s| format!(" (container {s})"));
+        let tail = stderr.tail(STDERR_IN_REPORT);
+        if tail.is_empty() {
+            format!("{reason}{state}")
+        } else {
+            format!("{reason}{state}; its stderr ended with:\n{tail}")
+        }
+    }
+}
+
+/// Starts the instances of `scope: session` servers, each owned by a task
+/// that removes its container when the client session ends, the instance's
+/// MCP session closes, or the gateway shuts down.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionInstances {
+    launcher: Launcher,
+    specs: Arc<[ServerSpec]>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl SessionInstances {
+    pub(crate) fn new(
+        launcher: Launcher,
+        catalog: &Catalog,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            launcher,
+            specs: catalog.servers.clone().into(),
+            tasks,
+            shutdown,
+        }
+    }
+}
+
+impl Instances for SessionInstances {
+    fn start(
+        &self,
+        index: usize,
+        session: u64,
+        relay: Arc<dyn Relay>,
+        ended: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = Result<Backend, String>> + Send>> {
+        let (sender, started) = tokio::sync::oneshot::channel();
+        let this = self.clone();
+        // The task, not the request, owns the container: a request
+        // cancelled during start-up leaves no container behind.
+        self.tasks.spawn(async move {
+            let spec = &this.specs[index];
+            let stop = async {
+                tokio::select! {
+                    () = ended.cancelled() => {}
+                    () = this.shutdown.cancelled() => {}
+                }
+            };
+            let launched = tokio::select! {
+                launched = this.launcher.start(index, spec, Some(session)) => launched,
+                () = stop => return,
+            };
+            let started = match launched {
+                Ok(started) => started,
+                Err(failure) => {
+                    let _ = sender.send(Err(failure.report));
+                    return;
+                }
+            };
+            tracing::info!(server = %spec.name, session, container = %started.id, "session instance ready");
+            started.backend.set_relay(relay);
+            let _ = sender.send(Ok(started.backend.clone()));
+            tokio::select! {
+                () = ended.cancelled() => tracing::info!(server = %spec.name, session, "client session ended; removing its instance"),
+                () = this.shutdown.cancelled() => {}
+                () = started.backend.closed() => tracing::warn!(server = %spec.name, session, "session instance ended: {}", started.backend.end_reason().unwrap_or_else(|| "its session closed".to_string())),
+            }
+            started.backend.close();
+            this.launcher.remove(&started.id).await;
+        });
+        Box::pin(async move {
+            started
+                .await
+                .unwrap_or_else(|_| Err("the gateway is shutting down".to_string()))
+        })
+    }
+}
+
+/// Explains a server that stopped answering by asking the engine which of
+/// its container's limits it presses against.
+#[derive(Debug, Clone)]
+pub(crate) struct Diagnoser {
+    runtime: Arc<dyn Runtime>,
+    /// The current container of each server, by catalog index.
+    current: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl Diagnoser {
+    pub(crate) fn new(runtime: Arc<dyn Runtime>, servers: usize) -> Self {
+        Self {
+            runtime,
+            current: Arc::new(Mutex::new(vec![None; servers])),
+        }
+    }
+
+    /// Server `index` now runs in container `id` (or in none).
+    pub(crate) fn set(&self, index: usize, id: Option<String>) {
+        self.current.lock()[index] = id;
+    }
+}
+
+impl Diagnose for Diagnoser {
+    fn diagnose(&self, index: usize) -> Pin<Box<dyn Future<Output = Option<String>> + Send>> {
+        let id = self.current.lock()[index].clone();
+        let runtime = self.runtime.clone();
+        Box::pin(async move {
+            let reached = runtime.limits_reached(&id?).await;
+            (!reached.is_empty()).then(|| reached.join(" and "))
+        })
+    }
+}
