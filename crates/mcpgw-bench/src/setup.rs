@@ -8,8 +8,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use mcpgw_secrets::Injection;
 use mcpgw_docker::DockerRuntime;
+use mcpgw_secrets::Injection;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::{Child, Command};
 

@@ -17,8 +17,8 @@ mod exits;
 pub mod hardening;
 mod image;
 mod orphans;
-mod secret_files;
 mod runtime;
+mod secret_files;
 
 use std::collections::HashMap;
 use std::path::Path;

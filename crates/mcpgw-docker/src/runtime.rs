@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use mcpgw_catalog::ServerSpec;
 use mcpgw_secrets::Injection;
-use mcpgw_supervisor::{
-    BoxFuture, Created, ErrorKind, ExitState, Runtime, RuntimeError, Stdio,
-};
+use mcpgw_supervisor::{BoxFuture, Created, ErrorKind, ExitState, Runtime, RuntimeError, Stdio};
 
 use crate::{DockerError, DockerRuntime};
 

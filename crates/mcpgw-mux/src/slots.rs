@@ -12,8 +12,8 @@ use std::time::Duration;
 use mcpgw_backend::{Backend, Deadline, Inventory, Relay};
 use mcpgw_catalog::{Concurrency, ScanPolicy, ServerName, ToolFilter};
 use mcpgw_secrets::Redactor;
-use tokio::time::Instant;
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
+use tokio::time::Instant;
 
 use crate::changes::ListChange;
 use crate::relay::ClientRelay;

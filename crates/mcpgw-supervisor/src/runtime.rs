@@ -189,7 +189,10 @@ pub struct RuntimeError {
 
 impl RuntimeError {
     /// Wraps the engine's `error` as a failure of `kind`.
-    pub fn new(kind: ErrorKind, error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+    pub fn new(
+        kind: ErrorKind,
+        error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
         Self {
             kind,
             error: error.into(),

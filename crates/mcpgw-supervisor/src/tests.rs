@@ -449,7 +449,10 @@ servers:
         let ceiling = Duration::from_secs(1 << k).min(Duration::from_secs(8));
         assert!(gap <= ceiling, "failure {}: {gap:?} > {ceiling:?}", k + 1);
         let report = &reports[k];
-        assert!(report.contains("(container exited with code 1)"), "{report}");
+        assert!(
+            report.contains("(container exited with code 1)"),
+            "{report}"
+        );
         assert!(report.contains("its stderr ended with:\nboom"), "{report}");
         assert!(
             report.contains(&format!("(failure {} in a row)", k + 1)),
@@ -492,7 +495,8 @@ servers:
         "{opened}"
     );
     fake.admit();
-    fake.until("the second probe", |e| Fake::asked(e) == 5).await;
+    fake.until("the second probe", |e| Fake::asked(e) == 5)
+        .await;
     let reopened = failure(&mux, "srv");
     fake.admit();
     assert!(
@@ -502,8 +506,16 @@ servers:
     let ready = reaches(&mux, "srv", "ready").await;
     let lifetimes = fake.lifetimes();
     let open_for = |k: usize| lifetimes[k + 1].1 - lifetimes[k].2.expect("removed");
-    assert!(near(open_for(2), Duration::from_secs(60)), "{:?}", open_for(2));
-    assert!(near(open_for(3), Duration::from_secs(60)), "{:?}", open_for(3));
+    assert!(
+        near(open_for(2), Duration::from_secs(60)),
+        "{:?}",
+        open_for(2)
+    );
+    assert!(
+        near(open_for(3), Duration::from_secs(60)),
+        "{:?}",
+        open_for(3)
+    );
     assert!(open_for(0) <= Duration::from_millis(100));
     assert!(open_for(1) <= Duration::from_millis(200));
     assert_eq!(lifetimes[4].2, None, "the probe that served still runs");

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
 use mcpgw_catalog::Catalog;
-use mcpgw_mux::Mux;
 use mcpgw_docker::{DockerRuntime, Engine};
+use mcpgw_mux::Mux;
 use mcpgw_supervisor::{Plan, Supervisor};
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
@@ -121,7 +121,11 @@ fn supervise(
     slots.set_secrets(resolved.redactor().clone());
     let plan = Plan {
         only: only.map(<[usize]>::to_vec),
-        secrets: catalog.servers.iter().map(|s| resolved.injection(s)).collect(),
+        secrets: catalog
+            .servers
+            .iter()
+            .map(|s| resolved.injection(s))
+            .collect(),
         audience,
     };
     let supervisor = Supervisor::start(Arc::new(runtime), catalog, slots, plan);
