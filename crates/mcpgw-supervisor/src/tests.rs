@@ -1,5 +1,5 @@
 //! The supervision loop against an in-memory fake runtime, under paused
-//! time: crashes and backoff, the circuit and its probe, a handshake that
+//! time: crashes and backoff, a death while serving, the circuit and its probe, a handshake that
 //! hangs, idle stop and wake, an engine outage, and shutdown.
 //!
 //! The fake's containers run `mcpgw-testserver` in a task over
@@ -186,6 +186,19 @@ impl Fake {
             if let Some(serving) = &live.serving {
                 serving.abort();
             }
+        }
+    }
+
+    /// Container `id`'s server dies (the kernel kills it).
+    fn kill(&self, id: &str) {
+        if let Some(serving) = self
+            .state
+            .lock()
+            .live
+            .get(id)
+            .and_then(|l| l.serving.as_ref())
+        {
+            serving.abort();
         }
     }
 
@@ -463,6 +476,38 @@ servers:
             "slept as announced: {gap:?} in {report}"
         );
     }
+    supervisor.shutdown().await;
+    assert!(fake.state.lock().live.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_dies_while_serving_is_reported_removed_and_restarted() {
+    let fake = Fake::gated(&[("srv", &[Act::Serve])]);
+    let catalog = catalog(
+        "version: 1
+gateway:
+  restart: { initial_backoff: 1s, max_backoff: 1s }
+servers:
+  srv: { image: x }
+",
+    );
+    let (supervisor, mux) = start(&fake, &catalog);
+    fake.admit();
+    reaches(&mux, "srv", "ready").await;
+    let first = fake.lifetimes()[0].0.clone();
+    fake.kill(&first);
+    fake.until("a restart", |e| Fake::asked(e) == 2).await;
+    let report = failure(&mux, "srv");
+    assert!(
+        report.contains("(container exited with code 137 (SIGKILL"),
+        "{report}"
+    );
+    assert!(report.contains("(failure 1 in a row)"), "{report}");
+    let lifetimes = fake.lifetimes();
+    assert!(lifetimes[0].2.is_some(), "the dead container is removed");
+    fake.admit();
+    reaches(&mux, "srv", "ready").await;
+    assert_eq!(Fake::created(&fake.events()), 2);
     supervisor.shutdown().await;
     assert!(fake.state.lock().live.is_empty());
 }
