@@ -36,6 +36,34 @@ pub enum Decision {
     },
 }
 
+impl Decision {
+    /// How long to wait before the next start.
+    pub fn pause(&self) -> Duration {
+        match *self {
+            Self::RetryAfter { delay, .. } | Self::WaitForEngine { delay } => delay,
+            Self::OpenCircuit { open_for, .. } => open_for,
+        }
+    }
+
+    /// What the failure `report` and this decision say together, for the
+    /// log and for calls that reach the server meanwhile.
+    pub fn explain(&self, report: &str) -> String {
+        match *self {
+            Self::WaitForEngine { delay } => {
+                format!("{report}; trying again in {} ms", delay.as_millis())
+            }
+            Self::RetryAfter { delay, failures } => format!(
+                "{report}; restarting in {} ms (failure {failures} in a row)",
+                delay.as_millis()
+            ),
+            Self::OpenCircuit { open_for, failures } => format!(
+                "{report}; circuit open after {failures} failure(s) in a row: calls fail at once for {}s, then one probe start",
+                open_for.as_secs()
+            ),
+        }
+    }
+}
+
 /// One backend's restart history.
 #[derive(Debug)]
 pub struct Restarts {
@@ -131,6 +159,37 @@ mod tests {
             circuit_after: 6,
             circuit_open: Duration::from_secs(30),
         }
+    }
+
+    #[test]
+    fn decisions_explain_themselves_and_say_how_long_to_wait() {
+        let check = |decision: Decision, pause: u64, expect: &str| {
+            assert_eq!(decision.pause(), Duration::from_millis(pause));
+            assert_eq!(decision.explain("it crashed"), expect);
+        };
+        check(
+            Decision::RetryAfter {
+                delay: Duration::from_millis(412),
+                failures: 2,
+            },
+            412,
+            "it crashed; restarting in 412 ms (failure 2 in a row)",
+        );
+        check(
+            Decision::WaitForEngine {
+                delay: Duration::from_millis(1500),
+            },
+            1500,
+            "it crashed; trying again in 1500 ms",
+        );
+        check(
+            Decision::OpenCircuit {
+                open_for: Duration::from_secs(60),
+                failures: 5,
+            },
+            60_000,
+            "it crashed; circuit open after 5 failure(s) in a row: calls fail at once for 60s, then one probe start",
+        );
     }
 
     #[test]

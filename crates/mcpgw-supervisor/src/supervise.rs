@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::launch::{Diagnoser, Failure, Launcher};
-use crate::restart::{Decision, Restarts};
+use crate::restart::Restarts;
 use crate::runtime::ErrorKind;
 
 /// How long a list change waits for further notices before the lists are
@@ -141,44 +141,16 @@ impl Starter {
                 ErrorKind::EngineDown => restarts.engine_down(),
                 ErrorKind::Transient => restarts.failed(began.elapsed()),
             };
-            let failure = Failure {
-                report: if kind == ErrorKind::EngineDown {
-                    format!(
-                        "the {} engine is unavailable ({})",
-                        self.launcher.runtime().engine(),
-                        failure.report
-                    )
-                } else {
+            let report = if kind == ErrorKind::EngineDown {
+                format!(
+                    "the {} engine is unavailable ({})",
+                    self.launcher.runtime().engine(),
                     failure.report
-                },
-                kind,
+                )
+            } else {
+                failure.report
             };
-            let (message, pause) = match decision {
-                Decision::WaitForEngine { delay } => (
-                    format!(
-                        "{}; trying again in {} ms",
-                        failure.report,
-                        delay.as_millis()
-                    ),
-                    delay,
-                ),
-                Decision::RetryAfter { delay, failures } => (
-                    format!(
-                        "{}; restarting in {} ms (failure {failures} in a row)",
-                        failure.report,
-                        delay.as_millis()
-                    ),
-                    delay,
-                ),
-                Decision::OpenCircuit { open_for, failures } => (
-                    format!(
-                        "{}; circuit open after {failures} failure(s) in a row: calls fail at once for {}s, then one probe start",
-                        failure.report,
-                        open_for.as_secs()
-                    ),
-                    open_for,
-                ),
-            };
+            let message = decision.explain(&report);
             // One error per engine outage, not one per retry.
             if kind == ErrorKind::EngineDown && engine_outage {
                 tracing::debug!(server = %name, "{message}");
@@ -189,7 +161,7 @@ impl Starter {
             self.slots.failed(index, &message);
             if self
                 .shutdown
-                .run_until_cancelled(tokio::time::sleep(pause))
+                .run_until_cancelled(tokio::time::sleep(decision.pause()))
                 .await
                 .is_none()
             {
