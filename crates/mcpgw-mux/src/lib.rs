@@ -27,6 +27,7 @@ mod forward;
 mod handlers;
 mod metrics;
 mod paging;
+pub mod pin;
 mod relay;
 mod rounds;
 pub mod router;
@@ -155,6 +156,7 @@ impl Mux {
                 filter: s.tools.clone(),
                 scan: s.scan.unwrap_or(catalog.gateway.scan),
                 scan_results: s.scan_results.unwrap_or(catalog.gateway.scan_results),
+                pins: s.pins.clone(),
                 state: watch::channel(SlotState::Starting).0,
                 limit: Arc::new(Limit::new(s.concurrency)),
                 per_session: s.scope == Scope::Session,
@@ -303,6 +305,22 @@ impl Mux {
             .filter_map(|slot| match &*slot.state.borrow() {
                 SlotState::Failed { reason, .. } => Some((slot.name.clone(), reason.to_string())),
                 _ => None,
+            })
+            .collect()
+    }
+
+    /// What each server lists now, as lockfile pins (without the image),
+    /// in catalog order; `None` for a server that never came up.
+    pub fn current_pins(&self) -> Vec<(ServerName, Option<mcpgw_catalog::lock::ServerLock>)> {
+        self.shared
+            .slots
+            .iter()
+            .map(|slot| {
+                let state = slot.state.borrow();
+                let pins = state
+                    .inventory()
+                    .map(|inventory| pin::current(&slot.filter, inventory));
+                (slot.name.clone(), pins)
             })
             .collect()
     }

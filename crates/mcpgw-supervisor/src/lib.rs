@@ -294,7 +294,7 @@ impl Supervisor {
         secrets: &Injection,
         session: Option<u64>,
     ) -> Result<Container, SupervisorError> {
-        let image_user = image::ensure(&self.docker, spec).await?;
+        let image = image::ensure(&self.docker, spec).await?;
         let mut name = format!("mcpgw-{}-{}", spec.name, self.instance);
         let mut labels = HashMap::from([
             (labels::MANAGED.to_string(), "true".to_string()),
@@ -314,13 +314,17 @@ impl Supervisor {
                 source,
             },
         )?;
-        let body = hardening::container_body(
+        let mut body = hardening::container_body(
             spec,
-            image_user.as_deref(),
+            image.user.as_deref(),
             labels,
             &secrets.env,
             staged.binds(),
         );
+        if spec.image_digest.is_some() {
+            // What was checked is what runs, wherever the name moves.
+            body.image = Some(image.id);
+        }
         let created = self
             .docker
             .create_container(
@@ -394,6 +398,16 @@ impl Supervisor {
         let stderr = StderrTail::new(server);
         let stdout = demux(output, stderr.clone());
         Ok((input, Box::pin(stdout), stderr))
+    }
+
+    /// The content digest (`sha256:…`) of the local image `spec` runs,
+    /// as the lockfile pins it; `None` when it is not present. Never pulls.
+    ///
+    /// # Errors
+    ///
+    /// The engine cannot inspect it.
+    pub async fn image_digest(&self, spec: &ServerSpec) -> Result<Option<String>, SupervisorError> {
+        Ok(image::resolve(&self.docker, spec).await?.map(|i| i.id))
     }
 
     /// How the container `id` ended (or stands, if it still runs). An
