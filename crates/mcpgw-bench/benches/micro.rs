@@ -50,6 +50,7 @@ fn table(inventories: &[Inventory], names: &[String], filter: &ToolFilter) -> Ro
             name,
             filter,
             scan: mcpgw_catalog::ScanPolicy::Block,
+            pins: None,
             inventory: Some(inventory),
         })
         .collect();

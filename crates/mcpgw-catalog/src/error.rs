@@ -38,6 +38,14 @@ pub enum CatalogError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// The lockfile beside the catalog cannot be used.
+    #[error("{}: {message}", path.display())]
+    Lock {
+        /// The lockfile's path.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
     /// Several problems, in file order, each an [`CatalogError::Invalid`].
     /// Shown one per line, each line after the first led by `error: ` as
     /// the first one is where the command reports it.
@@ -89,6 +97,13 @@ impl CatalogError {
         }
     }
 
+    pub(crate) fn lock(path: &Path, message: String) -> Self {
+        Self::Lock {
+            path: path.to_path_buf(),
+            message,
+        }
+    }
+
     /// One error, or several in file order.
     pub(crate) fn all(mut problems: Vec<Self>) -> Self {
         if problems.len() == 1 {
@@ -114,7 +129,7 @@ impl CatalogError {
         match self {
             Self::Invalid { line, column, .. } => Some((*line, *column)),
             Self::Several { problems } => problems.first().and_then(Self::position),
-            Self::Io { .. } | Self::TooLarge { .. } => None,
+            Self::Io { .. } | Self::TooLarge { .. } | Self::Lock { .. } => None,
         }
     }
 

@@ -15,6 +15,7 @@
 
 mod de;
 mod error;
+pub mod lock;
 mod names;
 mod sections;
 mod spec;
@@ -35,15 +36,68 @@ pub use spec::{
 /// larger file is a mistake or an attack, and refusing it bounds memory.
 pub const MAX_CATALOG_BYTES: u64 = 1024 * 1024;
 
-/// Reads, parses and validates the catalog at `path`.
+/// Reads, parses and validates the catalog at `path`, with the pins of its
+/// lockfile ([`lock::path_for`]) when there is one.
 ///
 /// Relative host paths in `volumes` resolve against the catalog's directory.
 ///
 /// # Errors
 ///
 /// Returns a [`CatalogError`] naming the file (and, for content errors, the
-/// line and column) when the file cannot be read or is not a valid catalog.
+/// line and column) when the file cannot be read or is not a valid catalog,
+/// or when its lockfile cannot be used.
 pub fn load(path: &Path) -> Result<Catalog, CatalogError> {
+    let mut catalog = load_unlocked(path)?;
+    let lock_path = lock::path_for(path);
+    if let Some(lock) = lock::Lock::read(&lock_path)? {
+        apply_lock(&mut catalog, &lock, &lock_path)?;
+    }
+    Ok(catalog)
+}
+
+/// Puts `lock`'s pins (read from `lock_path`) on `catalog`'s servers.
+///
+/// # Errors
+///
+/// When the catalog pins a server's image to one digest and the lockfile
+/// to another.
+pub fn apply_lock(
+    catalog: &mut Catalog,
+    lock: &lock::Lock,
+    lock_path: &Path,
+) -> Result<(), CatalogError> {
+    for server in &mut catalog.servers {
+        let pins = lock
+            .servers
+            .get(server.name.as_str())
+            .cloned()
+            .unwrap_or_default();
+        match (&server.image_digest, &pins.image) {
+            (Some(catalog_pin), Some(locked)) if catalog_pin != locked => {
+                return Err(CatalogError::lock(
+                    lock_path,
+                    format!(
+                        "server `{}`: the catalog pins image digest {catalog_pin} and the lockfile {locked}; fix: run `mcpgw lock --update` to pin what the catalog names",
+                        server.name
+                    ),
+                ));
+            }
+            (None, Some(locked)) => server.image_digest = Some(locked.clone()),
+            _ => {}
+        }
+        server.pins = Some(std::sync::Arc::new(pins));
+    }
+    catalog.lock = Some(lock_path.to_path_buf());
+    Ok(())
+}
+
+/// Reads, parses and validates the catalog at `path` without its lockfile
+/// (what `mcpgw lock` starts, to see what the servers are now).
+///
+/// # Errors
+///
+/// As [`load`], the lockfile aside.
+pub fn load_unlocked(path: &Path) -> Result<Catalog, CatalogError> {
     let text = read_bounded(path)?;
     let base_dir = path
         .canonicalize()
@@ -73,6 +127,7 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Catalog, Catalo
         profiles: raw.profiles(),
         gateway: raw.gateway,
         servers: raw.servers,
+        lock: None,
     })
 }
 

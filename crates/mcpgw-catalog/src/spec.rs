@@ -33,6 +33,8 @@ pub struct Catalog {
     /// Client views, by name: which exposed tools a client bound to the
     /// profile may see and call.
     pub profiles: BTreeMap<String, Profile>,
+    /// The lockfile in force, when one was found beside the catalog.
+    pub lock: Option<PathBuf>,
 }
 
 /// A client's view of the gateway: the exposed tool names (globs) it may
@@ -349,8 +351,17 @@ impl<'de> Deserialize<'de> for GatewaySpec {
 pub struct ServerSpec {
     /// The server's name, the key it has under `servers`.
     pub name: ServerName,
-    /// The image to run.
+    /// The image to run, as the catalog names it (with its digest, if
+    /// it names one).
     pub image: String,
+    /// The image's content digest (`sha256:…`) it must have: from
+    /// `image: NAME@sha256:…`, else from the lockfile. Checked before the
+    /// container is created.
+    pub image_digest: Option<String>,
+    /// The lockfile's pins for this server's definitions, when a lockfile
+    /// is in force (empty when it does not list the server: then nothing
+    /// the server lists is pinned, so nothing is served).
+    pub pins: Option<std::sync::Arc<crate::lock::ServerLock>>,
     /// When to pull the image from a registry.
     pub pull: PullPolicy,
     /// Overrides the image's entrypoint.
@@ -540,6 +551,7 @@ impl TryFrom<RawServer> for ServerBody {
                 "name a local or registry image, such as `mcpgw/time:dev`",
             ));
         }
+        let image_digest = image_digest(&raw.image)?;
         let env: BTreeMap<String, String> =
             raw.env.0.into_iter().map(|(k, v)| (k.0, v.0)).collect();
         let secrets: BTreeMap<String, SecretRef> =
@@ -597,6 +609,8 @@ impl TryFrom<RawServer> for ServerBody {
         Ok(Self(ServerSpec {
             name: ServerName::placeholder(),
             image: raw.image,
+            image_digest,
+            pins: None,
             pull: raw.pull,
             entrypoint: raw.entrypoint,
             command: raw.command,
@@ -616,6 +630,28 @@ impl TryFrom<RawServer> for ServerBody {
             scan_results: raw.scan_results,
         }))
     }
+}
+
+/// The digest an image reference pins (`NAME@sha256:HEX`), if any.
+fn image_digest(image: &str) -> Result<Option<String>, String> {
+    let Some((_, digest)) = image.rsplit_once('@') else {
+        return Ok(None);
+    };
+    let well_formed = digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    if !well_formed {
+        return Err(invalid(
+            format_args!(
+                "image `{image}` pins digest `{digest}`, which is not `sha256:` and 64 lowercase hex digits"
+            ),
+            "copy the digest from `docker image inspect --format '{{.Id}}' IMAGE` (or a registry's `RepoDigests`)",
+        ));
+    }
+    Ok(Some(digest.to_string()))
 }
 
 impl ServerSpec {

@@ -29,6 +29,20 @@ pub enum DockerError {
         /// How to get the image.
         fix: String,
     },
+    /// The image is not the one the catalog or its lockfile pins.
+    #[error(
+        "server `{server}`: image `{image}` is {found}, not the pinned {pinned}; it was not started; fix: if the new image is wanted, review it and run `mcpgw lock --update` (or change the digest in `image:`); otherwise restore the pinned image"
+    )]
+    ImageDigest {
+        /// The catalog server.
+        server: String,
+        /// The image name.
+        image: String,
+        /// The digest the catalog or lockfile pins.
+        pinned: String,
+        /// The digest of the image under that name.
+        found: String,
+    },
     /// The engine could not inspect an image.
     #[error("server `{server}`: cannot inspect image `{image}`: {source}")]
     Inspect {
@@ -89,7 +103,7 @@ impl DockerError {
     /// Whether retrying cannot help until someone acts (an image to build,
     /// a catalog to fix), as opposed to a failure that may pass.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::ImageMissing { .. })
+        matches!(self, Self::ImageMissing { .. } | Self::ImageDigest { .. })
     }
 
     /// Whether the engine itself could not be reached (as opposed to the
@@ -97,7 +111,9 @@ impl DockerError {
     pub fn is_engine_down(&self) -> bool {
         let source = match self {
             Self::EngineUnavailable { .. } => return true,
-            Self::ImageMissing { .. } | Self::SecretFiles { .. } => return false,
+            Self::ImageMissing { .. } | Self::ImageDigest { .. } | Self::SecretFiles { .. } => {
+                return false;
+            }
             Self::Inspect { source, .. }
             | Self::Create { source, .. }
             | Self::Attach { source, .. }

@@ -1,6 +1,11 @@
 //! Making sure a server's image is present: inspect it, pull it when the
 //! catalog's `pull` policy says so (with progress on the log), or explain
-//! how to get it.
+//! how to get it; and, when the catalog or its lockfile pins the image's
+//! digest, that it is the pinned image.
+//!
+//! A pinned image is never pulled by its tag while a local image has that
+//! name: the pull could move the name to whatever the registry holds now.
+//! Pinned by `NAME@sha256:…`, the exact reference is what is pulled.
 
 use std::collections::HashSet;
 
@@ -11,12 +16,34 @@ use mcpgw_catalog::{PullPolicy, ServerSpec};
 
 use crate::DockerError;
 
-/// Ensures `spec.image` is present and returns the user its config names.
-pub(crate) async fn ensure(
-    docker: &Docker,
-    spec: &ServerSpec,
-) -> Result<Option<String>, DockerError> {
-    let present = inspect(docker, spec).await?;
+/// A local image, as far as starting a container needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct Present {
+    /// The user its config names.
+    pub(crate) user: Option<String>,
+    /// Its content digest, `sha256:…`: what a container is created from
+    /// when the image is pinned, so the name cannot move in between.
+    pub(crate) id: String,
+    /// Its registry digests, `NAME@sha256:…`.
+    repo_digests: Vec<String>,
+}
+
+impl Present {
+    fn is(&self, digest: &str) -> bool {
+        self.id == digest
+            || self
+                .repo_digests
+                .iter()
+                .any(|d| d.rsplit_once('@').is_some_and(|(_, d)| d == digest))
+    }
+}
+
+/// Ensures `spec.image` is present (and the pinned one, when pinned).
+pub(crate) async fn ensure(docker: &Docker, spec: &ServerSpec) -> Result<Present, DockerError> {
+    if let Some(digest) = &spec.image_digest {
+        return pinned(docker, spec, digest).await;
+    }
+    let present = inspect(docker, spec, &spec.image).await?;
     let must_pull = match spec.pull {
         PullPolicy::Always => true,
         PullPolicy::Missing => present.is_none(),
@@ -29,21 +56,77 @@ pub(crate) async fn ensure(
             }
             tracing::warn!(server = %spec.name, image = %spec.image, %reason, "pull failed; using the local image");
         }
-        return Ok(inspect(docker, spec).await?.flatten());
+        return inspect(docker, spec, &spec.image)
+            .await?
+            .ok_or_else(|| missing(spec, " after pulling it"));
     }
     match present {
-        Some(user) => Ok(user),
+        Some(image) => Ok(image),
         None => Err(missing(spec, " and the catalog says `pull: never`")),
     }
 }
 
-/// `Some(user)` when the image is present, `None` when it is not.
+/// The pinned image `digest` under `spec.image`'s name, or why not.
+async fn pinned(docker: &Docker, spec: &ServerSpec, digest: &str) -> Result<Present, DockerError> {
+    let mut present = resolve(docker, spec).await?;
+    if present.is_none() && spec.pull != PullPolicy::Never {
+        // Nothing local has the name, so a pull moves nothing; what it
+        // brings is checked like the rest.
+        if let Err(reason) = pull(docker, spec).await {
+            return Err(missing(spec, &format!(" and pulling it failed: {reason}")));
+        }
+        present = inspect(docker, spec, &spec.image).await?;
+    }
+    let Some(image) = present else {
+        return Err(missing(
+            spec,
+            " (it is pinned, so it is only pulled when absent)",
+        ));
+    };
+    if !image.is(digest) {
+        return Err(DockerError::ImageDigest {
+            server: spec.name.to_string(),
+            image: name(spec).to_string(),
+            pinned: digest.to_string(),
+            found: image.id,
+        });
+    }
+    Ok(image)
+}
+
+/// The local image `spec.image` names, without pulling. `NAME@sha256:…`
+/// resolves when the engine knows that registry digest; a locally built
+/// image has none, so then its name is looked up (and checked by digest).
+pub(crate) async fn resolve(
+    docker: &Docker,
+    spec: &ServerSpec,
+) -> Result<Option<Present>, DockerError> {
+    match inspect(docker, spec, &spec.image).await? {
+        Some(image) => Ok(Some(image)),
+        None if spec.image.contains('@') => inspect(docker, spec, name(spec)).await,
+        None => Ok(None),
+    }
+}
+
+/// `spec.image` without its digest.
+fn name(spec: &ServerSpec) -> &str {
+    spec.image
+        .split_once('@')
+        .map_or(spec.image.as_str(), |(n, _)| n)
+}
+
+/// The image `reference` when it is present, `None` when it is not.
 async fn inspect(
     docker: &Docker,
     spec: &ServerSpec,
-) -> Result<Option<Option<String>>, DockerError> {
-    match docker.inspect_image(&spec.image).await {
-        Ok(image) => Ok(Some(image.config.and_then(|c| c.user))),
+    reference: &str,
+) -> Result<Option<Present>, DockerError> {
+    match docker.inspect_image(reference).await {
+        Ok(image) => Ok(Some(Present {
+            user: image.config.and_then(|c| c.user),
+            id: image.id.unwrap_or_default(),
+            repo_digests: image.repo_digests.unwrap_or_default(),
+        })),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => Ok(None),

@@ -250,7 +250,7 @@ impl DockerRuntime {
         secrets: &Injection,
         session: Option<u64>,
     ) -> Result<Created, DockerError> {
-        let image_user = image::ensure(&self.docker, spec).await?;
+        let image = image::ensure(&self.docker, spec).await?;
         let mut name = format!("mcpgw-{}-{}", spec.name, self.instance);
         let mut labels = HashMap::from([
             (labels::MANAGED.to_string(), "true".to_string()),
@@ -270,13 +270,17 @@ impl DockerRuntime {
                 source,
             },
         )?;
-        let body = hardening::container_body(
+        let mut body = hardening::container_body(
             spec,
-            image_user.as_deref(),
+            image.user.as_deref(),
             labels,
             &secrets.env,
             staged.binds(),
         );
+        if spec.image_digest.is_some() {
+            // What was checked is what runs, wherever the name moves.
+            body.image = Some(image.id);
+        }
         let created = self
             .docker
             .create_container(
@@ -348,6 +352,16 @@ impl DockerRuntime {
         // The container's mounts now hold the files; the host keeps nothing.
         self.staged.lock().remove(&created.id);
         started
+    }
+
+    /// The content digest (`sha256:…`) of the local image `spec` runs,
+    /// as the lockfile pins it; `None` when it is not present. Never pulls.
+    ///
+    /// # Errors
+    ///
+    /// The engine cannot inspect it.
+    pub async fn image_digest(&self, spec: &ServerSpec) -> Result<Option<String>, DockerError> {
+        Ok(image::resolve(&self.docker, spec).await?.map(|i| i.id))
     }
 
     /// How the container `id` ended (or stands, if it still runs). An

@@ -113,6 +113,17 @@ impl ServerHandler for Mux {
                     None,
                 ));
             }
+            ToolLookup::Unpinned { server, drift } => {
+                let server = &self.shared.slots[server].name;
+                return Err(ErrorData::invalid_params(
+                    format!(
+                        "tool `{}` is withheld: {}; fix: review the change (`mcpgw lock --check` shows it), then re-pin with `mcpgw lock --update`, or restore server `{server}`'s pinned version",
+                        request.name,
+                        drift.summary()
+                    ),
+                    None,
+                ));
+            }
             ToolLookup::Unknown => {
                 // A server that never came up has no tools in the table;
                 // a name in its namespace gets its reason, not "unknown".

@@ -27,6 +27,7 @@ mod forward;
 mod handlers;
 mod metrics;
 mod paging;
+pub mod pin;
 mod relay;
 mod rounds;
 pub mod router;
@@ -155,6 +156,7 @@ impl Mux {
                 filter: s.tools.clone(),
                 scan: s.scan.unwrap_or(catalog.gateway.scan),
                 scan_results: s.scan_results.unwrap_or(catalog.gateway.scan_results),
+                pins: s.pins.clone(),
                 state: watch::channel(SlotState::Starting).0,
                 limit: Arc::new(Limit::new(s.concurrency)),
                 per_session: s.scope == Scope::Session,
@@ -307,6 +309,22 @@ impl Mux {
             .collect()
     }
 
+    /// What each server lists now, as lockfile pins (without the image),
+    /// in catalog order; `None` for a server that never came up.
+    pub fn current_pins(&self) -> Vec<(ServerName, Option<mcpgw_catalog::lock::ServerLock>)> {
+        self.shared
+            .slots
+            .iter()
+            .map(|slot| {
+                let state = slot.state.borrow();
+                let pins = state
+                    .inventory()
+                    .map(|inventory| pin::current(&slot.filter, inventory));
+                (slot.name.clone(), pins)
+            })
+            .collect()
+    }
+
     /// The tools the client of `context` may see and call: all without a
     /// profile; with one, only what it lists (nothing, for a profile the
     /// catalog lacks).
@@ -394,18 +412,43 @@ impl Shared {
 
     /// Refuses a request that carries the value of a secret its server is
     /// not given: a client (or a prompt injection) must not move one
-    /// server's credentials to another.
+    /// server's credentials to another. Values are looked for behind JSON
+    /// escapes too, and the check fails closed: a request it cannot read
+    /// is refused, never forwarded unchecked.
     fn refuse_foreign_secrets(
         &self,
         slot: &Slot,
         what: &str,
         request: &impl serde::Serialize,
     ) -> Result<(), ErrorData> {
-        if !self.carries_secrets() {
+        let Some(redactor) = self.secrets.get() else {
+            if self.slots.iter().all(|s| s.secrets.is_empty()) {
+                return Ok(());
+            }
+            tracing::warn!(server = %slot.name, "refused {what}: the run's secret values are not known yet, so it could not be checked for them");
+            return Err(ErrorData::internal_error(
+                format!(
+                    "{what} was refused: the gateway could not check it for secret values yet; try again"
+                ),
+                None,
+            ));
+        };
+        if redactor.is_empty() {
             return Ok(());
         }
-        let text = serde_json::to_string(request).unwrap_or_default();
-        let Some(names) = self.foreign_secrets(slot, &text) else {
+        let text = match serde_json::to_string(request) {
+            Ok(text) => text,
+            Err(err) => {
+                tracing::warn!(server = %slot.name, "refused {what}: it could not be checked for secret values: {err}");
+                return Err(ErrorData::invalid_params(
+                    format!(
+                        "{what} was refused: the gateway could not check it for secret values ({err}); send it as plain JSON"
+                    ),
+                    None,
+                ));
+            }
+        };
+        let Some(names) = Self::foreign_secrets(redactor, slot, &text) else {
             return Ok(());
         };
         tracing::warn!(server = %slot.name, "refused {what}: it carries the value of secret {names}, which this server is not given");
@@ -418,18 +461,12 @@ impl Shared {
         ))
     }
 
-    /// Whether any secret is injected in this run (and requests must be
-    /// checked for values).
-    fn carries_secrets(&self) -> bool {
-        self.secrets.get().is_some_and(|r| !r.is_empty())
-    }
-
-    /// The names of the secrets in `text` that `slot`'s server is not
-    /// given, quoted and joined, if there are any.
-    fn foreign_secrets(&self, slot: &Slot, text: &str) -> Option<String> {
-        let redactor = self.secrets.get()?;
+    /// The names of the secrets in `text` (as it reads once its JSON
+    /// escapes are decoded) that `slot`'s server is not given, quoted and
+    /// joined, if there are any.
+    fn foreign_secrets(redactor: &Redactor, slot: &Slot, text: &str) -> Option<String> {
         let foreign: Vec<String> = redactor
-            .found(text)
+            .found_decoded(text)
             .into_iter()
             .filter(|name| !slot.secrets.contains(*name))
             .map(|name| format!("`{name}`"))

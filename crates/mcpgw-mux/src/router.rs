@@ -15,18 +15,21 @@
 //!   listed first in the catalog wins and the other's is not listed;
 //! - a tool the catalog's `tools.allow`/`tools.deny` hides is absent from the
 //!   list and cannot be routed; the table remembers it only to say why;
-//! - so is an item the tool-poisoning scan withholds ([`crate::screen`]).
+//! - so is an item the tool-poisoning scan withholds ([`crate::screen`]),
+//!   and one that does not match the lockfile ([`crate::pin`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use mcpgw_backend::Inventory;
+use mcpgw_catalog::lock::ServerLock;
 use mcpgw_catalog::{ScanPolicy, ToolFilter};
 use mcpgw_scan::ItemKind;
 use regex::Regex;
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 use sha2::{Digest, Sha256};
 
+use crate::pin::{self, Drift};
 use crate::screen::{Listed, Screened, screen};
 
 /// The longest exposed tool name MCP clients accept.
@@ -52,6 +55,8 @@ pub struct ServerEntry<'a> {
     pub filter: &'a ToolFilter,
     /// What the tool-poisoning scan does with what it lists.
     pub scan: ScanPolicy,
+    /// The lockfile's pins, when one is in force.
+    pub pins: Option<&'a ServerLock>,
     /// What it offers, when it is up.
     pub inventory: Option<&'a Inventory>,
 }
@@ -73,6 +78,13 @@ pub enum ToolLookup<'a> {
         /// The finding that withholds it.
         finding: &'a Screened,
     },
+    /// The server has this tool, but not as the lockfile pins it.
+    Unpinned {
+        /// The server's index.
+        server: usize,
+        /// How it differs.
+        drift: &'a Drift,
+    },
     /// No such tool.
     Unknown,
 }
@@ -87,6 +99,10 @@ pub struct RoutingTable {
     blocked_tools: HashMap<String, (usize, usize)>,
     /// What the scan found in the lists this table was built from.
     findings: Vec<Screened>,
+    /// Tools the lockfile withholds: exposed name to (server, drift index).
+    unpinned_tools: HashMap<String, (usize, usize)>,
+    /// How the lists differ from the lockfile.
+    drift: Vec<Drift>,
     prompts: Vec<Prompt>,
     prompt_routes: HashMap<String, Route>,
     resources: Vec<Resource>,
@@ -105,11 +121,16 @@ impl RoutingTable {
                 name: s.name,
                 filter: s.filter,
                 policy: s.scan,
+                pins: s.pins,
                 inventory: s.inventory,
             })
             .collect();
         let verdict = screen(separator, &listed);
-        let withheld = |index, kind, name: &str| verdict.blocked(index, kind, name);
+        let pinned = pin::check(&listed);
+        let withheld = |index, kind, name: &str, key: &str| {
+            verdict.blocked(index, kind, name).is_some()
+                || pinned.withheld(index, kind, key).is_some()
+        };
         let mut taken_tools = HashSet::new();
         let mut taken_prompts = HashSet::new();
         for (index, entry) in servers.iter().enumerate() {
@@ -122,8 +143,12 @@ impl RoutingTable {
                     table.hidden_tools.insert(exposed, index);
                     continue;
                 }
-                if let Some(at) = withheld(index, ItemKind::Tool, &tool.name) {
+                if let Some(at) = verdict.blocked(index, ItemKind::Tool, &tool.name) {
                     table.blocked_tools.insert(exposed, (index, at));
+                    continue;
+                }
+                if let Some(at) = pinned.withheld(index, ItemKind::Tool, &tool.name) {
+                    table.unpinned_tools.insert(exposed, (index, at));
                     continue;
                 }
                 let mut listed = tool.clone();
@@ -139,7 +164,7 @@ impl RoutingTable {
                 );
             }
             for prompt in &inventory.prompts {
-                if withheld(index, ItemKind::Prompt, &prompt.name).is_some() {
+                if withheld(index, ItemKind::Prompt, &prompt.name, &prompt.name) {
                     continue;
                 }
                 let exposed = expose(entry.name, separator, &prompt.name, &mut taken_prompts);
@@ -156,7 +181,7 @@ impl RoutingTable {
                 );
             }
             for resource in &inventory.resources {
-                if withheld(index, ItemKind::Resource, &resource.name).is_some() {
+                if withheld(index, ItemKind::Resource, &resource.name, &resource.uri) {
                     continue;
                 }
                 if let Some(&owner) = table.resource_routes.get(&resource.uri) {
@@ -172,7 +197,8 @@ impl RoutingTable {
                 table.resources.push(resource.clone());
             }
             for template in &inventory.resource_templates {
-                if withheld(index, ItemKind::ResourceTemplate, &template.name).is_some() {
+                let (name, key) = (&template.name, &template.uri_template);
+                if withheld(index, ItemKind::ResourceTemplate, name, key) {
                     continue;
                 }
                 let matcher = template_matcher(&template.uri_template);
@@ -180,7 +206,13 @@ impl RoutingTable {
             }
         }
         table.findings = verdict.findings;
+        table.drift = pinned.drift;
         table
+    }
+
+    /// How the servers' lists differ from the lockfile (empty without one).
+    pub fn drift(&self) -> &[Drift] {
+        &self.drift
     }
 
     /// What the scan found in the servers' lists, withheld or not.
@@ -218,6 +250,11 @@ impl RoutingTable {
             ToolLookup::Blocked {
                 server,
                 finding: &self.findings[at],
+            }
+        } else if let Some(&(server, at)) = self.unpinned_tools.get(name) {
+            ToolLookup::Unpinned {
+                server,
+                drift: &self.drift[at],
             }
         } else {
             ToolLookup::Unknown

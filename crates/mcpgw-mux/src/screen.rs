@@ -16,6 +16,7 @@
 use std::collections::{HashMap, HashSet};
 
 use mcpgw_backend::Inventory;
+use mcpgw_catalog::lock::ServerLock;
 use mcpgw_catalog::{ScanPolicy, ToolFilter};
 use mcpgw_scan::{Finding, Item, ItemKind, Options, Severity};
 use rmcp::model::{CallToolResult, ContentBlock};
@@ -61,6 +62,8 @@ pub(crate) struct Listed<'a> {
     pub(crate) name: &'a str,
     pub(crate) filter: &'a ToolFilter,
     pub(crate) policy: ScanPolicy,
+    /// The lockfile's pins, when one is in force.
+    pub(crate) pins: Option<&'a ServerLock>,
     pub(crate) inventory: Option<&'a Inventory>,
 }
 

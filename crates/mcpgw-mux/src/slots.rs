@@ -10,12 +10,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mcpgw_backend::{Backend, Deadline, Inventory, Relay};
+use mcpgw_catalog::lock::ServerLock;
 use mcpgw_catalog::{Concurrency, ScanPolicy, ServerName, ToolFilter};
 use mcpgw_secrets::Redactor;
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
 use tokio::time::Instant;
 
 use crate::changes::ListChange;
+use crate::pin::Change;
 use crate::relay::ClientRelay;
 use crate::router::{RoutingTable, ServerEntry};
 use crate::screen::Action;
@@ -68,6 +70,8 @@ pub(crate) struct Slot {
     pub(crate) scan: ScanPolicy,
     /// What the scan does with its tool results.
     pub(crate) scan_results: ScanPolicy,
+    /// The lockfile's pins, when one is in force.
+    pub(crate) pins: Option<Arc<ServerLock>>,
     pub(crate) state: watch::Sender<SlotState>,
     pub(crate) limit: Arc<Limit>,
     /// Each client session gets its own instance (`scope: session`),
@@ -254,6 +258,7 @@ impl Slots {
         self.shared.slots[index].state.send_replace(state);
         let rebuilt = Arc::new(self.rebuild());
         report_findings(&table, &rebuilt);
+        report_drift(&table, &rebuilt);
         self.shared.metrics.set_findings(rebuilt.findings());
         let change = ListChange::between(&table, &rebuilt);
         *table = rebuilt;
@@ -288,6 +293,7 @@ impl Slots {
                 name: slot.name.as_str(),
                 filter: &slot.filter,
                 scan: slot.scan,
+                pins: slot.pins.as_deref(),
                 inventory: state.inventory(),
             })
             .collect();
@@ -318,6 +324,23 @@ fn report_findings(before: &RoutingTable, now: &RoutingTable) {
                 tracing::error!(server = %f.server, "{what}; withheld from clients");
             }
             Action::Warned => tracing::warn!(server = %f.server, "{what}"),
+        }
+    }
+}
+
+/// Logs each drift from the lockfile in `now` that `before` did not have.
+fn report_drift(before: &RoutingTable, now: &RoutingTable) {
+    for drift in now.drift() {
+        if before.drift().contains(drift) {
+            continue;
+        }
+        match drift.change {
+            Change::Gone => tracing::warn!(server = %drift.server, "{}", drift.summary()),
+            _ => tracing::error!(
+                server = %drift.server,
+                "{}; withheld from clients, fix: review it, then `mcpgw lock --update`",
+                drift.detail()
+            ),
         }
     }
 }

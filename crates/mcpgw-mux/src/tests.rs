@@ -608,3 +608,84 @@ servers:
         assert_eq!(text(after.last().unwrap()), "after");
     }
 }
+
+#[tokio::test]
+async fn requests_carrying_another_servers_secret_are_refused_however_written() {
+    const VALUE: &str = "api-Zx81-Qm4r-value";
+    let catalog = mcpgw_catalog::parse(
+        "version: 1\nservers:\n  vault:\n    image: x\n    secrets: { API_TOKEN: api.token }\n  other:\n    image: x\n",
+        std::path::Path::new("t.yaml"),
+        &std::env::temp_dir(),
+    )
+    .unwrap();
+    let (mux, slots) = Mux::new(&catalog);
+    let [vault, other] = [&mux.shared.slots[0], &mux.shared.slots[1]];
+    let check = |slot, text: &str| {
+        mux.shared
+            .refuse_foreign_secrets(slot, "the call", &call("echo", json!({ "text": text })))
+            .map_err(|e| e.message.to_string())
+    };
+    // Until the values are known, nothing is forwarded unchecked.
+    let unknown = check(other, "hello").unwrap_err();
+    assert!(unknown.contains("could not check"), "{unknown}");
+
+    let value = mcpgw_secrets::SecretString::from(VALUE);
+    slots.set_secrets(Redactor::new([("api.token", &value)]));
+    assert_eq!(check(other, "hello"), Ok(()));
+    for text in [
+        VALUE.to_string(),
+        // One character escaped, as the client's own JSON would decode it.
+        r"api-Zx81-\u0051m4r-value".to_string(),
+        // JSON carried in a string, every character escaped.
+        format!(
+            r#"{{"token":"{}"}}"#,
+            VALUE
+                .chars()
+                .map(|c| format!("\\u{:04x}", u32::from(c)))
+                .collect::<String>()
+        ),
+        // A surrogate pair next to it changes nothing.
+        r"😀 \ud83d\ude00 api-Zx81-Qm4r-valu\u0065".to_string(),
+    ] {
+        let refused = check(other, &text).unwrap_err();
+        assert!(
+            refused.contains("secret `api.token`, which server `other` is not given"),
+            "{text}: {refused}"
+        );
+        assert!(!refused.contains(VALUE), "{refused}");
+        assert_eq!(check(vault, &text), Ok(()), "{text}");
+    }
+
+    // What cannot be read cannot be checked: it is refused.
+    struct Unreadable;
+    impl serde::Serialize for Unreadable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("not JSON"))
+        }
+    }
+    let refused = mux
+        .shared
+        .refuse_foreign_secrets(other, "the call", &Unreadable)
+        .unwrap_err();
+    assert!(
+        refused.message.contains("could not check it"),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_secrets_nothing_waits_for_their_values() {
+    let catalog = mcpgw_catalog::parse(
+        "version: 1\nservers:\n  plain:\n    image: x\n",
+        std::path::Path::new("t.yaml"),
+        &std::env::temp_dir(),
+    )
+    .unwrap();
+    let (mux, _slots) = Mux::new(&catalog);
+    let request = call("echo", json!({ "text": "hello" }));
+    assert!(
+        mux.shared
+            .refuse_foreign_secrets(&mux.shared.slots[0], "the call", &request)
+            .is_ok()
+    );
+}

@@ -12,13 +12,15 @@
 //!   deadline so a locked keyring or a missing D-Bus session is an error,
 //!   never a hang.
 //! - [`Redactor`]: finds known values, raw and encoded, in text bound for a
-//!   client or a log, and replaces them with `[REDACTED:<name>]`.
+//!   client or a log, and replaces them with `[REDACTED:<name>]`; its
+//!   `_decoded` methods also see values behind JSON escapes.
 
 mod error;
 mod panic;
 mod redact;
 mod source;
 pub mod store;
+mod unescape;
 
 use std::collections::BTreeMap;
 

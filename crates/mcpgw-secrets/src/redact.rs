@@ -7,6 +7,11 @@
 //! have inside a larger encoded blob) and one Aho-Corasick automaton matches
 //! them all in a single pass, so the cost of a scan grows with the text, not
 //! with the number of secrets.
+//!
+//! The `_decoded` methods also look through JSON escapes (`unescape.rs`):
+//! text that holds a backslash is decoded, a level at a time, and matched
+//! again, so `\u0066` for `f` hides no value. Text without a backslash
+//! costs nothing more than the plain scan.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -18,11 +23,17 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::unescape::unescape;
+
 /// Values shorter than this are not redacted: they would match everywhere.
 pub const MIN_SECRET_BYTES: usize = 8;
 
 /// Encoded forms shorter than this are not matched, for the same reason.
 const MIN_ENCODED_BYTES: usize = 6;
+
+/// JSON escapes are decoded at most this many times over (JSON in a JSON
+/// string in a JSON string in a message).
+const DECODE_LEVELS: usize = 4;
 
 /// Up to this many pattern bytes, the matcher is a full DFA.
 const DFA_PATTERN_BYTES: usize = 64 * 1024;
@@ -126,6 +137,60 @@ impl Redactor {
             .find_iter(text)
             .map(|m| inner.names[inner.owner[m.pattern().as_usize()]].as_str())
             .collect()
+    }
+
+    /// Whether `text` holds any known value, directly or once its JSON
+    /// escapes are decoded.
+    pub fn is_match_decoded(&self, text: &str) -> bool {
+        if self.is_match(text) {
+            return true;
+        }
+        let mut current = Cow::Borrowed(text);
+        for _ in 0..DECODE_LEVELS {
+            let Some(decoded) = unescape(&current) else {
+                return false;
+            };
+            if self.is_match(&decoded) {
+                return true;
+            }
+            current = Cow::Owned(decoded);
+        }
+        false
+    }
+
+    /// The names of the secrets whose values `text` holds, directly or once
+    /// its JSON escapes are decoded.
+    pub fn found_decoded(&self, text: &str) -> BTreeSet<&str> {
+        let mut names = self.found(text);
+        let mut current = Cow::Borrowed(text);
+        for _ in 0..DECODE_LEVELS {
+            let Some(decoded) = unescape(&current) else {
+                break;
+            };
+            names.extend(self.found(&decoded));
+            current = Cow::Owned(decoded);
+        }
+        names
+    }
+
+    /// `text` (one decoded JSON string) with every known value replaced,
+    /// decoding its JSON escapes where a value is found only decoded: the
+    /// result is then the decoded text (JSON carried in the string loses
+    /// its escapes, as its value is redacted). Borrowed when there was
+    /// nothing to replace; the caller checks the result, since a value
+    /// found only beyond [`DECODE_LEVELS`] may remain.
+    pub fn redact_decoded<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let mut current = self.redact(text);
+        for _ in 0..DECODE_LEVELS {
+            if !self.is_match_decoded(&current) {
+                break;
+            }
+            let Some(decoded) = unescape(&current) else {
+                break;
+            };
+            current = Cow::Owned(self.redact(&decoded).into_owned());
+        }
+        current
     }
 
     /// `text` with every known value replaced by `[REDACTED:<name>]`;
@@ -376,6 +441,74 @@ mod tests {
         );
     }
 
+    /// `value` inside a JSON string, each character for which `escape`
+    /// says so written as `\uXXXX` (a surrogate pair beyond the BMP), in
+    /// upper or lower case hex.
+    fn escaped(value: &str, escape: &[bool], upper: bool) -> String {
+        let mut out = String::new();
+        for (i, c) in value.chars().enumerate() {
+            if escape.get(i).copied().unwrap_or(false) {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    if upper {
+                        let _ = write!(out, "\\u{unit:04X}");
+                    } else {
+                        let _ = write!(out, "\\u{unit:04x}");
+                    }
+                }
+            } else {
+                out.push_str(&json_escaped(&c.to_string()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn values_behind_json_escapes_are_found() {
+        const VALUE: &str = "acc-SECRET-7f3e9/😀x";
+        let r = redactor(&[("acc", VALUE)]);
+        let cases = [
+            (
+                "one character",
+                r#"{"text":"acc-SECRET-7\u00663e9/😀x"}"#.to_string(),
+            ),
+            (
+                "every character",
+                format!(r#"{{"text":"{}"}}"#, escaped(VALUE, &[true; 32], true)),
+            ),
+            (
+                "a surrogate pair",
+                r#"{"text":"acc-SECRET-7f3e9/\ud83d\ude00\u0078"}"#.to_string(),
+            ),
+            (
+                "an escaped slash",
+                r#"{"text":"acc-SECRET-7f3e9\/😀x"}"#.to_string(),
+            ),
+            (
+                "an object key",
+                r#"{"acc-SECRET-7f3e9/😀\u0078":1}"#.to_string(),
+            ),
+            (
+                "JSON in a JSON string",
+                r#"{"text":"{\"k\":\"acc-SECRET-7\\u00663e9/😀x\"}"}"#.to_string(),
+            ),
+        ];
+        for (label, line) in cases {
+            assert!(!r.is_match(&line), "{label}: found without decoding");
+            assert!(r.is_match_decoded(&line), "{label}");
+            assert_eq!(r.found_decoded(&line), BTreeSet::from(["acc"]), "{label}");
+        }
+        // Decoded strings are redacted in their decoded form.
+        let decoded: serde_json::Value =
+            serde_json::from_str(r#"{"t":"{\"k\":\"acc-SECRET-7\\u00663e9/😀x\"}"}"#).unwrap();
+        let text = decoded["t"].as_str().unwrap();
+        assert_eq!(r.redact_decoded(text), r#"{"k":"[REDACTED:acc]"}"#);
+        assert_eq!(r.redact_decoded("acc-SECRET-7f3e9/😀x"), "[REDACTED:acc]");
+        // Without a backslash, nothing is decoded and nothing changes.
+        assert!(matches!(r.redact_decoded("plain"), Cow::Borrowed(_)));
+        assert!(!r.is_match_decoded(r#"{"text":"acc-SECRET-7\u0067"}"#));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
 
@@ -397,6 +530,32 @@ mod tests {
                 let unmarked = out.replace("[REDACTED:s]", "\0");
                 prop_assert!(!unmarked.contains(&value), "{} left the value in {:?}", label, out);
             }
+        }
+        /// However a value's characters are JSON-escaped inside a JSON
+        /// string, with whatever around it, it is found, and redacting the
+        /// decoded string leaves none of it.
+        #[test]
+        fn found_behind_any_json_escaping(
+            value in "\\PC{8,24}",
+            prefix in "\\PC{0,8}",
+            suffix in "\\PC{0,8}",
+            escape in proptest::collection::vec(any::<bool>(), 24),
+            upper in any::<bool>(),
+        ) {
+            let r = redactor(&[("s", &value)]);
+            let line = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"result":{{"text":"{}{}{}"}}}}"#,
+                json_escaped(&prefix),
+                escaped(&value, &escape, upper),
+                json_escaped(&suffix),
+            );
+            prop_assert!(r.is_match_decoded(&line), "{}", line);
+            prop_assert!(r.found_decoded(&line).contains("s"), "{}", line);
+            let message: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let text = message["result"]["text"].as_str().unwrap();
+            let out = r.redact_decoded(text);
+            let unmarked = out.replace("[REDACTED:s]", "\0");
+            prop_assert!(!r.is_match_decoded(&unmarked), "{:?} left in {:?}", value, out);
         }
     }
 }

@@ -97,6 +97,23 @@ pub(crate) enum Command {
         #[command(flatten)]
         secrets: SecretsArg,
     },
+    /// Start the servers and pin what they are: write the lockfile
+    /// (`CATALOG.lock`) with each image's digest and the SHA-256 of each
+    /// definition they list. `mcpgw run` then serves only what matches.
+    Lock {
+        /// The catalog YAML.
+        #[arg(long, short)]
+        catalog: PathBuf,
+        /// Write nothing; exit 1 when the servers differ from the
+        /// lockfile, printing how (for CI).
+        #[arg(long, conflicts_with = "update")]
+        check: bool,
+        /// Re-pin: write the lockfile anew, printing what changed.
+        #[arg(long)]
+        update: bool,
+        #[command(flatten)]
+        secrets: SecretsArg,
+    },
     /// Manage the bearer tokens HTTP clients present.
     Token {
         #[command(subcommand)]

@@ -86,13 +86,26 @@ pub(crate) async fn run(command: Command, engine: Engine) -> Result<(), Failure>
             fail_on,
             secrets,
         } => scan(&catalog, format, fail_on, &secrets, engine).await,
+        Command::Lock {
+            catalog,
+            check,
+            update,
+            secrets,
+        } => {
+            let mode = match (check, update) {
+                (true, _) => crate::lock::Mode::Check,
+                (false, true) => crate::lock::Mode::Update,
+                (false, false) => crate::lock::Mode::Create,
+            };
+            crate::lock::command(&catalog, mode, &secrets, engine).await
+        }
         Command::Ps => ps(engine).await,
         Command::Gc => gc(engine).await,
     }
 }
 
 /// Connects to the engine and removes what dead gateways left behind.
-async fn connect(engine: Engine) -> Result<DockerRuntime, Failure> {
+pub(crate) async fn connect(engine: Engine) -> Result<DockerRuntime, Failure> {
     let runtime = DockerRuntime::connect_to(engine).await?;
     match runtime.reap_orphans().await {
         Ok(reaped) if !reaped.is_empty() => {
@@ -326,7 +339,7 @@ async fn shutdown_signal() -> &'static str {
 
 /// Starts the servers (`only` selects some), connects an in-memory MCP
 /// client to the mux, runs `f`, then shuts everything down.
-async fn with_client<T>(
+pub(crate) async fn with_client<T>(
     catalog: &Catalog,
     only: Option<&[usize]>,
     secrets: &SecretsArg,

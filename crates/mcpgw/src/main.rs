@@ -10,6 +10,7 @@ mod cli;
 mod commands;
 mod front;
 mod http;
+mod lock;
 mod redaction;
 mod scan;
 mod secrets;

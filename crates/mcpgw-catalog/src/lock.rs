@@ -1,0 +1,222 @@
+//! The lockfile, `FILE.lock` beside catalog `FILE`: what each server was
+//! when someone reviewed it. Written by `mcpgw lock`; when present, `mcpgw
+//! run` serves only what matches it (the mux's `pin` module enforces the
+//! definitions, the engine code the image).
+//!
+//! YAML, sorted by server and item name, so a change reads well in a pull
+//! request. Per server: the image's content digest (the engine's image ID,
+//! `sha256:…`), and per tool, prompt, resource (by URI) and resource
+//! template (by URI template) the SHA-256 of its canonical definition
+//! ([`canonical`]: every field a model sees, keys sorted, no whitespace)
+//! with that definition beside it, pretty-printed, so drift can be shown
+//! as a diff. A pin whose definition does not hash to its `sha256` was
+//! edited by hand, and the file is refused.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::CatalogError;
+
+/// The format version this build writes and reads.
+pub const LOCK_VERSION: u32 = 1;
+
+/// A whole lockfile.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    /// Always [`LOCK_VERSION`].
+    pub version: u32,
+    /// Each server's pins, by server name.
+    #[serde(default)]
+    pub servers: BTreeMap<String, ServerLock>,
+}
+
+/// What one server was when it was locked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerLock {
+    /// The image's content digest, `sha256:…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Tools, by upstream name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tools: BTreeMap<String, Pin>,
+    /// Prompts, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prompts: BTreeMap<String, Pin>,
+    /// Resources, by URI.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<String, Pin>,
+    /// Resource templates, by URI template.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resource_templates: BTreeMap<String, Pin>,
+}
+
+/// The pin of one definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    /// SHA-256 of the canonical definition, in hex.
+    pub sha256: String,
+    /// The definition, pretty-printed JSON with sorted keys.
+    pub definition: String,
+}
+
+impl Pin {
+    /// The pin of `definition`.
+    #[must_use]
+    pub fn of(definition: &Value) -> Self {
+        Self {
+            sha256: digest(definition),
+            definition: pretty(definition),
+        }
+    }
+
+    /// Whether `definition` is the pinned one.
+    #[must_use]
+    pub fn matches(&self, definition: &Value) -> bool {
+        digest(definition) == self.sha256
+    }
+}
+
+/// `definition` as one canonical line: object keys sorted at every depth,
+/// no whitespace, strings and numbers as `serde_json` writes them.
+#[must_use]
+pub fn canonical(definition: &Value) -> String {
+    serde_json::to_string(&sorted(definition)).unwrap_or_default()
+}
+
+/// The SHA-256 of `definition`'s canonical form, in hex.
+#[must_use]
+pub fn digest(definition: &Value) -> String {
+    hex::encode(Sha256::digest(canonical(definition).as_bytes()))
+}
+
+/// `definition` pretty-printed with sorted keys, as pins store it.
+#[must_use]
+pub fn pretty(definition: &Value) -> String {
+    serde_json::to_string_pretty(&sorted(definition)).unwrap_or_default()
+}
+
+/// `value` with every object's keys inserted in sorted order, so it
+/// serializes sorted whichever map type `serde_json` was built with.
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        scalar => scalar.clone(),
+    }
+}
+
+/// Where the lockfile of catalog `catalog` lives: `FILE.lock`.
+#[must_use]
+pub fn path_for(catalog: &Path) -> PathBuf {
+    let mut name = catalog.as_os_str().to_os_string();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+impl Lock {
+    /// Reads the lockfile at `path`: `None` when there is none.
+    ///
+    /// # Errors
+    ///
+    /// A file that cannot be read, is not a lockfile (with its line and
+    /// column), has another version, or holds a pin edited by hand.
+    pub fn read(path: &Path) -> Result<Option<Self>, CatalogError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => {
+                return Err(CatalogError::lock(
+                    path,
+                    format!(
+                        "cannot read the lockfile: {err}; fix: make it readable, or delete it and run `mcpgw lock`"
+                    ),
+                ));
+            }
+        };
+        Self::parse(&text, path).map(Some)
+    }
+
+    /// Parses lockfile `text` read from `path`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::read`].
+    pub fn parse(text: &str, path: &Path) -> Result<Self, CatalogError> {
+        let lock: Self =
+            yaml_serde::from_str(text).map_err(|err| CatalogError::from_yaml(path, &err))?;
+        if lock.version != LOCK_VERSION {
+            return Err(CatalogError::lock(
+                path,
+                format!(
+                    "lockfile version {} is not {LOCK_VERSION}, the one this mcpgw reads; fix: run `mcpgw lock --update` with this mcpgw",
+                    lock.version
+                ),
+            ));
+        }
+        for (server, pins) in &lock.servers {
+            for (kind, name, pin) in pins.pins() {
+                let edited = serde_json::from_str::<Value>(&pin.definition)
+                    .map_or(true, |definition| !pin.matches(&definition));
+                if edited {
+                    return Err(CatalogError::lock(
+                        path,
+                        format!(
+                            "the pin of {kind} `{name}` of server `{server}` does not match its own definition: the file was edited by hand; fix: run `mcpgw lock --update` and review its diff"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(lock)
+    }
+
+    /// The file's text: a header saying what it is, then sorted YAML.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let body = yaml_serde::to_string(self).unwrap_or_default();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# Written by `mcpgw lock`: each server's image digest and the SHA-256 of\n# each definition it lists, as reviewed. `mcpgw run` serves only what\n# matches; `mcpgw lock --check` reports drift; `mcpgw lock --update` re-pins."
+        );
+        out.push_str(&body);
+        out
+    }
+}
+
+impl ServerLock {
+    /// Every pin with the kind of item it pins (`tool`, `prompt`,
+    /// `resource`, `resource template`) and its key, in file order.
+    pub fn pins(&self) -> impl Iterator<Item = (&'static str, &str, &Pin)> {
+        self.tools
+            .iter()
+            .map(|(k, p)| ("tool", k.as_str(), p))
+            .chain(self.prompts.iter().map(|(k, p)| ("prompt", k.as_str(), p)))
+            .chain(
+                self.resources
+                    .iter()
+                    .map(|(k, p)| ("resource", k.as_str(), p)),
+            )
+            .chain(
+                self.resource_templates
+                    .iter()
+                    .map(|(k, p)| ("resource template", k.as_str(), p)),
+            )
+    }
+}

@@ -1,0 +1,219 @@
+//! Pinning: what the servers list, held against the lockfile's pins
+//! (`mcpgw_catalog::lock`). The routing table calls it once per build, next
+//! to the scan ([`crate::screen`]), so a definition that drifts is withheld
+//! at start-up and after a `list_changed` alike: the changed definition
+//! never reaches a client.
+//!
+//! On a server with pins (a lockfile is in force), an item is served only
+//! when its canonical definition hashes to its pin. An item that differs,
+//! or that the lockfile does not list, is withheld: absent from lists and
+//! refused on call, with the diff from its pinned definition logged once.
+//! Servers without pins (no lockfile) are not checked. Tools the allowlist
+//! hides are neither pinned nor checked: no model sees them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use mcpgw_backend::Inventory;
+use mcpgw_catalog::ToolFilter;
+use mcpgw_catalog::lock::{Pin, ServerLock};
+use mcpgw_scan::ItemKind;
+use serde_json::Value;
+
+use crate::screen::Listed;
+
+/// A definition that does not match the lockfile.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Drift {
+    /// The server that lists it.
+    pub server: String,
+    /// What kind of item it is.
+    pub kind: ItemKind,
+    /// Its key in the lockfile: the upstream name of a tool or prompt,
+    /// the URI of a resource, the URI template of a template.
+    pub item: String,
+    /// How it differs.
+    pub change: Change,
+}
+
+/// How a definition differs from the lockfile.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase", tag = "change")]
+pub enum Change {
+    /// The lockfile does not list it.
+    Unpinned {
+        /// Its definition now, pretty-printed.
+        definition: String,
+    },
+    /// Its definition is not the pinned one.
+    Changed {
+        /// A unified diff from the pinned definition to this one.
+        diff: String,
+    },
+    /// The lockfile lists it, and the server no longer does.
+    Gone,
+}
+
+impl Drift {
+    /// One line saying what drifted, for logs and errors.
+    #[must_use]
+    pub fn summary(&self) -> String {
+        let what = match self.change {
+            Change::Unpinned { .. } => "is not in the lockfile",
+            Change::Changed { .. } => "differs from its pin in the lockfile",
+            Change::Gone => "is pinned in the lockfile but no longer listed",
+        };
+        format!("{} {what}", self.item_name())
+    }
+
+    /// "KIND `ITEM` of server `SERVER`".
+    #[must_use]
+    pub fn item_name(&self) -> String {
+        format!(
+            "{} `{}` of server `{}`",
+            self.kind.as_str(),
+            self.item,
+            self.server
+        )
+    }
+
+    /// The summary, then the diff or the new definition.
+    #[must_use]
+    pub fn detail(&self) -> String {
+        match &self.change {
+            Change::Unpinned { definition } => format!("{}:\n{definition}", self.summary()),
+            Change::Changed { diff } => format!("{}:\n{diff}", self.summary()),
+            Change::Gone => self.summary(),
+        }
+    }
+}
+
+/// The verdict on a whole inventory.
+#[derive(Debug, Default)]
+pub(crate) struct Verdict {
+    /// Every drift, in catalog order then kind then name.
+    pub(crate) drift: Vec<Drift>,
+    /// Withheld items: (server index, kind, key) to their drift's index.
+    withheld: HashMap<(usize, ItemKind, String), usize>,
+}
+
+impl Verdict {
+    /// Which drift (its index in `drift`) withholds item `key` of `kind`
+    /// on server `index`.
+    pub(crate) fn withheld(&self, index: usize, kind: ItemKind, key: &str) -> Option<usize> {
+        self.withheld.get(&(index, kind, key.to_string())).copied()
+    }
+}
+
+/// Holds what `servers` list against their pins.
+pub(crate) fn check(servers: &[Listed<'_>]) -> Verdict {
+    let mut verdict = Verdict::default();
+    for (index, server) in servers.iter().enumerate() {
+        let (Some(pins), Some(inventory)) = (server.pins, server.inventory) else {
+            continue;
+        };
+        let now = current(server.filter, inventory);
+        for (kind, pinned, listed) in [
+            (ItemKind::Tool, &pins.tools, &now.tools),
+            (ItemKind::Prompt, &pins.prompts, &now.prompts),
+            (ItemKind::Resource, &pins.resources, &now.resources),
+            (
+                ItemKind::ResourceTemplate,
+                &pins.resource_templates,
+                &now.resource_templates,
+            ),
+        ] {
+            for drift in compare(server.name, kind, pinned, listed) {
+                if drift.change != Change::Gone {
+                    let key = (index, kind, drift.item.clone());
+                    verdict.withheld.insert(key, verdict.drift.len());
+                }
+                verdict.drift.push(drift);
+            }
+        }
+    }
+    verdict
+}
+
+/// How `listed` differs from `pinned`, for items of `kind` on `server`.
+#[must_use]
+pub fn compare(
+    server: &str,
+    kind: ItemKind,
+    pinned: &BTreeMap<String, Pin>,
+    listed: &BTreeMap<String, Pin>,
+) -> Vec<Drift> {
+    let drift = |item: &str, change| Drift {
+        server: server.to_string(),
+        kind,
+        item: item.to_string(),
+        change,
+    };
+    let mut out = Vec::new();
+    for (key, now) in listed {
+        match pinned.get(key) {
+            Some(pin) if pin.sha256 == now.sha256 => {}
+            Some(pin) => out.push(drift(
+                key,
+                Change::Changed {
+                    diff: diff(&pin.definition, &now.definition),
+                },
+            )),
+            None => out.push(drift(
+                key,
+                Change::Unpinned {
+                    definition: now.definition.clone(),
+                },
+            )),
+        }
+    }
+    for key in pinned.keys().filter(|k| !listed.contains_key(*k)) {
+        out.push(drift(key, Change::Gone));
+    }
+    out
+}
+
+/// A unified diff from `before` to `after`, three lines of context.
+#[must_use]
+pub fn diff(before: &str, after: &str) -> String {
+    similar::TextDiff::from_lines(before, after)
+        .unified_diff()
+        .context_radius(3)
+        .header("pinned", "listed now")
+        .to_string()
+}
+
+/// The pins of what `inventory` lists now, tools the `filter` hides left
+/// out: what `mcpgw lock` writes (without the image, which the engine
+/// knows).
+#[must_use]
+pub fn current(filter: &ToolFilter, inventory: &Inventory) -> ServerLock {
+    ServerLock {
+        image: None,
+        tools: inventory
+            .tools
+            .iter()
+            .filter(|t| filter.permits(&t.name))
+            .map(|t| (t.name.to_string(), pin(t)))
+            .collect(),
+        prompts: inventory
+            .prompts
+            .iter()
+            .map(|p| (p.name.clone(), pin(p)))
+            .collect(),
+        resources: inventory
+            .resources
+            .iter()
+            .map(|r| (r.uri.clone(), pin(r)))
+            .collect(),
+        resource_templates: inventory
+            .resource_templates
+            .iter()
+            .map(|t| (t.uri_template.clone(), pin(t)))
+            .collect(),
+    }
+}
+
+/// The pin of `item`'s definition as the client would receive it.
+fn pin(item: &impl serde::Serialize) -> Pin {
+    Pin::of(&serde_json::to_value(item).unwrap_or(Value::Null))
+}
