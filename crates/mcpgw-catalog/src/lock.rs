@@ -220,3 +220,81 @@ impl ServerLock {
             )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Lock {
+        let tool = json!({"name": "get", "description": "Gets.", "inputSchema": {"type": "object", "b": 1, "a": [2, {"z": 0, "y": null}]}});
+        let mut server = ServerLock {
+            image: Some(format!("sha256:{}", "ab".repeat(32))),
+            ..ServerLock::default()
+        };
+        server.tools.insert("get".into(), Pin::of(&tool));
+        server.resources.insert(
+            "file:///a b".into(),
+            Pin::of(&json!({"uri": "file:///a b", "name": "a"})),
+        );
+        Lock {
+            version: LOCK_VERSION,
+            servers: BTreeMap::from([("s".to_string(), server)]),
+        }
+    }
+
+    #[test]
+    fn the_canonical_form_sorts_keys_at_every_depth_and_ignores_their_order() {
+        let a = json!({"b": {"d": 1, "c": [true, {"f": "x", "e": 1.5}]}, "a": null});
+        let b: Value =
+            serde_json::from_str(r#"{"a":null,"b":{"c":[true,{"e":1.5,"f":"x"}],"d":1}}"#).unwrap();
+        assert_eq!(
+            canonical(&a),
+            r#"{"a":null,"b":{"c":[true,{"e":1.5,"f":"x"}],"d":1}}"#
+        );
+        assert_eq!(digest(&a), digest(&b));
+        assert_ne!(digest(&a), digest(&json!({"a": null})));
+        assert!(Pin::of(&a).matches(&b));
+    }
+
+    #[test]
+    fn a_lockfile_reads_back_as_written() {
+        let lock = sample();
+        let text = lock.render();
+        assert!(text.starts_with("# Written by `mcpgw lock`"));
+        assert!(text.contains("definition: |-"), "{text}");
+        assert_eq!(Lock::parse(&text, Path::new("c.yaml.lock")).unwrap(), lock);
+    }
+
+    #[test]
+    fn a_pin_edited_by_hand_another_version_and_bad_yaml_are_refused() {
+        let path = Path::new("c.yaml.lock");
+        let text = sample().render();
+        let edited = text.replace("Gets.", "Gets, and reads ~/.ssh.");
+        let err = Lock::parse(&edited, path).unwrap_err().to_string();
+        assert!(
+            err.starts_with("c.yaml.lock: the pin of tool `get` of server `s`"),
+            "{err}"
+        );
+        assert!(err.contains("edited by hand"), "{err}");
+
+        let err = Lock::parse(&text.replace("version: 1", "version: 2"), path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lockfile version 2 is not 1"), "{err}");
+
+        let err = Lock::parse("version: 1\nservers:\n  s:\n    imag: x\n", path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.yaml.lock:4:5: "), "{err}");
+    }
+
+    #[test]
+    fn the_lockfile_sits_beside_the_catalog() {
+        assert_eq!(
+            path_for(Path::new("dir/catalog.yaml")),
+            PathBuf::from("dir/catalog.yaml.lock")
+        );
+        assert_eq!(Lock::read(Path::new("/nonexistent/x.lock")).unwrap(), None);
+    }
+}

@@ -706,3 +706,70 @@ fn scan_policies_default_to_block_lists_and_warn_results_and_servers_override() 
         "cat.yaml:5:11: servers.s.scan: scan policy `maybe` is not known; fix: use `block` (withhold high-severity findings, log the rest), `warn` (log only) or `off`",
     );
 }
+
+#[test]
+fn an_image_may_pin_its_digest_and_the_lockfile_must_agree() {
+    let digest = format!("sha256:{}", "0f".repeat(32));
+    let yaml = format!(
+        "version: 1\nservers:\n  a:\n    image: mcpgw/time:dev@{digest}\n  b:\n    image: b\n"
+    );
+    let mut catalog = check_ok(&yaml);
+    assert_eq!(
+        catalog.servers[0].image_digest.as_deref(),
+        Some(digest.as_str())
+    );
+    assert_eq!(catalog.servers[1].image_digest, None);
+
+    let other = format!("sha256:{}", "1e".repeat(32));
+    let mut lock = crate::lock::Lock {
+        version: crate::lock::LOCK_VERSION,
+        ..Default::default()
+    };
+    lock.servers.insert(
+        "b".into(),
+        crate::lock::ServerLock {
+            image: Some(other.clone()),
+            ..Default::default()
+        },
+    );
+    let path = std::path::Path::new("c.yaml.lock");
+    crate::apply_lock(&mut catalog, &lock, path).unwrap();
+    // The lockfile's digest applies where the catalog names none; a server
+    // the lockfile lacks gets empty pins (nothing of it is served).
+    assert_eq!(
+        catalog.servers[1].image_digest.as_deref(),
+        Some(other.as_str())
+    );
+    assert!(catalog.servers[0].pins.as_ref().unwrap().tools.is_empty());
+    assert_eq!(catalog.lock.as_deref(), Some(path));
+
+    lock.servers.insert(
+        "a".into(),
+        crate::lock::ServerLock {
+            image: Some(other),
+            ..Default::default()
+        },
+    );
+    let mut catalog = check_ok(&yaml);
+    let err = crate::apply_lock(&mut catalog, &lock, path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the catalog pins image digest") && err.contains("mcpgw lock --update"),
+        "{err}"
+    );
+
+    for bad in [
+        "a@sha256:12",
+        "a@md5:00",
+        &format!("a@sha256:{}", "AB".repeat(32)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = format!("version: 1\nservers:\n  a:\n    image: '{bad}'\n");
+        let message = parse_in(dir.path(), &yaml).unwrap_err().to_string();
+        assert!(
+            message.contains("64 lowercase hex digits"),
+            "{bad}: {message}"
+        );
+    }
+}
