@@ -1,5 +1,6 @@
 //! Micro-benchmarks (criterion) of the gateway's per-request work that
-//! involves no I/O: building the routing table from 1,000 tools, looking a
+//! involves no I/O: building the routing table from 1,000 tools (scanned,
+//! and also checked against a lockfile's pins), looking a
 //! call's tool up, and serializing a page of the merged list.
 //! Run with `cargo bench -p mcpgw-bench --bench micro`.
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use mcpgw_backend::Inventory;
 use mcpgw_catalog::ToolFilter;
+use mcpgw_catalog::lock::ServerLock;
 use mcpgw_mux::router::{RoutingTable, ServerEntry, ToolLookup};
 use rmcp::model::Tool;
 
@@ -42,15 +44,21 @@ fn inventories() -> Vec<Inventory> {
         .collect()
 }
 
-fn table(inventories: &[Inventory], names: &[String], filter: &ToolFilter) -> RoutingTable {
+fn table(
+    inventories: &[Inventory],
+    names: &[String],
+    filter: &ToolFilter,
+    pins: Option<&[ServerLock]>,
+) -> RoutingTable {
     let entries: Vec<ServerEntry<'_>> = names
         .iter()
         .zip(inventories)
-        .map(|(name, inventory)| ServerEntry {
+        .enumerate()
+        .map(|(i, (name, inventory))| ServerEntry {
             name,
             filter,
             scan: mcpgw_catalog::ScanPolicy::Block,
-            pins: None,
+            pins: pins.map(|p| &p[i]),
             inventory: Some(inventory),
         })
         .collect();
@@ -62,9 +70,17 @@ fn routing(c: &mut Criterion) {
     let names: Vec<String> = (0..SERVERS).map(|s| format!("server{s}")).collect();
     let filter = ToolFilter::default();
     c.bench_function("routing table: build from 10 servers x 100 tools", |b| {
-        b.iter(|| black_box(table(&inventories, &names, &filter)));
+        b.iter(|| black_box(table(&inventories, &names, &filter, None)));
     });
-    let built = table(&inventories, &names, &filter);
+    let pins: Vec<ServerLock> = inventories
+        .iter()
+        .map(|inventory| mcpgw_mux::pin::current(&filter, inventory))
+        .collect();
+    c.bench_function(
+        "routing table: build from 10 servers x 100 tools, each checked against its pin",
+        |b| b.iter(|| black_box(table(&inventories, &names, &filter, Some(&pins)))),
+    );
+    let built = table(&inventories, &names, &filter, None);
     c.bench_function("routing table: look up a tool among 1,000", |b| {
         b.iter(|| {
             assert!(matches!(

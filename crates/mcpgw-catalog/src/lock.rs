@@ -88,37 +88,77 @@ impl Pin {
 /// no whitespace, strings and numbers as `serde_json` writes them.
 #[must_use]
 pub fn canonical(definition: &Value) -> String {
-    serde_json::to_string(&sorted(definition)).unwrap_or_default()
+    let mut out = String::new();
+    write_canonical(definition, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            // Sorted here whichever map type `serde_json` was built with.
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by_key(|(k, _)| *k);
+            out.push('{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_scalar(&Value::String(key.clone()), out);
+                out.push(':');
+                write_canonical(item, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => write_scalar(scalar, out),
+    }
+}
+
+fn write_scalar(scalar: &Value, out: &mut String) {
+    let _ = write!(out, "{scalar}");
 }
 
 /// The SHA-256 of `definition`'s canonical form, in hex.
 #[must_use]
 pub fn digest(definition: &Value) -> String {
-    hex::encode(Sha256::digest(canonical(definition).as_bytes()))
+    let mut hasher = Sha256::new();
+    if *MAPS_SORTED {
+        // `serde_json` writes the canonical form itself: no text is built.
+        let _ = serde_json::to_writer(&mut hasher, definition);
+    } else {
+        hasher.update(canonical(definition).as_bytes());
+    }
+    hex::encode(hasher.finalize())
 }
+
+/// Whether `serde_json`'s maps iterate in key order (its `preserve_order`
+/// feature, which any crate in the build may turn on, is off), so that its
+/// compact output is the canonical form.
+static MAPS_SORTED: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
+    let map: serde_json::Map<String, Value> = [
+        ("b".to_string(), Value::Null),
+        ("a".to_string(), Value::Null),
+    ]
+    .into_iter()
+    .collect();
+    map.keys().next().is_some_and(|k| k == "a")
+});
 
 /// `definition` pretty-printed with sorted keys, as pins store it.
 #[must_use]
 pub fn pretty(definition: &Value) -> String {
-    serde_json::to_string_pretty(&sorted(definition)).unwrap_or_default()
-}
-
-/// `value` with every object's keys inserted in sorted order, so it
-/// serializes sorted whichever map type `serde_json` was built with.
-fn sorted(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), sorted(&map[k])))
-                    .collect(),
-            )
-        }
-        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-        scalar => scalar.clone(),
-    }
+    let sorted: Value = serde_json::from_str(&canonical(definition)).unwrap_or(Value::Null);
+    serde_json::to_string_pretty(&sorted).unwrap_or_default()
 }
 
 /// Where the lockfile of catalog `catalog` lives: `FILE.lock`.
@@ -255,6 +295,11 @@ mod tests {
         assert_eq!(digest(&a), digest(&b));
         assert_ne!(digest(&a), digest(&json!({"a": null})));
         assert!(Pin::of(&a).matches(&b));
+        // Both ways of hashing agree.
+        assert_eq!(
+            digest(&a),
+            hex::encode(Sha256::digest(canonical(&a).as_bytes()))
+        );
     }
 
     #[test]

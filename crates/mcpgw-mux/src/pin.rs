@@ -11,11 +11,11 @@
 //! Servers without pins (no lockfile) are not checked. Tools the allowlist
 //! hides are neither pinned nor checked: no model sees them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use mcpgw_backend::Inventory;
 use mcpgw_catalog::ToolFilter;
-use mcpgw_catalog::lock::{Pin, ServerLock};
+use mcpgw_catalog::lock::{Pin, ServerLock, pretty};
 use mcpgw_scan::ItemKind;
 use serde_json::Value;
 
@@ -104,34 +104,95 @@ impl Verdict {
     }
 }
 
-/// Holds what `servers` list against their pins.
+/// Holds what `servers` list against their pins. Only a digest is
+/// computed per item; a definition is printed only when it drifted.
 pub(crate) fn check(servers: &[Listed<'_>]) -> Verdict {
     let mut verdict = Verdict::default();
     for (index, server) in servers.iter().enumerate() {
         let (Some(pins), Some(inventory)) = (server.pins, server.inventory) else {
             continue;
         };
-        let now = current(server.filter, inventory);
-        for (kind, pinned, listed) in [
-            (ItemKind::Tool, &pins.tools, &now.tools),
-            (ItemKind::Prompt, &pins.prompts, &now.prompts),
-            (ItemKind::Resource, &pins.resources, &now.resources),
-            (
-                ItemKind::ResourceTemplate,
-                &pins.resource_templates,
-                &now.resource_templates,
-            ),
-        ] {
-            for drift in compare(server.name, kind, pinned, listed) {
-                if drift.change != Change::Gone {
-                    let key = (index, kind, drift.item.clone());
-                    verdict.withheld.insert(key, verdict.drift.len());
-                }
-                verdict.drift.push(drift);
+        for (kind, pinned, listed) in definitions(server.filter, inventory, pins) {
+            let mut drift = |item: &str, change| {
+                let at = verdict.drift.len();
+                verdict.drift.push(Drift {
+                    server: server.name.to_string(),
+                    kind,
+                    item: item.to_string(),
+                    change,
+                });
+                at
+            };
+            for (key, definition) in &listed {
+                let change = match pinned.get(*key) {
+                    Some(pin) if pin.matches(definition) => continue,
+                    Some(pin) => Change::Changed {
+                        diff: diff(&pin.definition, &pretty(definition)),
+                    },
+                    None => Change::Unpinned {
+                        definition: pretty(definition),
+                    },
+                };
+                let at = drift(key, change);
+                verdict
+                    .withheld
+                    .insert((index, kind, (*key).to_string()), at);
+            }
+            let keys: HashSet<&str> = listed.iter().map(|(k, _)| *k).collect();
+            for key in pinned.keys().filter(|k| !keys.contains(k.as_str())) {
+                drift(key, Change::Gone);
             }
         }
     }
     verdict
+}
+
+/// Each kind's pins and what `inventory` lists of it now, by lockfile key
+/// (tools the `filter` hides left out), as definitions.
+fn definitions<'a>(
+    filter: &ToolFilter,
+    inventory: &'a Inventory,
+    pins: &'a ServerLock,
+) -> [(ItemKind, &'a BTreeMap<String, Pin>, Vec<(&'a str, Value)>); 4] {
+    [
+        (
+            ItemKind::Tool,
+            &pins.tools,
+            inventory
+                .tools
+                .iter()
+                .filter(|t| filter.permits(&t.name))
+                .map(|t| (t.name.as_ref(), json(t)))
+                .collect(),
+        ),
+        (
+            ItemKind::Prompt,
+            &pins.prompts,
+            inventory
+                .prompts
+                .iter()
+                .map(|p| (p.name.as_str(), json(p)))
+                .collect(),
+        ),
+        (
+            ItemKind::Resource,
+            &pins.resources,
+            inventory
+                .resources
+                .iter()
+                .map(|r| (r.uri.as_str(), json(r)))
+                .collect(),
+        ),
+        (
+            ItemKind::ResourceTemplate,
+            &pins.resource_templates,
+            inventory
+                .resource_templates
+                .iter()
+                .map(|t| (t.uri_template.as_str(), json(t)))
+                .collect(),
+        ),
+    ]
 }
 
 /// How `listed` differs from `pinned`, for items of `kind` on `server`.
@@ -187,33 +248,24 @@ pub fn diff(before: &str, after: &str) -> String {
 /// knows).
 #[must_use]
 pub fn current(filter: &ToolFilter, inventory: &Inventory) -> ServerLock {
+    let none = ServerLock::default();
+    let [tools, prompts, resources, templates] =
+        definitions(filter, inventory, &none).map(|(_, _, listed)| {
+            listed
+                .into_iter()
+                .map(|(key, definition)| (key.to_string(), Pin::of(&definition)))
+                .collect()
+        });
     ServerLock {
         image: None,
-        tools: inventory
-            .tools
-            .iter()
-            .filter(|t| filter.permits(&t.name))
-            .map(|t| (t.name.to_string(), pin(t)))
-            .collect(),
-        prompts: inventory
-            .prompts
-            .iter()
-            .map(|p| (p.name.clone(), pin(p)))
-            .collect(),
-        resources: inventory
-            .resources
-            .iter()
-            .map(|r| (r.uri.clone(), pin(r)))
-            .collect(),
-        resource_templates: inventory
-            .resource_templates
-            .iter()
-            .map(|t| (t.uri_template.clone(), pin(t)))
-            .collect(),
+        tools,
+        prompts,
+        resources,
+        resource_templates: templates,
     }
 }
 
-/// The pin of `item`'s definition as the client would receive it.
-fn pin(item: &impl serde::Serialize) -> Pin {
-    Pin::of(&serde_json::to_value(item).unwrap_or(Value::Null))
+/// An item's definition as the client would receive it.
+fn json(item: &impl serde::Serialize) -> Value {
+    serde_json::to_value(item).unwrap_or(Value::Null)
 }
