@@ -147,13 +147,16 @@ pub(crate) fn check(servers: &[Listed<'_>]) -> Verdict {
     verdict
 }
 
+/// One kind of item: its pins, and what is listed now by key.
+type Kind<'a> = (ItemKind, &'a BTreeMap<String, Pin>, Vec<(&'a str, Value)>);
+
 /// Each kind's pins and what `inventory` lists of it now, by lockfile key
 /// (tools the `filter` hides left out), as definitions.
 fn definitions<'a>(
     filter: &ToolFilter,
     inventory: &'a Inventory,
     pins: &'a ServerLock,
-) -> [(ItemKind, &'a BTreeMap<String, Pin>, Vec<(&'a str, Value)>); 4] {
+) -> [Kind<'a>; 4] {
     [
         (
             ItemKind::Tool,
