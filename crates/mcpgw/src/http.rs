@@ -248,9 +248,12 @@ impl Gate {
         }
     }
 
-    /// With authentication on, the profile of the request's valid bearer
-    /// token (`None` for a token without one).
-    fn authenticate<B>(&self, request: &Request<B>) -> Result<Option<String>, Unauthorized> {
+    /// With authentication on, the name and profile of the request's valid
+    /// bearer token (`None` without authentication).
+    fn authenticate<B>(
+        &self,
+        request: &Request<B>,
+    ) -> Result<Option<(String, Option<String>)>, Unauthorized> {
         let Some(tokens) = &self.tokens else {
             return Ok(None);
         };
@@ -263,7 +266,7 @@ impl Gate {
         let tokens = tokens.current();
         if let Some(stored) = presented.and_then(|t| tokens.check(t)) {
             tracing::debug!(token = %stored.name, "authenticated");
-            return Ok(stored.profile.clone());
+            return Ok(Some((stored.name.clone(), stored.profile.clone())));
         }
         Err(Unauthorized)
     }
@@ -320,13 +323,16 @@ impl Gate {
                 "tokens are accepted only in the Authorization header, never in the URL",
             );
         }
-        let profile = match self.authenticate(&request) {
-            Ok(profile) => profile,
+        let token = match self.authenticate(&request) {
+            Ok(token) => token,
             Err(Unauthorized) => return unauthorized(),
         };
         let (mut parts, body) = request.into_parts();
-        if let Some(profile) = profile {
-            parts.extensions.insert(mcpgw_mux::ClientProfile(profile));
+        if let Some((name, profile)) = token {
+            parts.extensions.insert(mcpgw_mux::ClientToken(name));
+            if let Some(profile) = profile {
+                parts.extensions.insert(mcpgw_mux::ClientProfile(profile));
+            }
         }
         let declared = parts
             .headers
