@@ -221,7 +221,7 @@ impl DockerRuntime {
             // release since 4.0 serves the compatible API as 1.41 (whatever
             // version a path names): no need to ask.
             Engine::Podman => (
-                client(socket.as_deref(), &PODMAN_API).map_err(unavailable)?,
+                client(socket.as_deref(), PODMAN_API).map_err(unavailable)?,
                 true,
             ),
             // Talk the engine's API version, whatever bollard defaults to:
