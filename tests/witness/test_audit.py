@@ -21,7 +21,7 @@ import pytest
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-from test_http import API, CATALOG as HTTP_CATALOG, Gateway
+from test_http import API, CATALOG as HTTP_CATALOG, Gateway, raw
 
 MODES = ["legacy", "auto"]
 
@@ -130,6 +130,11 @@ async def test_http_records_each_token_and_its_profile_at_the_default_path(mode,
             assert (await bob.call_tool("two__echo", {"text": "hi"})).content[0].text == "hi"
             with pytest.raises(Exception):
                 await bob.call_tool("two__add", {"a": 1, "b": 1})
+        status, _, metrics = raw(f"http://127.0.0.1:{gw.port}/metrics",
+                                 headers={"Authorization": f"Bearer {tokens['alice']}"})
+        assert status == 200
+        assert 'mcpgw_refused_requests_total{reason="outside_profile"} 1' in metrics, metrics
+        assert 'mcpgw_server_start_seconds_count{server="two"} 1' in metrics, metrics
     finally:
         log = gw.stop()
     assert API not in log

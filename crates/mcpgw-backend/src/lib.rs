@@ -444,6 +444,12 @@ const SUBSCRIBE_DEADLINE: Deadline = Deadline {
 };
 
 impl Backend {
+    /// Whether `other` is a handle to this same session.
+    #[must_use]
+    pub fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.verdict, &other.verdict)
+    }
+
     /// Opens a session over `read`/`write` and completes the handshake within
     /// `init_timeout`.
     ///

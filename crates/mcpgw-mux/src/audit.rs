@@ -56,8 +56,7 @@ pub struct Audit {
 }
 
 /// Why a request was answered as it was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Forwarded (or answered from the merged lists).
     Allowed,
@@ -131,11 +130,40 @@ pub(crate) fn server(context: &RequestContext<RoleServer>, server: usize) {
     });
 }
 
-/// The request was refused, for `decision` (the first reason noted wins).
-pub(crate) fn refuse(context: &RequestContext<RoleServer>, decision: Decision) {
-    noted(context, |f| {
-        f.decision.get_or_insert(decision);
-    });
+impl Mux {
+    /// The request was refused, for `decision`: counted, and noted for its
+    /// record (the first reason noted wins).
+    pub(crate) fn refuse(&self, context: &RequestContext<RoleServer>, decision: Decision) {
+        self.shared.metrics.refused(decision.as_str());
+        noted(context, |f| {
+            f.decision.get_or_insert(decision);
+        });
+    }
+}
+
+impl Serialize for Decision {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl Decision {
+    /// The word records and metrics use.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::HiddenByAllowlist => "hidden_by_allowlist",
+            Self::OutsideProfile => "outside_profile",
+            Self::Unknown => "unknown",
+            Self::Busy => "busy",
+            Self::BlockedByScan => "blocked_by_scan",
+            Self::PinMismatch => "pin_mismatch",
+            Self::ForeignSecret => "foreign_secret",
+            Self::Unavailable => "unavailable",
+            Self::Invalid => "invalid",
+        }
+    }
 }
 
 /// The forwarded request ended so.

@@ -128,14 +128,14 @@ impl Mux {
         audit::server(context, index);
         self.shared
             .refuse_foreign_secrets(slot, what, &request)
-            .inspect_err(|_| audit::refuse(context, Decision::ForeignSecret))?;
+            .inspect_err(|_| self.refuse(context, Decision::ForeignSecret))?;
         let Instance { backend, limit } = self
             .target(index, context)
             .await
-            .inspect_err(|_| audit::refuse(context, Decision::Unavailable))?;
+            .inspect_err(|_| self.refuse(context, Decision::Unavailable))?;
         let _activity = Activity::begin(slot);
         let Some(_permit) = limit.admit().await else {
-            audit::refuse(context, Decision::Busy);
+            self.refuse(context, Decision::Busy);
             return Err(busy(slot, &limit));
         };
         // What the server says meanwhile (log messages) goes to the

@@ -375,7 +375,7 @@ impl Mux {
         let table = self.routing(&context).await?;
         // Outside the client's view, a tool does not exist.
         if !self.view(&context).permits(&request.name) {
-            audit::refuse(&context, Decision::OutsideProfile);
+            self.refuse(&context, Decision::OutsideProfile);
             return Err(ErrorData::invalid_params(
                 format!("unknown tool `{}`", request.name),
                 None,
@@ -387,7 +387,7 @@ impl Mux {
                 route.clone()
             }
             ToolLookup::Hidden { server } => {
-                audit::refuse(&context, Decision::HiddenByAllowlist);
+                self.refuse(&context, Decision::HiddenByAllowlist);
                 audit::server(&context, server);
                 let server = &self.shared.slots[server].name;
                 return Err(ErrorData::invalid_params(
@@ -399,7 +399,7 @@ impl Mux {
                 ));
             }
             ToolLookup::Blocked { server, finding } => {
-                audit::refuse(&context, Decision::BlockedByScan);
+                self.refuse(&context, Decision::BlockedByScan);
                 audit::server(&context, server);
                 let server = &self.shared.slots[server].name;
                 let f = &finding.finding;
@@ -412,7 +412,7 @@ impl Mux {
                 ));
             }
             ToolLookup::Unpinned { server, drift } => {
-                audit::refuse(&context, Decision::PinMismatch);
+                self.refuse(&context, Decision::PinMismatch);
                 audit::server(&context, server);
                 let server = &self.shared.slots[server].name;
                 return Err(ErrorData::invalid_params(
@@ -439,10 +439,10 @@ impl Mux {
                     )
                 {
                     self.backend(index).inspect_err(|_| {
-                        audit::refuse(&context, Decision::Unavailable);
+                        self.refuse(&context, Decision::Unavailable);
                     })?;
                 }
-                audit::refuse(&context, Decision::Unknown);
+                self.refuse(&context, Decision::Unknown);
                 return Err(ErrorData::invalid_params(
                     format!("unknown tool `{}`", request.name),
                     None,
@@ -488,7 +488,7 @@ impl Mux {
             .filter(|_| visible)
             .cloned()
             .ok_or_else(|| {
-                audit::refuse(&context, Decision::Unknown);
+                self.refuse(&context, Decision::Unknown);
                 ErrorData::invalid_params(format!("unknown prompt `{}`", request.name), None)
             })?;
         audit::route(&context, route.server, &route.upstream);
@@ -522,7 +522,7 @@ impl Mux {
             .resource(&request.uri)
             .filter(|_| visible)
             .ok_or_else(|| {
-                audit::refuse(&context, Decision::Unknown);
+                self.refuse(&context, Decision::Unknown);
                 ErrorData::resource_not_found(
                     format!("no server offers resource `{}`", request.uri),
                     None,
@@ -553,7 +553,7 @@ impl Mux {
         self.remember_client(&context);
         let table = self.routing(&context).await?;
         if self.view(&context).tools_only() {
-            audit::refuse(&context, Decision::OutsideProfile);
+            self.refuse(&context, Decision::OutsideProfile);
             return Err(ErrorData::invalid_params(
                 "completion is not available to this client's profile, a view of tools only",
                 None,
@@ -564,7 +564,7 @@ impl Mux {
         let (index, what) = match &upstream.r#ref {
             Reference::Prompt(prompt) => {
                 let route = table.prompt(&prompt.name).cloned().ok_or_else(|| {
-                    audit::refuse(&context, Decision::Unknown);
+                    self.refuse(&context, Decision::Unknown);
                     ErrorData::invalid_params(format!("unknown prompt `{}`", prompt.name), None)
                 })?;
                 let what = format!("completion/complete for prompt `{}`", prompt.name);
@@ -576,7 +576,7 @@ impl Mux {
                     .template(&template.uri)
                     .or_else(|| table.resource(&template.uri))
                     .ok_or_else(|| {
-                        audit::refuse(&context, Decision::Unknown);
+                        self.refuse(&context, Decision::Unknown);
                         ErrorData::invalid_params(
                             format!("no server offers resource template `{}`", template.uri),
                             None,

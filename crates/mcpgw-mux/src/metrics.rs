@@ -77,6 +77,20 @@ pub(crate) struct Metrics {
     up: Family<ServerLabels, Gauge>,
     findings: Family<FindingLabels, Gauge>,
     result_findings: Family<FindingLabels, Counter>,
+    refused: Family<RefusedLabels, Counter>,
+    starts: Family<ServerLabels, Histogram, fn() -> Histogram>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    reason: String,
+}
+
+/// Start-up takes seconds: a container, a handshake, the lists.
+const START_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0];
+
+fn start_histogram() -> Histogram {
+    Histogram::new(START_BUCKETS)
 }
 
 impl Default for Metrics {
@@ -88,6 +102,8 @@ impl Default for Metrics {
             up: Family::default(),
             findings: Family::default(),
             result_findings: Family::default(),
+            refused: Family::default(),
+            starts: Family::new_with_constructor(start_histogram),
         }
     }
 }
@@ -125,6 +141,34 @@ impl Metrics {
             "Tool-poisoning findings in tool results, by server, rule, severity and action",
             self.result_findings.clone(),
         );
+        registry.register(
+            "mcpgw_refused_requests",
+            "Client requests refused before or at forwarding, by reason (the audit trail's decision)",
+            self.refused.clone(),
+        );
+        registry.register(
+            "mcpgw_server_start_seconds",
+            "Time from a server's container create to its MCP session and lists, per start",
+            self.starts.clone(),
+        );
+    }
+
+    /// A request refused for `reason`.
+    pub(crate) fn refused(&self, reason: &str) {
+        self.refused
+            .get_or_create(&RefusedLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Server `server` took `took` to start.
+    pub(crate) fn started(&self, server: &str, took: Duration) {
+        self.starts
+            .get_or_create(&ServerLabels {
+                server: server.to_string(),
+            })
+            .observe(took.as_secs_f64());
     }
 
     /// One `tools/call` to `tool` of `server` that took `took`.

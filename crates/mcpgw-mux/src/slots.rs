@@ -141,7 +141,13 @@ impl Limit {
 impl Slots {
     /// Server `index` is up, offering `inventory`.
     pub fn ready(&self, index: usize, backend: Backend, inventory: Inventory) {
-        self.shared.audit_server(index, None);
+        let again = matches!(
+            &*self.shared.slots[index].state.borrow(),
+            SlotState::Ready { backend: was, .. } if was.same(&backend)
+        );
+        if !again {
+            self.shared.audit_server(index, None);
+        }
         if let Some(level) = *self.shared.log_level.read() {
             let backend = backend.clone();
             tokio::spawn(async move { backend.set_level(level).await });
@@ -191,6 +197,14 @@ impl Slots {
     /// carries one to a server not given it is refused. Set once.
     pub fn set_secrets(&self, redactor: Redactor) {
         let _ = self.shared.secrets.set(redactor);
+    }
+
+    /// Server `index` took `took` to start: container, handshake and lists
+    /// (for `mcpgw_server_start_seconds`).
+    pub fn started(&self, index: usize, took: Duration) {
+        self.shared
+            .metrics
+            .started(self.shared.slots[index].name.as_str(), took);
     }
 
     /// Installs the audit trail. Set once.

@@ -72,6 +72,7 @@ impl Starter {
             }
             let failure = match outcome {
                 Ok(started) => {
+                    self.slots.started(index, began.elapsed());
                     tracing::info!(
                         server = %name,
                         protocol = %started.backend.protocol().as_str(),
