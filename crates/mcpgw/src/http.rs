@@ -1,14 +1,19 @@
 //! The Streamable HTTP front: rmcp's Streamable HTTP service at `/mcp`,
-//! behind the checks a network listener needs, plus `/healthz` and
-//! `/readyz`.
+//! behind the checks a network listener needs, plus `/healthz`, `/readyz`
+//! and `/metrics`, routed by axum and served by hyper.
 //!
 //! Every request to `/mcp` passes, in order: no token in the query string
 //! (400); the bearer token, when authentication is on (401 with
-//! `WWW-Authenticate`); the body limit (413); no JSON-RPC batch (400 with
-//! `-32600`). rmcp then checks `Host` (loopback names, the listen address
-//! and `--allow-host`) and `Origin` (only `--allow-origin`; any other,
-//! `null` included, is 403). Responses pass the redaction filter, event by
-//! event for SSE.
+//! `WWW-Authenticate`); the body limit (413) and the body's idle timeout
+//! (408), both tower-http layers; no JSON-RPC batch (400 with `-32600`).
+//! rmcp then checks `Host` (loopback names, the listen address and
+//! `--allow-host`) and `Origin` (only `--allow-origin`; any other, `null`
+//! included, is 403). Responses pass the redaction filter, event by event
+//! for SSE.
+//!
+//! The accept loop is its own, not `axum::serve`: that one sets no timer
+//! on hyper (so no header timeout), caps nothing, and detaches its
+//! connection tasks, which a drain deadline could then not end.
 
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -18,31 +23,50 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{self, StatusCode, header};
+use axum::middleware::{Next, from_fn, from_fn_with_state, map_response_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full, LengthLimitError};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use mcpgw_mux::Mux;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tower_service::Service as _;
+use tower::{Service as _, ServiceBuilder};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutError};
 
 use crate::redaction::Filter;
 use crate::tokens::LiveTokens;
 
-type Body = BoxBody<Bytes, Infallible>;
+/// What rmcp's service answers with.
+type McpBody = BoxBody<Bytes, Infallible>;
 
 /// How long shutdown waits for open connections to finish.
 const DRAIN: Duration = Duration::from_secs(5);
 
 /// Open connections at most; further clients wait to be accepted.
+///
+/// A cap on connections, not tower's `ConcurrencyLimit` on requests: an
+/// HTTP/1.1 connection carries one request at a time, so this cap bounds
+/// requests in flight too, and it also bounds what a request limit cannot
+/// see (idle keep-alive connections and SSE streams, whose requests are
+/// done once their headers are sent), which is what costs descriptors.
 const MAX_CONNECTIONS: usize = 4096;
 
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a request body may pause between two of its frames.
+const BODY_IDLE: Duration = Duration::from_secs(30);
 
 /// What the HTTP front needs to know.
 #[derive(Debug)]
@@ -76,6 +100,75 @@ pub(crate) async fn serve(
     shutdown: impl std::future::Future<Output = &'static str>,
 ) -> anyhow::Result<()> {
     let sessions = CancellationToken::new();
+    let listen = options.listen;
+    let authentication = if options.tokens.is_some() {
+        "on"
+    } else {
+        "off"
+    };
+    let app = app(mux, options, filter, sessions.clone());
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(
+        "serving MCP at http://{}/mcp (authentication {authentication})",
+        listener.local_addr()?,
+    );
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let places = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = accept(&listener, &places) => accepted,
+            signal = &mut shutdown => {
+                tracing::info!("{signal}; ending HTTP sessions");
+                break;
+            }
+        };
+        let Some((stream, place)) = accepted else {
+            break;
+        };
+        let connection = graceful.watch(connection(TokioIo::new(stream), app.clone()));
+        connections.spawn(async move {
+            let _ = connection.await;
+            drop(place);
+        });
+        // Finished connections leave the set as others arrive.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    // Ending the sessions ends their SSE streams; `graceful` then lets
+    // each connection finish its request and closes it.
+    sessions.cancel();
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN) => {
+            tracing::warn!("connections still open after {DRAIN:?}; closing them");
+        }
+    }
+    connections.abort_all();
+    Ok(())
+}
+
+/// One HTTP/1.1 connection serving `app`, its headers due within
+/// [`HEADER_TIMEOUT`].
+fn connection<I>(
+    io: I,
+    app: Router,
+) -> hyper::server::conn::http1::Connection<I, TowerToHyperService<Router>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+{
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(io, TowerToHyperService::new(app))
+}
+
+/// The routes and their checks; `sessions` ends every handshake-era
+/// session when cancelled.
+fn app(mux: Mux, options: HttpOptions, filter: Filter, sessions: CancellationToken) -> Router {
     let mut hosts = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
@@ -95,7 +188,7 @@ pub(crate) async fn serve(
         // Handshake-era sessions keep their SSE streams.
         .with_json_response(true)
         .with_max_request_body_bytes(options.max_body);
-    config.cancellation_token = sessions.clone();
+    config.cancellation_token = sessions;
     let factory = mux.clone();
     let sessions_manager = Arc::new(LocalSessionManager::default());
     let mut registry = Registry::default();
@@ -127,71 +220,24 @@ pub(crate) async fn serve(
         max_body: options.max_body,
         filter,
     });
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", options.listen))?;
-    tracing::info!(
-        "serving MCP at http://{}/mcp (authentication {})",
-        listener.local_addr()?,
-        if gate.tokens.is_some() { "on" } else { "off" }
+    let mcp = any(mcp).layer(
+        ServiceBuilder::new()
+            .layer(from_fn(no_token_in_url))
+            .layer(from_fn_with_state(gate.clone(), authenticate))
+            .layer(map_response_with_state(gate.clone(), name_the_limit))
+            .layer(RequestBodyLimitLayer::new(options.max_body))
+            .layer(RequestBodyTimeoutLayer::new(BODY_IDLE)),
     );
-    let mut connections = JoinSet::new();
-    let places = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            accepted = accept(&listener, &places) => accepted,
-            signal = &mut shutdown => {
-                tracing::info!("{signal}; ending HTTP sessions");
-                break;
-            }
-        };
-        let Some((stream, place)) = accepted else {
-            break;
-        };
-        let gate = gate.clone();
-        connections.spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let gate = gate.clone();
-                async move { Ok::<_, Infallible>(gate.handle(request).await) }
-            });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(io, service)
-                .await;
-            drop(place);
-        });
-        // Finished connections leave the set as others arrive.
-        while connections.try_join_next().is_some() {}
-    }
-    drop(listener);
-    sessions.cancel();
-    let drained = tokio::time::timeout(DRAIN, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("connections still open after {DRAIN:?}; closing them");
-    }
-    connections.abort_all();
-    Ok(())
-}
-
-/// A request without a valid bearer token.
-struct Unauthorized;
-
-fn unauthorized() -> Response<Body> {
-    let mut response = plain(
-        StatusCode::UNAUTHORIZED,
-        "a valid bearer token is required (Authorization: Bearer <token>)",
-    );
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer realm=\"mcpgw\""),
-    );
-    response
+    Router::new()
+        .route("/healthz", any(async || plain(StatusCode::OK, "ok")))
+        .route("/readyz", any(ready))
+        .route(
+            "/metrics",
+            any(metrics).layer(from_fn_with_state(gate.clone(), authenticate)),
+        )
+        .route("/mcp", mcp)
+        .fallback(async || plain(StatusCode::NOT_FOUND, "not found; MCP is served at /mcp"))
+        .with_state(gate)
 }
 
 /// The next connection, once there is a place for it. Accept errors (out
@@ -218,42 +264,51 @@ async fn accept(
     }
 }
 
-fn plain(status: StatusCode, text: &str) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from(format!("{text}\n"))).boxed())
-        .unwrap_or_default()
+fn plain(status: StatusCode, text: &str) -> Response {
+    let mut response = Response::new(format!("{text}\n").into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(value.to_string())).boxed())
-        .unwrap_or_default()
+fn json(status: StatusCode, value: &serde_json::Value) -> Response {
+    let mut response = Response::new(value.to_string().into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
-impl Gate {
-    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
-        match request.uri().path() {
-            "/healthz" => plain(StatusCode::OK, "ok"),
-            "/readyz" => self.ready(),
-            "/metrics" => match self.authenticate(&request) {
-                Ok(_) => self.metrics().await,
-                Err(Unauthorized) => unauthorized(),
-            },
-            "/mcp" => self.mcp(request).await,
-            _ => plain(StatusCode::NOT_FOUND, "not found; MCP is served at /mcp"),
-        }
+fn too_large(max_body: usize) -> Response {
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the request body is over {max_body} bytes"),
+    )
+}
+
+/// Refuses a token in the query string, where logs and proxies keep it.
+async fn no_token_in_url(request: Request, next: Next) -> Response {
+    if request.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv.to_ascii_lowercase().contains("token"))
+    }) {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "tokens are accepted only in the Authorization header, never in the URL",
+        );
     }
+    next.run(request).await
+}
 
-    /// With authentication on, the profile of the request's valid bearer
-    /// token (`None` for a token without one).
-    fn authenticate<B>(&self, request: &Request<B>) -> Result<Option<String>, Unauthorized> {
-        let Some(tokens) = &self.tokens else {
-            return Ok(None);
-        };
+/// With authentication on, passes only a request with a valid bearer
+/// token, carrying the token's profile (if it has one) to the mux.
+async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
+    if let Some(tokens) = &gate.tokens {
         let presented = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -261,114 +316,130 @@ impl Gate {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         let tokens = tokens.current();
-        if let Some(stored) = presented.and_then(|t| tokens.check(t)) {
-            tracing::debug!(token = %stored.name, "authenticated");
-            return Ok(stored.profile.clone());
-        }
-        Err(Unauthorized)
-    }
-
-    /// The mux's metrics, plus sessions and redactions, in the OpenMetrics
-    /// text format.
-    async fn metrics(&self) -> Response<Body> {
-        self.mux.refresh_metrics();
-        let sessions = self.sessions.sessions.read().await.len();
-        self.open_sessions
-            .set(i64::try_from(sessions).unwrap_or(i64::MAX));
-        let mut text = String::new();
-        if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("cannot encode the metrics: {err}"),
+        let Some(stored) = presented.and_then(|t| tokens.check(t)) else {
+            let mut response = plain(
+                StatusCode::UNAUTHORIZED,
+                "a valid bearer token is required (Authorization: Bearer <token>)",
             );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"mcpgw\""),
+            );
+            return response;
+        };
+        tracing::debug!(token = %stored.name, "authenticated");
+        if let Some(profile) = &stored.profile {
+            request
+                .extensions_mut()
+                .insert(mcpgw_mux::ClientProfile(profile.clone()));
         }
-        let mut response = plain(StatusCode::OK, text.trim_end());
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static(
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            ),
+    }
+    next.run(request).await
+}
+
+/// tower-http's body limit refuses a declared length over the limit with
+/// a bare "length limit exceeded"; the answer names the limit instead.
+async fn name_the_limit<B>(State(gate): State<Arc<Gate>>, response: http::Response<B>) -> Response
+where
+    http::Response<B>: IntoResponse,
+{
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return too_large(gate.max_body);
+    }
+    response.into_response()
+}
+
+/// The mux's metrics, plus sessions and redactions, in the OpenMetrics
+/// text format.
+async fn metrics(State(gate): State<Arc<Gate>>) -> Response {
+    gate.mux.refresh_metrics();
+    let sessions = gate.sessions.sessions.read().await.len();
+    gate.open_sessions
+        .set(i64::try_from(sessions).unwrap_or(i64::MAX));
+    let mut text = String::new();
+    if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &gate.registry) {
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot encode the metrics: {err}"),
         );
-        response
     }
+    let mut response = plain(StatusCode::OK, text.trim_end());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    response
+}
 
-    /// 200 when every server is up (or idle, ready to wake), else 503.
-    fn ready(&self) -> Response<Body> {
-        let states = self.mux.readiness();
-        let ready = states
-            .iter()
-            .all(|(_, state)| *state != "starting" && *state != "failed");
-        let body = serde_json::json!({
-            "ready": ready,
-            "servers": states.iter().map(|(n, s)| (n.clone(), *s)).collect::<std::collections::BTreeMap<_, _>>(),
-        });
-        let status = if ready {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        };
-        json(status, &body)
-    }
+/// 200 when every server is up (or idle, ready to wake), else 503.
+async fn ready(State(gate): State<Arc<Gate>>) -> Response {
+    let states = gate.mux.readiness();
+    let ready = states
+        .iter()
+        .all(|(_, state)| *state != "starting" && *state != "failed");
+    let body = serde_json::json!({
+        "ready": ready,
+        "servers": states.iter().map(|(n, s)| (n.clone(), *s)).collect::<std::collections::BTreeMap<_, _>>(),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(status, &body)
+}
 
-    async fn mcp(&self, request: Request<Incoming>) -> Response<Body> {
-        if request.uri().query().is_some_and(|q| {
-            q.split('&')
-                .any(|kv| kv.to_ascii_lowercase().contains("token"))
-        }) {
+/// Whether `err` or one of its sources is an `E`.
+fn caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(err), |e| e.source()).any(|e| e.is::<E>())
+}
+
+/// The body, read whole within the layers' limits and refused if it is a
+/// batch; then rmcp's answer, filtered.
+async fn mcp(State(gate): State<Arc<Gate>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if caused_by::<LengthLimitError>(&err) => return too_large(gate.max_body),
+        Err(err) if caused_by::<TimeoutError>(&err) => {
+            return plain(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "the request body paused for over {} s; send it without stalling",
+                    BODY_IDLE.as_secs()
+                ),
+            );
+        }
+        Err(err) => {
             return plain(
                 StatusCode::BAD_REQUEST,
-                "tokens are accepted only in the Authorization header, never in the URL",
+                &format!("cannot read the request body: {err}"),
             );
         }
-        let profile = match self.authenticate(&request) {
-            Ok(profile) => profile,
-            Err(Unauthorized) => return unauthorized(),
-        };
-        let (mut parts, body) = request.into_parts();
-        if let Some(profile) = profile {
-            parts.extensions.insert(mcpgw_mux::ClientProfile(profile));
-        }
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let too_large = || {
-            plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("the request body is over {} bytes", self.max_body),
-            )
-        };
-        if declared.is_some_and(|n| n > self.max_body) {
-            return too_large();
-        }
-        let Ok(bytes) = Limited::new(body, self.max_body)
-            .collect()
-            .await
-            .map(http_body_util::Collected::to_bytes)
-        else {
-            return too_large();
-        };
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-            return json(
-                StatusCode::BAD_REQUEST,
-                &serde_json::json!({
-                    "jsonrpc": "2.0",
-                    "id": null,
-                    "error": {"code": -32600, "message": "JSON-RPC batches are not accepted; send one message per request"},
-                }),
-            );
-        }
-        let request = Request::from_parts(parts, Full::new(bytes));
-        let response = match self.mcp.clone().call(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        };
-        self.filtered(response)
+    };
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": null,
+                "error": {"code": -32600, "message": "JSON-RPC batches are not accepted; send one message per request"},
+            }),
+        );
     }
+    let request = Request::from_parts(parts, Full::new(bytes));
+    let response = match gate.mcp.clone().call(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    gate.filtered(response).map(axum::body::Body::new)
+}
 
+impl Gate {
     /// The response with every JSON-RPC message passed through the filter.
-    fn filtered(&self, response: Response<Body>) -> Response<Body> {
+    fn filtered(&self, response: http::Response<McpBody>) -> http::Response<McpBody> {
         if self.filter.is_noop() {
             return response;
         }
@@ -397,16 +468,19 @@ impl Gate {
                 })
             })
         });
-        Response::from_parts(parts, body.boxed())
+        http::Response::from_parts(parts, body.boxed())
     }
 }
 
 /// The complete SSE events in `pending`, their `data:` lines filtered;
 /// `searched` bytes of it are already known to end no event.
 ///
-/// Hand-made rather than `sse-stream` (which rmcp uses to read): that
-/// crate's parser drops comment lines, and the keep-alive pings of an SSE
-/// stream are comments.
+/// Hand-made rather than `sse-stream` (which rmcp uses to read and
+/// write): its parser drops comment lines, and the keep-alive pings that
+/// keep an idle SSE stream open through proxies are comments; it would
+/// also reorder an event's fields and end the stream at a field it does
+/// not know. Here only `data:` lines change, and each byte of the stream
+/// is searched for an event's end once.
 fn take_events(pending: &mut Vec<u8>, searched: &mut usize, filter: &Filter) -> Vec<u8> {
     let mut out = Vec::new();
     let mut start = 0;
