@@ -532,8 +532,168 @@ fn take_json(pending: &mut Vec<u8>, filter: &Filter) -> Vec<u8> {
 mod tests {
     use mcpgw_catalog::Redaction;
 
+    use http_body_util::channel::{Channel, Sender};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::time::Instant;
+    use tower::ServiceExt as _;
+
     use super::*;
     use crate::redaction::tests::{VALUE, filter};
+
+    /// The front over a mux whose one server never starts, bodies limited
+    /// to `max_body`.
+    fn front(max_body: usize) -> (Router, mcpgw_mux::Slots) {
+        let catalog = mcpgw_catalog::parse(
+            "version: 1\nservers:\n  one: { image: mcpgw/testserver:dev, pull: never }\n",
+            std::path::Path::new("t.yaml"),
+            &std::env::temp_dir(),
+        )
+        .unwrap();
+        let (mux, slots) = Mux::new(&catalog);
+        let options = HttpOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tokens: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_body,
+        };
+        let app = app(
+            mux,
+            options,
+            filter(Redaction::Redact),
+            CancellationToken::new(),
+        );
+        (app, slots)
+    }
+
+    async fn answer(app: &Router, request: Request) -> (StatusCode, String) {
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn post(uri: &str, body: impl Into<axum::body::Body>) -> Request {
+        Request::post(uri)
+            .header(header::HOST, "localhost")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .body(body.into())
+            .unwrap()
+    }
+
+    /// A body that sends `chunks` and then, while `Sender` lives, nothing.
+    async fn streamed(chunks: &[&str]) -> (axum::body::Body, Sender<Bytes, Infallible>) {
+        let (mut sender, body) = Channel::new(chunks.len());
+        for chunk in chunks {
+            let chunk = Bytes::copy_from_slice(chunk.as_bytes());
+            sender.send_data(chunk).await.unwrap();
+        }
+        (axum::body::Body::new(body), sender)
+    }
+
+    #[tokio::test]
+    async fn each_check_answers_with_its_status_and_reason() {
+        let (app, _slots) = front(64);
+        let big = "x".repeat(100);
+        let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        let (two_halves, sender) = streamed(&[&big, &big]).await;
+        drop(sender);
+        let over = "the request body is over 64 bytes\n";
+        let mut declared = post("/mcp", big.clone());
+        declared
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, header::HeaderValue::from(100));
+        for (request, status, reason) in [
+            (declared, StatusCode::PAYLOAD_TOO_LARGE, over),
+            (
+                post("/mcp", big.clone()),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                over,
+            ),
+            (
+                post("/mcp", two_halves),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                over,
+            ),
+            (
+                post("/mcp?access_token=abc", ping),
+                StatusCode::BAD_REQUEST,
+                "tokens are accepted only in the Authorization header",
+            ),
+            (
+                post("/mcp", format!(" [{ping}]")),
+                StatusCode::BAD_REQUEST,
+                r#""code":-32600"#,
+            ),
+            (
+                Request::get("/healthz")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+                StatusCode::OK,
+                "ok\n",
+            ),
+            (
+                Request::get("/mcp/")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+                StatusCode::NOT_FOUND,
+                "not found; MCP is served at /mcp",
+            ),
+        ] {
+            let what = format!("{} {}", request.method(), request.uri());
+            let (got, body) = answer(&app, request).await;
+            assert_eq!(got, status, "{what}: {body}");
+            assert!(body.contains(reason), "{what}: {body}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_body_that_stalls_is_refused_after_the_idle_timeout() {
+        let (app, _slots) = front(64);
+        let (body, _sender) = streamed(&["{\"jsonrpc\":"]).await;
+        let started = Instant::now();
+        let (status, text) = answer(&app, post("/mcp", body)).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{text}");
+        assert!(started.elapsed() >= BODY_IDLE, "{:?}", started.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_whose_headers_stall_is_cut_off() {
+        let (app, _slots) = front(64);
+        let mut answers = Vec::new();
+        for request in [
+            "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nHost: localhost\r\n",
+        ] {
+            let (mut client, server) = tokio::io::duplex(4096);
+            let serving = tokio::spawn(connection(TokioIo::new(server), app.clone()));
+            client.write_all(request.as_bytes()).await.unwrap();
+            let started = Instant::now();
+            let mut answer = Vec::new();
+            client.read_to_end(&mut answer).await.unwrap();
+            answers.push((
+                String::from_utf8(answer).unwrap(),
+                started.elapsed() >= HEADER_TIMEOUT,
+                serving.await.unwrap().is_ok(),
+            ));
+        }
+        let [
+            (whole, whole_waited, whole_ok),
+            (stalled, stalled_waited, stalled_ok),
+        ] = &answers[..]
+        else {
+            unreachable!()
+        };
+        assert!(
+            whole.starts_with("HTTP/1.1 200 OK") && !whole_waited && *whole_ok,
+            "{whole}"
+        );
+        assert!(
+            !stalled.contains("200 OK") && *stalled_waited && !stalled_ok,
+            "{stalled}"
+        );
+    }
 
     #[test]
     fn sse_events_are_filtered_whole_however_they_are_split() {
