@@ -393,7 +393,7 @@ async fn ready(State(gate): State<Arc<Gate>>) -> Response {
 
 /// Whether `err` or one of its sources is an `E`.
 fn caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
-    std::iter::successors(Some(err), |e| e.source()).any(|e| e.is::<E>())
+    std::iter::successors(Some(err), |e| e.source()).any(<dyn std::error::Error>::is::<E>)
 }
 
 /// The body, read whole within the layers' limits and refused if it is a
