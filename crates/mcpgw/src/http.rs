@@ -220,6 +220,9 @@ fn app(mux: Mux, options: HttpOptions, filter: Filter, sessions: CancellationTok
         max_body: options.max_body,
         filter,
     });
+    // Outermost first, in the order the module's doc lists. No timeout on
+    // the handler (tower-http's `TimeoutLayer`): a tool call's answer is
+    // the response, and a call may rightly run for minutes.
     let mcp = any(mcp).layer(
         ServiceBuilder::new()
             .layer(from_fn(no_token_in_url))
@@ -265,23 +268,13 @@ async fn accept(
 }
 
 fn plain(status: StatusCode, text: &str) -> Response {
-    let mut response = Response::new(format!("{text}\n").into());
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+    let kind = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    (status, kind, format!("{text}\n")).into_response()
 }
 
 fn json(status: StatusCode, value: &serde_json::Value) -> Response {
-    let mut response = Response::new(value.to_string().into());
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    response
+    let kind = [(header::CONTENT_TYPE, "application/json")];
+    (status, kind, value.to_string()).into_response()
 }
 
 fn too_large(max_body: usize) -> Response {
@@ -317,15 +310,9 @@ async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, next:
             .map(str::trim);
         let tokens = tokens.current();
         let Some(stored) = presented.and_then(|t| tokens.check(t)) else {
-            let mut response = plain(
-                StatusCode::UNAUTHORIZED,
-                "a valid bearer token is required (Authorization: Bearer <token>)",
-            );
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer realm=\"mcpgw\""),
-            );
-            return response;
+            let challenge = [(header::WWW_AUTHENTICATE, "Bearer realm=\"mcpgw\"")];
+            let reason = "a valid bearer token is required (Authorization: Bearer <token>)";
+            return (challenge, plain(StatusCode::UNAUTHORIZED, reason)).into_response();
         };
         tracing::debug!(token = %stored.name, "authenticated");
         if let Some(profile) = &stored.profile {
@@ -363,14 +350,9 @@ async fn metrics(State(gate): State<Arc<Gate>>) -> Response {
             &format!("cannot encode the metrics: {err}"),
         );
     }
-    let mut response = plain(StatusCode::OK, text.trim_end());
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static(
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        ),
-    );
-    response
+    let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    let text = plain(StatusCode::OK, text.trim_end());
+    ([(header::CONTENT_TYPE, kind)], text).into_response()
 }
 
 /// 200 when every server is up (or idle, ready to wake), else 503.
