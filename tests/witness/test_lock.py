@@ -6,14 +6,14 @@ the scan off; a tool the lockfile does not list is withheld; an image
 whose digest differs from its pin stops that server only; and the
 lock, --check, --update round trip that CI runs."""
 
-import os
 import pathlib
 import re
-import subprocess
 
 import anyio
 import pytest
-from mcp import Client, MCPError, StdioServerParameters
+from mcp import Client, MCPError
+
+from helpers import gateway, listed, mcpgw
 
 WEATHER = "Returns the weather."
 
@@ -42,30 +42,7 @@ def write_catalog(tmp_path: pathlib.Path, allow: list[str], time_image: str = "m
     return str(path)
 
 
-def mcpgw(mcpgw_bin: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [mcpgw_bin, *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, "MCPGW_LOG": "warn"},
-    )
 
-
-def gateway(mcpgw_bin: str, path: str) -> StdioServerParameters:
-    return StdioServerParameters(
-        command=mcpgw_bin, args=["run", "--catalog", path], env={"MCPGW_LOG": "warn"}
-    )
-
-
-async def listed(client) -> dict:
-    tools, cursor = {}, None
-    while True:
-        page = await client.list_tools(cursor=cursor)
-        tools.update({t.name: t for t in page.tools})
-        cursor = page.next_cursor
-        if cursor is None:
-            return tools
 
 
 def locked(mcpgw_bin: str, path: str) -> str:

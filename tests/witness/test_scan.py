@@ -6,13 +6,13 @@ list_changed) never reaches the client; and `mcpgw scan` is the CI job:
 exit codes, JSON and SARIF 2.1.0."""
 
 import json
-import os
 import pathlib
-import subprocess
 
 import anyio
 import pytest
-from mcp import Client, MCPError, StdioServerParameters
+from mcp import Client, MCPError
+
+from helpers import gateway, listed, mcpgw
 
 POISONED = {"p__poisoned_description", "p__poisoned_schema", "p__tag_characters"}
 
@@ -29,20 +29,6 @@ def catalog(tmp_path: pathlib.Path, scan: str | None) -> str:
     return str(path)
 
 
-def gateway(mcpgw_bin: str, path: str) -> StdioServerParameters:
-    return StdioServerParameters(
-        command=mcpgw_bin, args=["run", "--catalog", path], env={"MCPGW_LOG": "warn"}
-    )
-
-
-async def listed(client) -> dict:
-    tools, cursor = {}, None
-    while True:
-        page = await client.list_tools(cursor=cursor)
-        tools.update({t.name: t for t in page.tools})
-        cursor = page.next_cursor
-        if cursor is None:
-            return tools
 
 
 @pytest.mark.anyio
@@ -94,14 +80,8 @@ async def test_a_rug_pull_never_reaches_the_client(mode, mcpgw_bin, tmp_path):
         assert "is withheld" in err.value.message, err.value.message
 
 
-def run_scan(mcpgw_bin: str, path: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [mcpgw_bin, "scan", "--catalog", path, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "MCPGW_LOG": "warn"},
-    )
+def run_scan(mcpgw_bin: str, path: str, *args: str):
+    return mcpgw(mcpgw_bin, "scan", "--catalog", path, *args)
 
 
 def test_mcpgw_scan_fails_on_poison_and_reports_it_as_json_and_sarif(mcpgw_bin, tmp_path):

@@ -81,12 +81,28 @@ struct GarbageLog {
 
 impl GarbageLog {
     fn note(&mut self, server: &str, line: &[u8]) {
+        self.warn(
+            server,
+            line,
+            "skipped a non-JSON line on stdout (stdout is for MCP messages only)",
+        );
+    }
+
+    fn invalid_utf8(&mut self, server: &str, line: &[u8]) {
+        self.warn(
+            server,
+            line,
+            "a line on stdout is not valid UTF-8; its bad bytes were replaced with U+FFFD",
+        );
+    }
+
+    fn warn(&mut self, server: &str, line: &[u8], what: &str) {
         if self.window_start.elapsed() >= LOG_WINDOW {
             if self.suppressed > 0 {
                 tracing::warn!(
                     server,
                     suppressed = self.suppressed,
-                    "more non-JSON lines on stdout were skipped"
+                    "more lines on stdout were not MCP messages (warned about above)"
                 );
             }
             self.window_start = Instant::now();
@@ -96,7 +112,7 @@ impl GarbageLog {
         if self.logged < LOG_BURST {
             self.logged += 1;
             let sample = String::from_utf8_lossy(&line[..line.len().min(120)]);
-            tracing::warn!(server, line = %sample.trim_end(), "skipped a non-JSON line on stdout (stdout is for MCP messages only)");
+            tracing::warn!(server, line = %sample.trim_end(), "{what}");
         } else {
             self.suppressed += 1;
         }
@@ -158,6 +174,12 @@ impl<R> LineGuard<R> {
             if !matches!(first, None | Some(b'{' | b'[')) {
                 garbage.note(server, line);
                 return Sort::Hand;
+            }
+            if std::str::from_utf8(line).is_err() {
+                // Never relayed as it is; the request it answers still
+                // gets its answer, with U+FFFD where the bytes were bad.
+                garbage.invalid_utf8(server, line);
+                return Sort::HandLossy;
             }
             let Some(mut delivery) = delivery(progress, relay, line) else {
                 return Sort::Hand;
@@ -301,6 +323,24 @@ mod tests {
             ProgressRoutes::default(),
             Arc::default(),
         )
+    }
+
+    #[tokio::test]
+    async fn a_line_that_is_not_utf8_is_handed_on_as_text() {
+        let input =
+            b"{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"t\":\"a\xff\xfeb\"}}\n{\"a\":1}\n"
+                .to_vec();
+        let mut guard = guarded(&input, 256);
+        let mut out = Vec::new();
+        guard.read_to_end(&mut out).await.unwrap();
+        let text = String::from_utf8(out).expect("what is handed on is UTF-8");
+        assert_eq!(
+            text,
+            "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"t\":\"a\u{fffd}\u{fffd}b\"}}\n{\"a\":1}\n"
+        );
+        let answer: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(answer["id"], 7, "the request still gets its answer");
+        assert_eq!(guard.garbage.logged, 1);
     }
 
     #[tokio::test]

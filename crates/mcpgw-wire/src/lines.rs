@@ -20,6 +20,9 @@ const READ_SIZE: usize = 16 * 1024;
 pub enum Sort {
     /// Handed on.
     Hand,
+    /// Handed on with each invalid UTF-8 sequence replaced by U+FFFD, so
+    /// that what is handed on is always text.
+    HandLossy,
     /// Dropped.
     Skip,
     /// Dropped (it was taken care of), and nothing after it sorted until
@@ -96,8 +99,12 @@ impl Lines {
             let end = from + end + 1;
             let line = &self.incoming[start..end];
             let sort = keep(line).into();
-            if sort == Sort::Hand {
-                self.ready.extend_from_slice(line);
+            match sort {
+                Sort::Hand => self.ready.extend_from_slice(line),
+                Sort::HandLossy => self
+                    .ready
+                    .extend_from_slice(String::from_utf8_lossy(line).as_bytes()),
+                Sort::Skip | Sort::SkipAndPause => {}
             }
             start = end;
             from = end;
