@@ -27,9 +27,9 @@ use std::path::{Path, PathBuf};
 pub use error::CatalogError;
 pub use names::{SecretName, Separator, ServerName};
 pub use spec::{
-    Catalog, Concurrency, Delivery, GatewaySpec, HealthSpec, Lifecycle, Network, Profile,
-    PullPolicy, Redaction, Relay, Resources, RestartSpec, SECRETS_DIR, ScanPolicy, Scope,
-    SecretRef, ServerSpec, ToolFilter, Volume,
+    AuditSpec, AuditTo, Catalog, Concurrency, Delivery, GatewaySpec, HealthSpec, Lifecycle,
+    Network, Profile, PullPolicy, Redaction, Relay, Resources, RestartSpec, SECRETS_DIR,
+    ScanPolicy, Scope, SecretRef, ServerSpec, ToolFilter, Volume,
 };
 
 /// The largest catalog file we read. Catalogs are hand-written and small; a
@@ -122,6 +122,11 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Catalog, Catalo
         Ok(raw) => raw,
         Err(first) => return Err(every_problem(text, path, base_dir, &first)),
     };
+    if let spec::AuditTo::File(file) = &mut raw.gateway.audit.to
+        && file.is_relative()
+    {
+        *file = base_dir.join(&*file);
+    }
     Ok(Catalog {
         path: path.to_path_buf(),
         profiles: raw.profiles(),

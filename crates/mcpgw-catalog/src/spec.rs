@@ -18,7 +18,7 @@ use serde::de::{self, MapAccess, Visitor};
 use crate::de::{UniqueMap, collect_unique, deserialize_checked};
 use crate::error::invalid;
 use crate::names::{EnvName, ProfileName, SecretName, Separator, ServerName};
-use crate::units::{ByteSize, CatalogDuration, Cpus, Scalar};
+use crate::units::{ByteSize, CatalogDuration, Cpus, FileSize, Scalar};
 pub use crate::volume::Volume;
 
 /// A loaded, validated catalog. Building one starts nothing.
@@ -154,6 +154,8 @@ pub struct GatewaySpec {
     pub scan: ScanPolicy,
     /// What the scan does with tool results.
     pub scan_results: ScanPolicy,
+    /// The audit trail.
+    pub audit: AuditSpec,
 }
 
 /// What the gateway does with a message to a client that carries the value
@@ -181,6 +183,97 @@ impl TryFrom<String> for Redaction {
     }
 }
 deserialize_checked!(Redaction, str);
+
+/// The audit trail (`gateway.audit`): where its records go and what they
+/// hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSpec {
+    /// Where the records go.
+    pub to: AuditTo,
+    /// Whether a call's arguments are recorded (after secret redaction)
+    /// beside their digest.
+    pub arguments: bool,
+    /// The size at which the file is rotated.
+    pub max_size: u64,
+    /// How many rotated files are kept (`FILE.1` … `FILE.N`).
+    pub keep: u32,
+}
+
+impl Default for AuditSpec {
+    fn default() -> Self {
+        Self {
+            to: AuditTo::Default,
+            arguments: false,
+            max_size: 64 << 20,
+            keep: 5,
+        }
+    }
+}
+
+/// Where audit records go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTo {
+    /// Nowhere over stdio; over HTTP, `$XDG_STATE_HOME/mcpgw/audit.jsonl`.
+    Default,
+    /// Nowhere.
+    Off,
+    /// The gateway's stderr.
+    Stderr,
+    /// This file (relative paths resolve against the catalog's directory).
+    File(PathBuf),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    path: Option<String>,
+    arguments: Option<AuditArguments>,
+    max_size: Option<FileSize>,
+    keep: Option<Count>,
+}
+
+#[derive(Debug)]
+struct AuditArguments(bool);
+
+impl TryFrom<String> for AuditArguments {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "none" => Ok(Self(false)),
+            "redacted" => Ok(Self(true)),
+            other => Err(invalid(
+                format_args!("audit arguments `{other}` is not known"),
+                "use `none` (the default: only their SHA-256) or `redacted`",
+            )),
+        }
+    }
+}
+deserialize_checked!(AuditArguments, str);
+
+impl<'de> Deserialize<'de> for AuditSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawAudit::deserialize(d)?;
+        let defaults = Self::default();
+        let to = match raw.path.as_deref() {
+            None => AuditTo::Default,
+            Some("off") => AuditTo::Off,
+            Some("stderr") => AuditTo::Stderr,
+            Some("") => {
+                return Err(serde::de::Error::custom(invalid(
+                    "audit `path` is empty",
+                    "name a file, or write `stderr` or `off`",
+                )));
+            }
+            Some(file) => AuditTo::File(PathBuf::from(file)),
+        };
+        Ok(Self {
+            to,
+            arguments: raw.arguments.is_some_and(|a| a.0),
+            max_size: raw.max_size.map_or(defaults.max_size, |s| s.0),
+            keep: raw.keep.map_or(defaults.keep, |k| k.0),
+        })
+    }
+}
 
 /// Pings for idle backends (those whose protocol has `ping`): a backend that
 /// misses `misses` in a row is restarted.
@@ -308,6 +401,7 @@ impl Default for GatewaySpec {
             redaction: Redaction::default(),
             scan: ScanPolicy::Block,
             scan_results: ScanPolicy::Warn,
+            audit: AuditSpec::default(),
         }
     }
 }
@@ -324,6 +418,7 @@ struct RawGateway {
     redaction: Option<Redaction>,
     scan: Option<ScanPolicy>,
     scan_results: Option<ScanPolicy>,
+    audit: Option<AuditSpec>,
 }
 
 impl<'de> Deserialize<'de> for GatewaySpec {
@@ -342,6 +437,7 @@ impl<'de> Deserialize<'de> for GatewaySpec {
             redaction: raw.redaction.unwrap_or_default(),
             scan: raw.scan.unwrap_or(defaults.scan),
             scan_results: raw.scan_results.unwrap_or(defaults.scan_results),
+            audit: raw.audit.unwrap_or_default(),
         })
     }
 }

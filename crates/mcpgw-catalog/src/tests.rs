@@ -773,3 +773,37 @@ fn an_image_may_pin_its_digest_and_the_lockfile_must_agree() {
         );
     }
 }
+
+#[test]
+fn the_audit_trail_defaults_to_the_front_and_resolves_its_file_beside_the_catalog() {
+    use crate::{AuditSpec, AuditTo};
+    let catalog = check_ok("version: 1\nservers:\n  a:\n    image: a\n");
+    assert_eq!(catalog.gateway.audit, AuditSpec::default());
+    assert_eq!(catalog.gateway.audit.to, AuditTo::Default);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "version: 1\ngateway:\n  audit: { path: logs/audit.jsonl, arguments: redacted, max_size: 2k, keep: 1 }\nservers:\n  a:\n    image: a\n";
+    let catalog = parse_in(dir.path(), yaml).unwrap();
+    let audit = &catalog.gateway.audit;
+    assert_eq!(audit.to, AuditTo::File(dir.path().join("logs/audit.jsonl")));
+    assert!(audit.arguments);
+    assert_eq!((audit.max_size, audit.keep), (2048, 1));
+    for (path, to) in [("stderr", AuditTo::Stderr), ("off", AuditTo::Off)] {
+        let yaml = format!(
+            "version: 1\ngateway:\n  audit: {{ path: {path} }}\nservers:\n  a:\n    image: a\n"
+        );
+        assert_eq!(parse_in(dir.path(), &yaml).unwrap().gateway.audit.to, to);
+    }
+    for (bad, says) in [
+        ("{ arguments: all }", "audit arguments `all` is not known"),
+        ("{ max_size: 10 }", "file size `10` is below 1k"),
+        ("{ path: '' }", "audit `path` is empty"),
+        ("{ rotate: 3 }", "unknown field `rotate`"),
+    ] {
+        let yaml = format!("version: 1\ngateway:\n  audit: {bad}\nservers:\n  a:\n    image: a\n");
+        let err = parse_in(dir.path(), &yaml).unwrap_err().to_string();
+        assert!(
+            err.contains(says) && err.starts_with("cat.yaml:3:"),
+            "{bad}: {err}"
+        );
+    }
+}

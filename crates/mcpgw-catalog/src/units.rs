@@ -80,28 +80,7 @@ impl TryFrom<Scalar> for ByteSize {
 
     fn try_from(value: Scalar) -> Result<Self, String> {
         let text = value.to_string();
-        let bad = || {
-            invalid(
-                format_args!("`{text}` is not a memory size"),
-                "write bytes or a number with `k`, `m` or `g`, such as `512m`",
-            )
-        };
-        let bytes = match value {
-            Scalar::Int(n) => n,
-            Scalar::Bool(_) | Scalar::Float(_) => return Err(bad()),
-            Scalar::Str(s) => {
-                let s = s.trim().to_ascii_lowercase();
-                let s = s.strip_suffix('b').unwrap_or(&s);
-                let (digits, factor) = match s.as_bytes().last() {
-                    Some(b'k') => (&s[..s.len() - 1], 1u64 << 10),
-                    Some(b'm') => (&s[..s.len() - 1], 1 << 20),
-                    Some(b'g') => (&s[..s.len() - 1], 1 << 30),
-                    _ => (s, 1),
-                };
-                let n: u64 = digits.parse().map_err(|_| bad())?;
-                n.checked_mul(factor).ok_or_else(bad)?
-            }
-        };
+        let bytes = bytes(value, "a memory size")?;
         if bytes < Self::MIN {
             return Err(invalid(
                 format_args!("memory `{text}` is below Docker's minimum of 6m"),
@@ -109,6 +88,53 @@ impl TryFrom<Scalar> for ByteSize {
             ));
         }
         Ok(Self(bytes))
+    }
+}
+
+/// A file size in bytes, written as [`ByteSize`] is; at least 1 KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileSize(pub(crate) u64);
+
+impl TryFrom<Scalar> for FileSize {
+    type Error = String;
+
+    fn try_from(value: Scalar) -> Result<Self, String> {
+        let text = value.to_string();
+        let bytes = bytes(value, "a file size")?;
+        if bytes < 1024 {
+            return Err(invalid(
+                format_args!("file size `{text}` is below 1k"),
+                "give at least `1k`; `64m` is a common bound",
+            ));
+        }
+        Ok(Self(bytes))
+    }
+}
+
+/// Bytes, or a number with `k`, `m` or `g` (powers of 1024).
+fn bytes(value: Scalar, what: &str) -> Result<u64, String> {
+    let text = value.to_string();
+    let bad = || {
+        invalid(
+            format_args!("`{text}` is not {what}"),
+            "write bytes or a number with `k`, `m` or `g`, such as `512m`",
+        )
+    };
+    match value {
+        Scalar::Int(n) => Ok(n),
+        Scalar::Bool(_) | Scalar::Float(_) => Err(bad()),
+        Scalar::Str(s) => {
+            let s = s.trim().to_ascii_lowercase();
+            let s = s.strip_suffix('b').unwrap_or(&s);
+            let (digits, factor) = match s.as_bytes().last() {
+                Some(b'k') => (&s[..s.len() - 1], 1u64 << 10),
+                Some(b'm') => (&s[..s.len() - 1], 1 << 20),
+                Some(b'g') => (&s[..s.len() - 1], 1 << 30),
+                _ => (s, 1),
+            };
+            let n: u64 = digits.parse().map_err(|_| bad())?;
+            n.checked_mul(factor).ok_or_else(bad)
+        }
     }
 }
 
@@ -141,4 +167,5 @@ impl TryFrom<Scalar> for Cpus {
 
 crate::de::deserialize_checked!(CatalogDuration, scalar);
 crate::de::deserialize_checked!(ByteSize, scalar);
+crate::de::deserialize_checked!(FileSize, scalar);
 crate::de::deserialize_checked!(Cpus, scalar);

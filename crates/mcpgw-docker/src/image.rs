@@ -6,6 +6,13 @@
 //! A pinned image is never pulled by its tag while a local image has that
 //! name: the pull could move the name to whatever the registry holds now.
 //! Pinned by `NAME@sha256:…`, the exact reference is what is pulled.
+//!
+//! Podman names what is built, tagged, imported or loaded into it
+//! `localhost/NAME:TAG`, while its compatible API may read a catalog's
+//! `NAME:TAG` as Docker Hub's (`docker.io/NAME:TAG`) and answer 404: under
+//! Podman, a name without a registry that is not found is looked up as
+//! `localhost/NAME:TAG` too, before anything is pulled, and the container
+//! is created by the name that was found.
 
 use std::collections::HashSet;
 
@@ -26,6 +33,9 @@ pub(crate) struct Present {
     pub(crate) id: String,
     /// Its registry digests, `NAME@sha256:…`.
     repo_digests: Vec<String>,
+    /// The reference it was found by, when not the catalog's own (Podman's
+    /// `localhost/NAME:TAG`).
+    pub(crate) found_as: Option<String>,
 }
 
 impl Present {
@@ -39,11 +49,16 @@ impl Present {
 }
 
 /// Ensures `spec.image` is present (and the pinned one, when pinned).
-pub(crate) async fn ensure(docker: &Docker, spec: &ServerSpec) -> Result<Present, DockerError> {
+/// `podman`: Podman serves the API (see the module's notes).
+pub(crate) async fn ensure(
+    docker: &Docker,
+    podman: bool,
+    spec: &ServerSpec,
+) -> Result<Present, DockerError> {
     if let Some(digest) = &spec.image_digest {
-        return pinned(docker, spec, digest).await;
+        return pinned(docker, podman, spec, digest).await;
     }
-    let present = inspect(docker, spec, &spec.image).await?;
+    let present = inspect(docker, podman, spec, &spec.image).await?;
     let must_pull = match spec.pull {
         PullPolicy::Always => true,
         PullPolicy::Missing => present.is_none(),
@@ -56,7 +71,7 @@ pub(crate) async fn ensure(docker: &Docker, spec: &ServerSpec) -> Result<Present
             }
             tracing::warn!(server = %spec.name, image = %spec.image, %reason, "pull failed; using the local image");
         }
-        return inspect(docker, spec, &spec.image)
+        return inspect(docker, podman, spec, &spec.image)
             .await?
             .ok_or_else(|| missing(spec, " after pulling it"));
     }
@@ -67,15 +82,20 @@ pub(crate) async fn ensure(docker: &Docker, spec: &ServerSpec) -> Result<Present
 }
 
 /// The pinned image `digest` under `spec.image`'s name, or why not.
-async fn pinned(docker: &Docker, spec: &ServerSpec, digest: &str) -> Result<Present, DockerError> {
-    let mut present = resolve(docker, spec).await?;
+async fn pinned(
+    docker: &Docker,
+    podman: bool,
+    spec: &ServerSpec,
+    digest: &str,
+) -> Result<Present, DockerError> {
+    let mut present = resolve(docker, podman, spec).await?;
     if present.is_none() && spec.pull != PullPolicy::Never {
         // Nothing local has the name, so a pull moves nothing; what it
         // brings is checked like the rest.
         if let Err(reason) = pull(docker, spec).await {
             return Err(missing(spec, &format!(" and pulling it failed: {reason}")));
         }
-        present = inspect(docker, spec, &spec.image).await?;
+        present = inspect(docker, podman, spec, &spec.image).await?;
     }
     let Some(image) = present else {
         return Err(missing(
@@ -99,11 +119,12 @@ async fn pinned(docker: &Docker, spec: &ServerSpec, digest: &str) -> Result<Pres
 /// image has none, so then its name is looked up (and checked by digest).
 pub(crate) async fn resolve(
     docker: &Docker,
+    podman: bool,
     spec: &ServerSpec,
 ) -> Result<Option<Present>, DockerError> {
-    match inspect(docker, spec, &spec.image).await? {
+    match inspect(docker, podman, spec, &spec.image).await? {
         Some(image) => Ok(Some(image)),
-        None if spec.image.contains('@') => inspect(docker, spec, name(spec)).await,
+        None if spec.image.contains('@') => inspect(docker, podman, spec, name(spec)).await,
         None => Ok(None),
     }
 }
@@ -115,8 +136,48 @@ fn name(spec: &ServerSpec) -> &str {
         .map_or(spec.image.as_str(), |(n, _)| n)
 }
 
-/// The image `reference` when it is present, `None` when it is not.
+/// The image `reference` when it is present, `None` when it is not; under
+/// Podman, a `reference` without a registry is also looked for as
+/// `localhost/…`.
 async fn inspect(
+    docker: &Docker,
+    podman: bool,
+    spec: &ServerSpec,
+    reference: &str,
+) -> Result<Option<Present>, DockerError> {
+    if let Some(image) = inspect_one(docker, spec, reference).await? {
+        return Ok(Some(image));
+    }
+    let Some(local) = podman.then(|| podman_local(reference)).flatten() else {
+        return Ok(None);
+    };
+    let found = inspect_one(docker, spec, &local).await?;
+    if found.is_some() {
+        tracing::debug!(server = %spec.name, image = %reference, found_as = %local, "found under Podman's local name");
+    }
+    Ok(found.map(|image| Present {
+        found_as: Some(local),
+        ..image
+    }))
+}
+
+/// Podman's name for the local image `reference` names when it has no
+/// registry (`NAME:TAG` → `localhost/NAME:TAG`); `None` when it has one.
+/// As in Docker's references, a first component holding a `.` or a `:`,
+/// or `localhost`, is a registry.
+fn podman_local(reference: &str) -> Option<String> {
+    let registry = reference
+        .split_once('/')
+        .map(|(first, _)| first)
+        .filter(|first| first.contains(['.', ':']) || *first == "localhost");
+    match registry {
+        Some(_) => None,
+        None => Some(format!("localhost/{reference}")),
+    }
+}
+
+/// The image `reference` when the engine has it by that reference.
+async fn inspect_one(
     docker: &Docker,
     spec: &ServerSpec,
     reference: &str,
@@ -126,6 +187,7 @@ async fn inspect(
             user: image.config.and_then(|c| c.user),
             id: image.id.unwrap_or_default(),
             repo_digests: image.repo_digests.unwrap_or_default(),
+            found_as: None,
         })),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
@@ -188,5 +250,33 @@ fn split_tag(reference: &str) -> (&str, &str) {
     match reference.rsplit_once(':') {
         Some((repo, tag)) if !tag.contains('/') => (repo, tag),
         _ => (reference, "latest"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::podman_local;
+
+    #[test]
+    fn podman_local_names_only_what_has_no_registry() {
+        let local = |r| podman_local(r);
+        assert_eq!(
+            local("mcpgw-try/testserver:dev").as_deref(),
+            Some("localhost/mcpgw-try/testserver:dev")
+        );
+        assert_eq!(local("testserver").as_deref(), Some("localhost/testserver"));
+        assert_eq!(
+            local("a/b@sha256:0123").as_deref(),
+            Some("localhost/a/b@sha256:0123")
+        );
+        for registry in [
+            "localhost/a:1",
+            "localhost:5000/a",
+            "ghcr.io/o/a:1",
+            "docker.io/library/a",
+            "[::1]:5000/a",
+        ] {
+            assert_eq!(local(registry), None, "{registry}");
+        }
     }
 }

@@ -26,13 +26,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bollard::Docker;
 use bollard::container::{AttachContainerResults, LogOutput};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions,
     ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
     WaitContainerOptionsBuilder,
 };
+use bollard::{API_DEFAULT_VERSION, ClientVersion, Docker};
 use futures::{Stream, StreamExt};
 use mcpgw_catalog::ServerSpec;
 use mcpgw_secrets::Injection;
@@ -47,6 +47,12 @@ const REMOVAL_WAIT: Duration = Duration::from_secs(10);
 /// How many times a container list the engine answered in a form bollard
 /// cannot read is asked again (Podman's transient `stopped`; see `labelled`).
 const LIST_ATTEMPTS: usize = 5;
+
+/// The compatible API version Podman serves (4.0 and later).
+const PODMAN_API: &ClientVersion = &ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
 
 /// Label keys every container carries, so a gateway can find its own
 /// containers and those of gateways that died.
@@ -72,6 +78,9 @@ pub mod labels {
 #[derive(Debug, Clone)]
 pub struct DockerRuntime {
     engine: Engine,
+    /// Whether Podman serves the API (asked for, or found behind
+    /// `DOCKER_HOST`): where its answers differ, the engine code adapts.
+    podman: bool,
     docker: Docker,
     instance: String,
     pid: u32,
@@ -155,6 +164,34 @@ impl Engine {
     }
 }
 
+/// A client for the engine at `socket` (`None`: bollard's local default,
+/// `DOCKER_HOST` when it names a Unix socket, else `/var/run/docker.sock`)
+/// speaking API `version`. Nothing is sent yet.
+fn client(socket: Option<&str>, version: &ClientVersion) -> Result<Docker, bollard::errors::Error> {
+    let local = || {
+        std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|host| host.starts_with("unix://"))
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
+    };
+    let socket = socket.map_or_else(local, str::to_string);
+    if socket.starts_with("tcp://") || socket.starts_with("http://") {
+        Docker::connect_with_http(&socket, 120, version)
+    } else {
+        let path = socket.strip_prefix("unix://").unwrap_or(&socket);
+        Docker::connect_with_unix(path, 120, version)
+    }
+}
+
+/// An API version as the engine states it (`1.41`).
+fn api_version(stated: &str) -> Option<ClientVersion> {
+    let (major, minor) = stated.split_once('.')?;
+    Some(ClientVersion {
+        major_version: major.parse().ok()?,
+        minor_version: minor.parse().ok()?,
+    })
+}
+
 impl DockerRuntime {
     /// Connects to the local Docker engine and checks that it answers.
     ///
@@ -176,20 +213,37 @@ impl DockerRuntime {
             error,
             fix: engine.fix(),
         };
-        let docker = match engine.socket() {
-            None => Docker::connect_with_local_defaults(),
-            Some(socket) if socket.starts_with("tcp://") || socket.starts_with("http://") => {
-                Docker::connect_with_http(&socket, 120, bollard::API_DEFAULT_VERSION)
+        let socket = engine.socket();
+        let probe = client(socket.as_deref(), API_DEFAULT_VERSION).map_err(unavailable)?;
+        let (docker, podman) = match engine {
+            // Podman's `/version` runs conmon and the OCI runtime to report
+            // theirs (over half a second, more under load), and every
+            // release since 4.0 serves the compatible API as 1.41 (whatever
+            // version a path names): no need to ask.
+            Engine::Podman => (
+                client(socket.as_deref(), PODMAN_API).map_err(unavailable)?,
+                true,
+            ),
+            // Talk the engine's API version, whatever bollard defaults to:
+            // older engines (20.10 speaks 1.41) refuse newer versions. The
+            // answer also says whether Podman serves it (`DOCKER_HOST`
+            // pointing at its socket).
+            Engine::Docker => {
+                let version = probe.version().await.map_err(unavailable)?;
+                let podman = version
+                    .components
+                    .iter()
+                    .flatten()
+                    .any(|c| c.name == "Podman Engine");
+                match version.api_version.as_deref().and_then(api_version) {
+                    Some(served) if served < *API_DEFAULT_VERSION => (
+                        client(socket.as_deref(), &served).map_err(unavailable)?,
+                        podman,
+                    ),
+                    _ => (probe, podman),
+                }
             }
-            Some(socket) => {
-                let path = socket.strip_prefix("unix://").unwrap_or(&socket);
-                Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
-            }
-        }
-        .map_err(unavailable)?;
-        // Talk the engine's API version, whatever bollard defaults to: older
-        // engines (20.10 speaks 1.41) refuse newer versions.
-        let docker = docker.negotiate_version().await.map_err(unavailable)?;
+        };
         docker.ping().await.map_err(unavailable)?;
         let pid = std::process::id();
         let now = SystemTime::now()
@@ -207,6 +261,7 @@ impl DockerRuntime {
         let exits = exits::Exits::watch(docker.clone(), &instance, stop.clone());
         Ok(Self {
             engine,
+            podman,
             docker,
             instance,
             pid,
@@ -250,7 +305,7 @@ impl DockerRuntime {
         secrets: &Injection,
         session: Option<u64>,
     ) -> Result<Created, DockerError> {
-        let image = image::ensure(&self.docker, spec).await?;
+        let image = image::ensure(&self.docker, self.podman, spec).await?;
         let mut name = format!("mcpgw-{}-{}", spec.name, self.instance);
         let mut labels = HashMap::from([
             (labels::MANAGED.to_string(), "true".to_string()),
@@ -280,6 +335,9 @@ impl DockerRuntime {
         if spec.image_digest.is_some() {
             // What was checked is what runs, wherever the name moves.
             body.image = Some(image.id);
+        } else if let Some(found_as) = image.found_as {
+            // Podman's `localhost/NAME`: created by the name it was found by.
+            body.image = Some(found_as);
         }
         let created = self
             .docker
@@ -361,7 +419,9 @@ impl DockerRuntime {
     ///
     /// The engine cannot inspect it.
     pub async fn image_digest(&self, spec: &ServerSpec) -> Result<Option<String>, DockerError> {
-        Ok(image::resolve(&self.docker, spec).await?.map(|i| i.id))
+        Ok(image::resolve(&self.docker, self.podman, spec)
+            .await?
+            .map(|i| i.id))
     }
 
     /// How the container `id` ended (or stands, if it still runs). An
@@ -479,6 +539,16 @@ impl DockerRuntime {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 409, ..
             }) => {}
+            // Podman, for a container in its transient `stopped` state (it
+            // has exited and its cleanup, auto-remove included, is under
+            // way), answers 500: it cannot be killed in that state. It is
+            // going all the same.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 500,
+                message,
+            }) if self.podman && message.contains("container state improper") => {
+                tracing::debug!(container = id, "container exiting; waiting for its removal");
+            }
             Err(err) => {
                 tracing::warn!(container = id, error = %err, "could not remove container");
                 return;

@@ -19,6 +19,7 @@ use rmcp::model::ResultType;
 use rmcp::model::{CallToolResponse, CallToolResult, ClientRequest, InputResponses, ServerResult};
 use rmcp::service::{RequestContext, RoleServer, ServiceError};
 
+use crate::audit::{self, Decision, Outcome};
 use crate::relay::{ClientRelay, ProgressRelay, next_report};
 use crate::session::Instance;
 use crate::slots::{Activity, Limit, Slot, SlotState};
@@ -124,10 +125,17 @@ impl Mux {
         context: &RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
         let slot = &self.shared.slots[index];
-        self.shared.refuse_foreign_secrets(slot, what, &request)?;
-        let Instance { backend, limit } = self.target(index, context).await?;
+        audit::server(context, index);
+        self.shared
+            .refuse_foreign_secrets(slot, what, &request)
+            .inspect_err(|_| audit::refuse(context, Decision::ForeignSecret))?;
+        let Instance { backend, limit } = self
+            .target(index, context)
+            .await
+            .inspect_err(|_| audit::refuse(context, Decision::Unavailable))?;
         let _activity = Activity::begin(slot);
         let Some(_permit) = limit.admit().await else {
+            audit::refuse(context, Decision::Busy);
             return Err(busy(slot, &limit));
         };
         // What the server says meanwhile (log messages) goes to the
@@ -136,6 +144,7 @@ impl Mux {
         // A request the client cancelled while it waited (for start-up, an
         // idle server or a place in the queue) is never sent.
         if context.ct.is_cancelled() {
+            audit::outcome(context, Outcome::Cancelled);
             return Err(ErrorData::internal_error(
                 format!("{what} was cancelled by the client"),
                 None,
@@ -164,6 +173,7 @@ impl Mux {
                 // The client cancelled: dropping the request cancels it at
                 // the backend too. rmcp sends the client no response.
                 () = context.ct.cancelled() => {
+                    audit::outcome(context, Outcome::Cancelled);
                     return Err(ErrorData::internal_error(format!("{what} was cancelled by the client"), None));
                 }
             }
@@ -173,7 +183,19 @@ impl Mux {
         }
         match outcome {
             Ok(result) => Ok(result),
-            Err(err) => Err(self.call_failure(index, what, Some(&backend), err).await),
+            Err(err) => {
+                audit::outcome(
+                    context,
+                    match err {
+                        ServiceError::Timeout { .. } => Outcome::Timeout,
+                        ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
+                            Outcome::ServerFailed
+                        }
+                        _ => Outcome::Error,
+                    },
+                );
+                Err(self.call_failure(index, what, Some(&backend), err).await)
+            }
         }
     }
 

@@ -22,6 +22,7 @@ use rmcp::service::{RequestContext, RoleServer, SubscriptionContext};
 use rmcp::{ErrorData, ServerHandler};
 use tokio::sync::broadcast;
 
+use crate::audit::{self, Asked, Decision};
 use crate::changes::{ListChange, next_change};
 use crate::forward::*;
 use crate::paging::page;
@@ -53,209 +54,101 @@ impl ServerHandler for Mux {
     async fn list_tools(
         &self,
         request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        self.remember_client(&context);
-        let table = self.table().await;
-        let visible: Vec<_>;
-        let tools = match self.view(&context) {
-            View::All => table.tools(),
-            view => {
-                visible = table
-                    .tools()
-                    .iter()
-                    .filter(|t| view.permits(&t.name))
-                    .cloned()
-                    .collect();
-                &visible
-            }
-        };
-        let (page, next) = page(tools, request.as_ref())?;
-        let mut result = ListToolsResult::with_all_items(page);
-        result.next_cursor = next;
-        Ok(result)
+        let pending = self.audit_begin(
+            || Asked::new("list", "tools/list", None, &request, None),
+            &mut context,
+        );
+        let answer = Box::pin(self.list_tools_decided(request, context)).await;
+        self.audit_end(pending, &answer);
+        answer
     }
 
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        self.remember_client(&context);
-        let table = self.routing(&context).await?;
-        // Outside the client's view, a tool does not exist.
-        if !self.view(&context).permits(&request.name) {
-            return Err(ErrorData::invalid_params(
-                format!("unknown tool `{}`", request.name),
-                None,
-            ));
-        }
-        let route = match table.tool(&request.name) {
-            ToolLookup::Found(route) => route.clone(),
-            ToolLookup::Hidden { server } => {
-                let server = &self.shared.slots[server].name;
-                return Err(ErrorData::invalid_params(
-                    format!(
-                        "tool `{}` is not allowed: the catalog's `servers.{server}.tools` hides it",
-                        request.name
-                    ),
-                    None,
-                ));
-            }
-            ToolLookup::Blocked { server, finding } => {
-                let server = &self.shared.slots[server].name;
-                let f = &finding.finding;
-                return Err(ErrorData::invalid_params(
-                    format!(
-                        "tool `{}` is withheld: the tool-poisoning scan found {} ({} severity) at {} of its definition: {}; fix: review server `{server}`, then set `servers.{server}.scan: warn` to serve it anyway",
-                        request.name, f.rule, f.severity, f.path, f.message
-                    ),
-                    None,
-                ));
-            }
-            ToolLookup::Unpinned { server, drift } => {
-                let server = &self.shared.slots[server].name;
-                return Err(ErrorData::invalid_params(
-                    format!(
-                        "tool `{}` is withheld: {}; fix: review the change (`mcpgw lock --check` shows it), then re-pin with `mcpgw lock --update`, or restore server `{server}`'s pinned version",
-                        request.name,
-                        drift.summary()
-                    ),
-                    None,
-                ));
-            }
-            ToolLookup::Unknown => {
-                // A server that never came up has no tools in the table;
-                // a name in its namespace gets its reason, not "unknown".
-                let separator = &self.shared.separator;
-                if let Some(index) = self
-                    .shared
-                    .slots
-                    .iter()
-                    .position(|s| request.name.starts_with(&format!("{}{separator}", s.name)))
-                    && !matches!(
-                        *self.shared.slots[index].state.borrow(),
-                        SlotState::Ready { .. }
-                    )
-                {
-                    self.backend(index)?;
-                }
-                return Err(ErrorData::invalid_params(
-                    format!("unknown tool `{}`", request.name),
-                    None,
-                ));
-            }
-        };
-        let mut upstream = request;
-        let what = tool_call(&upstream.name);
-        upstream.meta = None;
-        upstream.name = route.upstream.to_string().into();
-        let resume = self.ours(&mut upstream.request_state, &mut upstream.input_responses);
-        let request = ClientRequest::CallToolRequest(CallToolRequest::new(upstream));
-        let began = Instant::now();
-        // Boxed, here and in the other handlers: rmcp moves each request's
-        // handler future into a task of its own, and an unboxed forward
-        // would make every one of them kilobytes to copy.
-        let outcome =
-            Box::pin(self.forward_rounds(route.server, &what, request, &context, resume)).await;
-        let ok = match &outcome {
-            Ok(ServerResult::CallToolResult(result)) => result.is_error != Some(true),
-            Ok(_) => true,
-            Err(_) => false,
-        };
-        self.shared.metrics.call(
-            self.shared.slots[route.server].name.as_str(),
-            &route.upstream,
-            ok,
-            began.elapsed(),
+        let pending = self.audit_begin(
+            || {
+                Asked::new(
+                    "call",
+                    "tools/call",
+                    Some(request.name.to_string()),
+                    &request,
+                    request.arguments.as_ref(),
+                )
+            },
+            &mut context,
         );
-        self.tool_response(route.server, &route.upstream, &what, outcome?)
+        let answer = Box::pin(self.call_tool_decided(request, context)).await;
+        self.audit_end(pending, &answer);
+        answer
     }
 
     async fn list_prompts(
         &self,
         request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        self.remember_client(&context);
-        let table = self.table().await;
-        let prompts = if self.view(&context).tools_only() {
-            &[]
-        } else {
-            table.prompts()
-        };
-        let (page, next) = page(prompts, request.as_ref())?;
-        let mut result = ListPromptsResult::with_all_items(page);
-        result.next_cursor = next;
-        Ok(result)
+        let pending = self.audit_begin(
+            || Asked::new("list", "prompts/list", None, &request, None),
+            &mut context,
+        );
+        let answer = Box::pin(self.list_prompts_decided(request, context)).await;
+        self.audit_end(pending, &answer);
+        answer
     }
 
     async fn get_prompt(
         &self,
         request: GetPromptRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        self.remember_client(&context);
-        let table = self.routing(&context).await?;
-        let visible = !self.view(&context).tools_only();
-        let route = table
-            .prompt(&request.name)
-            .filter(|_| visible)
-            .cloned()
-            .ok_or_else(|| {
-                ErrorData::invalid_params(format!("unknown prompt `{}`", request.name), None)
-            })?;
-        let mut upstream = request;
-        let what = format!("prompts/get `{}`", upstream.name);
-        upstream.meta = None;
-        upstream.name = route.upstream.to_string();
-        let resume = self.ours(&mut upstream.request_state, &mut upstream.input_responses);
-        let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(upstream));
-        match Box::pin(self.forward_rounds(route.server, &what, request, &context, resume)).await? {
-            ServerResult::GetPromptResult(mut result) => {
-                complete(&mut result.result_type);
-                Ok(GetPromptResponse::Complete(result))
-            }
-            ServerResult::InputRequiredResult(result) => {
-                Ok(GetPromptResponse::InputRequired(result))
-            }
-            _ => Err(unexpected(&self.shared.slots[route.server].name, &what)),
-        }
+        let pending = self.audit_begin(
+            || {
+                Asked::new(
+                    "get_prompt",
+                    "prompts/get",
+                    Some(request.name.clone()),
+                    &request,
+                    None,
+                )
+            },
+            &mut context,
+        );
+        let answer = Box::pin(self.get_prompt_decided(request, context)).await;
+        self.audit_end(pending, &answer);
+        answer
     }
 
     async fn list_resources(
         &self,
         request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        self.remember_client(&context);
-        let table = self.table().await;
-        let resources = if self.view(&context).tools_only() {
-            &[]
-        } else {
-            table.resources()
-        };
-        let (page, next) = page(resources, request.as_ref())?;
-        let mut result = ListResourcesResult::with_all_items(page);
-        result.next_cursor = next;
-        Ok(result)
+        let pending = self.audit_begin(
+            || Asked::new("list", "resources/list", None, &request, None),
+            &mut context,
+        );
+        let answer = Box::pin(self.list_resources_decided(request, context)).await;
+        self.audit_end(pending, &answer);
+        answer
     }
 
     async fn list_resource_templates(
         &self,
         request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let table = self.table().await;
-        let templates: Vec<ResourceTemplate> = if self.view(&context).tools_only() {
-            Vec::new()
-        } else {
-            table.resource_templates().cloned().collect()
-        };
-        let (page, next) = page(&templates, request.as_ref())?;
-        let mut result = ListResourceTemplatesResult::with_all_items(page);
-        result.next_cursor = next;
-        Ok(result)
+        let pending = self.audit_begin(
+            || Asked::new("list", "resources/templates/list", None, &request, None),
+            &mut context,
+        );
+        let answer = Box::pin(self.list_resource_templates_decided(request, context)).await;
+        self.audit_end(pending, &answer);
+        answer
     }
 
     async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
@@ -384,88 +277,45 @@ impl ServerHandler for Mux {
     async fn complete(
         &self,
         request: CompleteRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        self.remember_client(&context);
-        let table = self.routing(&context).await?;
-        if self.view(&context).tools_only() {
-            return Err(ErrorData::invalid_params(
-                "completion is not available to this client's profile, a view of tools only",
-                None,
-            ));
-        }
-        let mut upstream = request;
-        upstream.meta = None;
-        let (index, what) = match &upstream.r#ref {
-            Reference::Prompt(prompt) => {
-                let route = table.prompt(&prompt.name).cloned().ok_or_else(|| {
-                    ErrorData::invalid_params(format!("unknown prompt `{}`", prompt.name), None)
-                })?;
-                let what = format!("completion/complete for prompt `{}`", prompt.name);
-                upstream.r#ref = Reference::for_prompt(route.upstream.to_string());
-                (route.server, what)
-            }
-            Reference::Resource(template) => {
-                let index = table
-                    .template(&template.uri)
-                    .or_else(|| table.resource(&template.uri))
-                    .ok_or_else(|| {
-                        ErrorData::invalid_params(
-                            format!("no server offers resource template `{}`", template.uri),
-                            None,
-                        )
-                    })?;
-                (index, format!("completion/complete for `{}`", template.uri))
-            }
-            _ => {
-                return Err(ErrorData::invalid_params(
-                    "completion/complete for an unknown kind of reference",
+        let pending = self.audit_begin(
+            || {
+                Asked::new(
+                    "complete",
+                    "completion/complete",
+                    completed(&request.r#ref),
+                    &request,
                     None,
-                ));
-            }
-        };
-        let request = ClientRequest::CompleteRequest(CompleteRequest::new(upstream));
-        match Box::pin(self.forward(index, &what, request, &context)).await? {
-            ServerResult::CompleteResult(mut result) => {
-                complete(&mut result.result_type);
-                Ok(result)
-            }
-            _ => Err(unexpected(&self.shared.slots[index].name, &what)),
-        }
+                )
+            },
+            &mut context,
+        );
+        let answer = Box::pin(self.complete_decided(request, context)).await;
+        self.audit_end(pending, &answer);
+        answer
     }
 
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        self.remember_client(&context);
-        let table = self.routing(&context).await?;
-        let visible = !self.view(&context).tools_only();
-        let index = table
-            .resource(&request.uri)
-            .filter(|_| visible)
-            .ok_or_else(|| {
-                ErrorData::resource_not_found(
-                    format!("no server offers resource `{}`", request.uri),
+        let pending = self.audit_begin(
+            || {
+                Asked::new(
+                    "read_resource",
+                    "resources/read",
+                    Some(request.uri.clone()),
+                    &request,
                     None,
                 )
-            })?;
-        let mut upstream = request;
-        upstream.meta = None;
-        let what = format!("resources/read `{}`", upstream.uri);
-        let resume = self.ours(&mut upstream.request_state, &mut upstream.input_responses);
-        let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(upstream));
-        match Box::pin(self.forward_rounds(index, &what, request, &context, resume)).await? {
-            ServerResult::ReadResourceResult(mut result) => {
-                complete(&mut result.result_type);
-                Ok(ReadResourceResponse::Complete(result))
-            }
-            ServerResult::InputRequiredResult(result) => {
-                Ok(ReadResourceResponse::InputRequired(result))
-            }
-            _ => Err(unexpected(&self.shared.slots[index].name, &what)),
-        }
+            },
+            &mut context,
+        );
+        let answer = Box::pin(self.read_resource_decided(request, context)).await;
+        self.audit_end(pending, &answer);
+        answer
     }
 }
 
@@ -511,5 +361,331 @@ impl Mux {
                 let _ = sink.notify_resource_list_changed().await;
             }
         }
+    }
+}
+
+/// The handlers' work, each recorded by its handler above.
+impl Mux {
+    async fn call_tool_decided(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        self.remember_client(&context);
+        let table = self.routing(&context).await?;
+        // Outside the client's view, a tool does not exist.
+        if !self.view(&context).permits(&request.name) {
+            audit::refuse(&context, Decision::OutsideProfile);
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool `{}`", request.name),
+                None,
+            ));
+        }
+        let route = match table.tool(&request.name) {
+            ToolLookup::Found(route) => {
+                audit::route(&context, route.server, &route.upstream);
+                route.clone()
+            }
+            ToolLookup::Hidden { server } => {
+                audit::refuse(&context, Decision::HiddenByAllowlist);
+                audit::server(&context, server);
+                let server = &self.shared.slots[server].name;
+                return Err(ErrorData::invalid_params(
+                    format!(
+                        "tool `{}` is not allowed: the catalog's `servers.{server}.tools` hides it",
+                        request.name
+                    ),
+                    None,
+                ));
+            }
+            ToolLookup::Blocked { server, finding } => {
+                audit::refuse(&context, Decision::BlockedByScan);
+                audit::server(&context, server);
+                let server = &self.shared.slots[server].name;
+                let f = &finding.finding;
+                return Err(ErrorData::invalid_params(
+                    format!(
+                        "tool `{}` is withheld: the tool-poisoning scan found {} ({} severity) at {} of its definition: {}; fix: review server `{server}`, then set `servers.{server}.scan: warn` to serve it anyway",
+                        request.name, f.rule, f.severity, f.path, f.message
+                    ),
+                    None,
+                ));
+            }
+            ToolLookup::Unpinned { server, drift } => {
+                audit::refuse(&context, Decision::PinMismatch);
+                audit::server(&context, server);
+                let server = &self.shared.slots[server].name;
+                return Err(ErrorData::invalid_params(
+                    format!(
+                        "tool `{}` is withheld: {}; fix: review the change (`mcpgw lock --check` shows it), then re-pin with `mcpgw lock --update`, or restore server `{server}`'s pinned version",
+                        request.name,
+                        drift.summary()
+                    ),
+                    None,
+                ));
+            }
+            ToolLookup::Unknown => {
+                // A server that never came up has no tools in the table;
+                // a name in its namespace gets its reason, not "unknown".
+                let separator = &self.shared.separator;
+                if let Some(index) = self
+                    .shared
+                    .slots
+                    .iter()
+                    .position(|s| request.name.starts_with(&format!("{}{separator}", s.name)))
+                    && !matches!(
+                        *self.shared.slots[index].state.borrow(),
+                        SlotState::Ready { .. }
+                    )
+                {
+                    self.backend(index).inspect_err(|_| {
+                        audit::refuse(&context, Decision::Unavailable);
+                    })?;
+                }
+                audit::refuse(&context, Decision::Unknown);
+                return Err(ErrorData::invalid_params(
+                    format!("unknown tool `{}`", request.name),
+                    None,
+                ));
+            }
+        };
+        let mut upstream = request;
+        let what = tool_call(&upstream.name);
+        upstream.meta = None;
+        upstream.name = route.upstream.to_string().into();
+        let resume = self.ours(&mut upstream.request_state, &mut upstream.input_responses);
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(upstream));
+        let began = Instant::now();
+        // Boxed, here and in the other handlers: rmcp moves each request's
+        // handler future into a task of its own, and an unboxed forward
+        // would make every one of them kilobytes to copy.
+        let outcome =
+            Box::pin(self.forward_rounds(route.server, &what, request, &context, resume)).await;
+        let ok = match &outcome {
+            Ok(ServerResult::CallToolResult(result)) => result.is_error != Some(true),
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        self.shared.metrics.call(
+            self.shared.slots[route.server].name.as_str(),
+            &route.upstream,
+            ok,
+            began.elapsed(),
+        );
+        self.tool_response(route.server, &route.upstream, &what, outcome?)
+    }
+
+    async fn get_prompt_decided(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        self.remember_client(&context);
+        let table = self.routing(&context).await?;
+        let visible = !self.view(&context).tools_only();
+        let route = table
+            .prompt(&request.name)
+            .filter(|_| visible)
+            .cloned()
+            .ok_or_else(|| {
+                audit::refuse(&context, Decision::Unknown);
+                ErrorData::invalid_params(format!("unknown prompt `{}`", request.name), None)
+            })?;
+        audit::route(&context, route.server, &route.upstream);
+        let mut upstream = request;
+        let what = format!("prompts/get `{}`", upstream.name);
+        upstream.meta = None;
+        upstream.name = route.upstream.to_string();
+        let resume = self.ours(&mut upstream.request_state, &mut upstream.input_responses);
+        let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(upstream));
+        match Box::pin(self.forward_rounds(route.server, &what, request, &context, resume)).await? {
+            ServerResult::GetPromptResult(mut result) => {
+                complete(&mut result.result_type);
+                Ok(GetPromptResponse::Complete(result))
+            }
+            ServerResult::InputRequiredResult(result) => {
+                Ok(GetPromptResponse::InputRequired(result))
+            }
+            _ => Err(unexpected(&self.shared.slots[route.server].name, &what)),
+        }
+    }
+
+    async fn read_resource_decided(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.remember_client(&context);
+        let table = self.routing(&context).await?;
+        let visible = !self.view(&context).tools_only();
+        let index = table
+            .resource(&request.uri)
+            .filter(|_| visible)
+            .ok_or_else(|| {
+                audit::refuse(&context, Decision::Unknown);
+                ErrorData::resource_not_found(
+                    format!("no server offers resource `{}`", request.uri),
+                    None,
+                )
+            })?;
+        let mut upstream = request;
+        upstream.meta = None;
+        let what = format!("resources/read `{}`", upstream.uri);
+        let resume = self.ours(&mut upstream.request_state, &mut upstream.input_responses);
+        let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(upstream));
+        match Box::pin(self.forward_rounds(index, &what, request, &context, resume)).await? {
+            ServerResult::ReadResourceResult(mut result) => {
+                complete(&mut result.result_type);
+                Ok(ReadResourceResponse::Complete(result))
+            }
+            ServerResult::InputRequiredResult(result) => {
+                Ok(ReadResourceResponse::InputRequired(result))
+            }
+            _ => Err(unexpected(&self.shared.slots[index].name, &what)),
+        }
+    }
+
+    async fn complete_decided(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        self.remember_client(&context);
+        let table = self.routing(&context).await?;
+        if self.view(&context).tools_only() {
+            audit::refuse(&context, Decision::OutsideProfile);
+            return Err(ErrorData::invalid_params(
+                "completion is not available to this client's profile, a view of tools only",
+                None,
+            ));
+        }
+        let mut upstream = request;
+        upstream.meta = None;
+        let (index, what) = match &upstream.r#ref {
+            Reference::Prompt(prompt) => {
+                let route = table.prompt(&prompt.name).cloned().ok_or_else(|| {
+                    audit::refuse(&context, Decision::Unknown);
+                    ErrorData::invalid_params(format!("unknown prompt `{}`", prompt.name), None)
+                })?;
+                let what = format!("completion/complete for prompt `{}`", prompt.name);
+                upstream.r#ref = Reference::for_prompt(route.upstream.to_string());
+                (route.server, what)
+            }
+            Reference::Resource(template) => {
+                let index = table
+                    .template(&template.uri)
+                    .or_else(|| table.resource(&template.uri))
+                    .ok_or_else(|| {
+                        audit::refuse(&context, Decision::Unknown);
+                        ErrorData::invalid_params(
+                            format!("no server offers resource template `{}`", template.uri),
+                            None,
+                        )
+                    })?;
+                (index, format!("completion/complete for `{}`", template.uri))
+            }
+            _ => {
+                return Err(ErrorData::invalid_params(
+                    "completion/complete for an unknown kind of reference",
+                    None,
+                ));
+            }
+        };
+        let request = ClientRequest::CompleteRequest(CompleteRequest::new(upstream));
+        match Box::pin(self.forward(index, &what, request, &context)).await? {
+            ServerResult::CompleteResult(mut result) => {
+                complete(&mut result.result_type);
+                Ok(result)
+            }
+            _ => Err(unexpected(&self.shared.slots[index].name, &what)),
+        }
+    }
+
+    async fn list_tools_decided(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        self.remember_client(&context);
+        let table = self.table().await;
+        let visible: Vec<_>;
+        let tools = match self.view(&context) {
+            View::All => table.tools(),
+            view => {
+                visible = table
+                    .tools()
+                    .iter()
+                    .filter(|t| view.permits(&t.name))
+                    .cloned()
+                    .collect();
+                &visible
+            }
+        };
+        let (page, next) = page(tools, request.as_ref())?;
+        let mut result = ListToolsResult::with_all_items(page);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn list_prompts_decided(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        self.remember_client(&context);
+        let table = self.table().await;
+        let prompts = if self.view(&context).tools_only() {
+            &[]
+        } else {
+            table.prompts()
+        };
+        let (page, next) = page(prompts, request.as_ref())?;
+        let mut result = ListPromptsResult::with_all_items(page);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn list_resources_decided(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        self.remember_client(&context);
+        let table = self.table().await;
+        let resources = if self.view(&context).tools_only() {
+            &[]
+        } else {
+            table.resources()
+        };
+        let (page, next) = page(resources, request.as_ref())?;
+        let mut result = ListResourcesResult::with_all_items(page);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn list_resource_templates_decided(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let table = self.table().await;
+        let templates: Vec<ResourceTemplate> = if self.view(&context).tools_only() {
+            Vec::new()
+        } else {
+            table.resource_templates().cloned().collect()
+        };
+        let (page, next) = page(&templates, request.as_ref())?;
+        let mut result = ListResourceTemplatesResult::with_all_items(page);
+        result.next_cursor = next;
+        Ok(result)
+    }
+}
+
+/// The name a completion asks about: its prompt, or its template's URI.
+fn completed(reference: &Reference) -> Option<String> {
+    match reference {
+        Reference::Prompt(prompt) => Some(prompt.name.clone()),
+        Reference::Resource(template) => Some(template.uri.clone()),
+        _ => None,
     }
 }

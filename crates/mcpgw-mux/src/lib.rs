@@ -22,6 +22,7 @@
 // and clients still use them, and the gateway relays them.
 #![allow(deprecated)]
 
+mod audit;
 mod changes;
 mod forward;
 mod handlers;
@@ -35,6 +36,9 @@ pub mod screen;
 mod session;
 mod slots;
 
+pub use audit::{
+    AUDIT_VERSION, Arguments as AuditArguments, Audit, AuditSink, ClientToken, Decision, Outcome,
+};
 pub use paging::PAGE_SIZE;
 pub use session::Instances;
 
@@ -59,7 +63,7 @@ use crate::session::{Session, Sessions};
 use crate::slots::{Limit, Slot, SlotState};
 
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Shared {
     separator: String,
     settle_timeout: Duration,
     slots: Vec<Slot>,
@@ -79,6 +83,8 @@ struct Shared {
     diagnosis: OnceLock<Arc<dyn Diagnose>>,
     /// Finds the values of injected secrets in requests.
     secrets: OnceLock<Redactor>,
+    /// The audit trail, when the catalog keeps one.
+    audit: OnceLock<audit::Audit>,
     /// Calls from `2026-07-28` clients that wait for their input.
     rounds: Arc<rounds::Rounds>,
     /// Call counts and latencies, for `/metrics`.
@@ -189,6 +195,7 @@ impl Mux {
             changes: broadcast::channel(64).0,
             diagnosis: OnceLock::new(),
             secrets: OnceLock::new(),
+            audit: OnceLock::new(),
             rounds: Arc::new(rounds::Rounds::new()),
             many_sessions: std::sync::atomic::AtomicBool::new(false),
             profiles: catalog.profiles.clone(),

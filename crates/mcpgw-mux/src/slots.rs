@@ -141,6 +141,7 @@ impl Limit {
 impl Slots {
     /// Server `index` is up, offering `inventory`.
     pub fn ready(&self, index: usize, backend: Backend, inventory: Inventory) {
+        self.shared.audit_server(index, None);
         if let Some(level) = *self.shared.log_level.read() {
             let backend = backend.clone();
             tokio::spawn(async move { backend.set_level(level).await });
@@ -192,8 +193,14 @@ impl Slots {
         let _ = self.shared.secrets.set(redactor);
     }
 
+    /// Installs the audit trail. Set once.
+    pub fn set_audit(&self, audit: crate::Audit) {
+        let _ = self.shared.audit.set(audit);
+    }
+
     /// Server `index` is down, for `reason` (shown to clients that call it).
     pub fn failed(&self, index: usize, reason: &str) {
+        self.shared.audit_server(index, Some(reason));
         self.shared
             .metrics
             .failure(self.shared.slots[index].name.as_str());

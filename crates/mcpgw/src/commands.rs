@@ -122,16 +122,21 @@ pub(crate) async fn connect(engine: Engine) -> Result<DockerRuntime, Failure> {
 
 /// Hands the catalog's servers (`only` selects some), their secrets and
 /// the mux's slots to a supervisor on `runtime`; `audience` is the one
-/// client's, over stdio.
+/// client's, over stdio (none: the HTTP front, which keeps an audit trail
+/// by default).
 fn supervise(
     runtime: DockerRuntime,
     catalog: &Catalog,
     only: Option<&[usize]>,
     resolved: &Resolved,
     audience: Option<tokio::sync::watch::Receiver<Option<mcpgw_backend::Audience>>>,
-) -> (Supervisor, Mux) {
+) -> Result<(Supervisor, Mux), Failure> {
+    let audit = crate::audit::open(&catalog.gateway.audit, audience.is_none())?;
     let (mux, slots) = Mux::new(catalog);
     slots.set_secrets(resolved.redactor().clone());
+    if let Some(audit) = audit {
+        slots.set_audit(audit);
+    }
     let plan = Plan {
         only: only.map(<[usize]>::to_vec),
         secrets: catalog
@@ -142,7 +147,7 @@ fn supervise(
         audience,
     };
     let supervisor = Supervisor::start(Arc::new(runtime), catalog, slots, plan);
-    (supervisor, mux)
+    Ok((supervisor, mux))
 }
 
 async fn ps(engine: Engine) -> Result<(), Failure> {
@@ -261,7 +266,7 @@ async fn serve_http(
     let resolved = secrets::resolve(&catalog, None, secrets).await?;
     let runtime = connect(engine).await?;
     let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
-    let (gateway, mux) = supervise(runtime, &catalog, None, &resolved, None);
+    let (gateway, mux) = supervise(runtime, &catalog, None, &resolved, None)?;
     mux.serve_many_sessions();
     let options = crate::http::HttpOptions {
         listen,
@@ -287,7 +292,7 @@ async fn serve(path: &Path, secrets: &SecretsArg, engine: Engine) -> Result<(), 
     );
     let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
     let (audience, heard) = tokio::sync::watch::channel(None);
-    let (gateway, mux) = supervise(runtime, &catalog, None, &resolved, Some(heard));
+    let (gateway, mux) = supervise(runtime, &catalog, None, &resolved, Some(heard))?;
     let session = async {
         let (stdin, stdout) = rmcp::transport::stdio_pipes();
         let Front {
@@ -350,7 +355,7 @@ pub(crate) async fn with_client<T>(
     let runtime = connect(engine).await?;
     let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
     let (audience, heard) = tokio::sync::watch::channel(None);
-    let (gateway, mux) = supervise(runtime, catalog, only, &resolved, Some(heard));
+    let (gateway, mux) = supervise(runtime, catalog, only, &resolved, Some(heard))?;
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
     let server = mux.clone();
     let serving = tokio::spawn(async move {

@@ -299,7 +299,8 @@ async fn no_token_in_url(request: Request, next: Next) -> Response {
 }
 
 /// With authentication on, passes only a request with a valid bearer
-/// token, carrying the token's profile (if it has one) to the mux.
+/// token, carrying the token's name (for the audit trail) and its
+/// profile (if it has one) to the mux.
 async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
     if let Some(tokens) = &gate.tokens {
         let presented = request
@@ -315,10 +316,10 @@ async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, next:
             return (challenge, plain(StatusCode::UNAUTHORIZED, reason)).into_response();
         };
         tracing::debug!(token = %stored.name, "authenticated");
+        let extensions = request.extensions_mut();
+        extensions.insert(mcpgw_mux::ClientToken(stored.name.clone()));
         if let Some(profile) = &stored.profile {
-            request
-                .extensions_mut()
-                .insert(mcpgw_mux::ClientProfile(profile.clone()));
+            extensions.insert(mcpgw_mux::ClientProfile(profile.clone()));
         }
     }
     next.run(request).await

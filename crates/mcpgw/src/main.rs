@@ -6,6 +6,7 @@
 //! In stdio mode stdout carries the protocol and nothing else: only the
 //! protocol writer and the one-shot commands' result printers touch it.
 
+mod audit;
 mod cli;
 mod commands;
 mod front;

@@ -270,3 +270,67 @@ servers:
         "no container left after shutdown"
     );
 }
+
+/// Podman names what is built, tagged or loaded into it `localhost/NAME:TAG`;
+/// a catalog's `NAME:TAG` (with the default `pull: missing`) runs it, and
+/// nothing is pulled. To Docker, `localhost/` is a registry: the short name
+/// is another image, missing (so the catalog there says `pull: never`, and
+/// nothing is asked of Docker Hub).
+#[tokio::test]
+async fn a_local_podman_image_is_found_by_its_short_name_without_a_pull() {
+    use bollard::query_parameters::{RemoveImageOptionsBuilder, TagImageOptionsBuilder};
+    let podman = harness::engine_is_podman().await;
+    let docker = harness::docker().await;
+    // Named per process, so that concurrent runs on one engine do not meet.
+    let repo = format!("mcpgw-try-{}/testserver", std::process::id());
+    docker
+        .tag_image(
+            "mcpgw/testserver:dev",
+            Some(
+                TagImageOptionsBuilder::default()
+                    .repo(&format!("localhost/{repo}"))
+                    .tag("dev")
+                    .build(),
+            ),
+        )
+        .await
+        .expect("the test server image is tagged");
+    let pull = if podman { "" } else { "\n    pull: never" };
+    let dir = catalog(&format!("servers:\n  try:\n    image: {repo}:dev{pull}\n"));
+    let mut command = harness::mcpgw_command(&[]);
+    if podman {
+        command.args(["--runtime", "podman"]);
+    }
+    command
+        .args(["call", "--catalog"])
+        .arg(dir.path().join("catalog.yaml"))
+        .args(["try__echo", r#"{"text":"hi"}"#])
+        .stdin(std::process::Stdio::null());
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), command.output())
+        .await
+        .expect("mcpgw call ends")
+        .unwrap();
+    let removed = docker
+        .remove_image(
+            &format!("localhost/{repo}:dev"),
+            Some(RemoveImageOptionsBuilder::default().noprune(true).build()),
+            None,
+        )
+        .await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    if podman {
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains(r#""text": "hi""#), "{stdout}");
+        assert!(!stderr.contains("pulling image"), "{stderr}");
+    } else {
+        assert!(!out.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            stderr.contains(&format!("image `{repo}:dev`")) && stderr.contains("pull: never"),
+            "{stderr}"
+        );
+    }
+    removed.expect("the tag is removed");
+}

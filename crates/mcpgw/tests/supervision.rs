@@ -613,6 +613,8 @@ async fn ps_lists_live_containers_and_gc_removes_orphans() {
 async fn a_client_cancellation_reaches_a_containerized_backend() {
     let dir = catalog("servers:\n  t:\n    image: mcpgw/testserver:dev\n    pull: never\n");
     let gw = Gateway::start(&dir).await;
+    // Up first: the client's 500 ms are for the call, not the start-up.
+    assert!(gw.tool_names().await.contains(&"t__hang".to_string()));
     let request = rmcp::model::ClientRequest::CallToolRequest(rmcp::model::CallToolRequest::new(
         call("t__hang", json!({})),
     ));

@@ -79,13 +79,55 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tee<R> {
     }
 }
 
-async fn docker() -> bollard::Docker {
-    let docker = bollard::Docker::connect_with_local_defaults()
-        .expect("these tests need a Docker engine: cannot connect to it");
-    let docker = docker
-        .negotiate_version()
+/// What the engine said when first asked: its API version and whether it
+/// is Podman. Asked once per test binary: Podman's `/version` takes over
+/// half a second (it runs conmon and the OCI runtime), long enough to miss
+/// what a test looks for (an on-demand container's 1 s idle window).
+struct Engine {
+    version: bollard::ClientVersion,
+    podman: bool,
+}
+
+static ENGINE: tokio::sync::OnceCell<Engine> = tokio::sync::OnceCell::const_new();
+
+/// bollard's local default: `DOCKER_HOST` when it is a Unix socket.
+fn local_socket() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|host| host.starts_with("unix://"))
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
+}
+
+async fn engine() -> &'static Engine {
+    ENGINE
+        .get_or_init(|| async {
+            let docker = bollard::Docker::connect_with_local_defaults()
+                .expect("these tests need a Docker engine: cannot connect to it");
+            let podman = docker
+                .version()
+                .await
+                .expect("these tests need a Docker engine, and none answered")
+                .components
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.name == "Podman Engine");
+            let docker = docker
+                .negotiate_version()
+                .await
+                .expect("these tests need a Docker engine, and none answered");
+            Engine {
+                version: docker.client_version(),
+                podman,
+            }
+        })
         .await
-        .expect("these tests need a Docker engine, and none answered");
+}
+
+pub async fn docker() -> bollard::Docker {
+    // A client per call: each test has its own runtime, which a client's
+    // pooled connections would not outlive.
+    let docker = bollard::Docker::connect_with_unix(&local_socket(), 120, &engine().await.version)
+        .expect("these tests need a Docker engine: cannot connect to it");
     docker
         .ping()
         .await
@@ -118,16 +160,7 @@ async fn listed(pid: u32) -> Vec<bollard::models::ContainerSummary> {
 /// Whether the engine these tests run against is Podman (its
 /// Docker-compatible API), whose few differences some tests expect.
 pub async fn engine_is_podman() -> bool {
-    let version = docker()
-        .await
-        .version()
-        .await
-        .expect("the engine's version");
-    version
-        .components
-        .unwrap_or_default()
-        .iter()
-        .any(|c| c.name == "Podman Engine")
+    engine().await.podman
 }
 
 /// The ids of the containers (any state) started by the gateway with

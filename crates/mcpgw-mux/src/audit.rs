@@ -1,0 +1,455 @@
+//! The audit trail: one JSON record for every client request that reaches
+//! a decision (a call, a prompt, a resource read, a completion, a list),
+//! and for each server start and exit.
+//!
+//! One hook, in the mux's handlers, so both fronts record through this
+//! module and nothing else: each handler that decides begins a record
+//! ([`Mux::audit_begin`]) and ends it with its answer ([`Mux::audit_end`]).
+//! What only the handling learns (which server and upstream name a request
+//! was routed to, why it was refused, how forwarding ended) the handlers
+//! note on the request's context ([`refuse`], [`route`], [`outcome`]); the
+//! record is written once the answer is known. With no sink installed the
+//! handlers only check for one.
+//!
+//! A record never carries a secret value: its line passes the run's
+//! redactor before it reaches the sink. Arguments appear only as the
+//! SHA-256 of their canonical JSON, unless the catalog asks for them
+//! (`arguments: redacted`), and then after redaction.
+
+use std::sync::Arc;
+
+use rmcp::ErrorData;
+use rmcp::model::ServerResult;
+use rmcp::service::{RequestContext, RoleServer};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::{ClientProfile, Mux};
+
+/// The record format's version, the `v` of every record.
+pub const AUDIT_VERSION: u32 = 1;
+
+/// Where records go: the binary's file or stderr. Called in order, once
+/// per record, with one line of JSON (no line break).
+pub trait AuditSink: Send + Sync + std::fmt::Debug + 'static {
+    /// Writes one record.
+    fn write(&self, line: &str);
+}
+
+/// What the trail holds beyond the digest of each call's arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arguments {
+    /// Only `arguments_sha256`.
+    None,
+    /// The arguments too, after secret redaction.
+    Redacted,
+}
+
+/// The audit trail a gateway writes.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    /// Where records go.
+    pub sink: Arc<dyn AuditSink>,
+    /// Whether arguments are recorded.
+    pub arguments: Arguments,
+}
+
+/// Why a request was answered as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Forwarded (or answered from the merged lists).
+    Allowed,
+    /// The catalog's allowlist hides the tool.
+    HiddenByAllowlist,
+    /// The client's profile does not include it.
+    OutsideProfile,
+    /// No such tool, prompt or resource.
+    Unknown,
+    /// The server's in-flight and queue bounds were full.
+    Busy,
+    /// The tool-poisoning scan withholds it.
+    BlockedByScan,
+    /// It does not match the lockfile.
+    PinMismatch,
+    /// It carried a secret of another server.
+    ForeignSecret,
+    /// Its server is down.
+    Unavailable,
+    /// The request itself was not valid.
+    Invalid,
+}
+
+/// How a request that was allowed ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Answered.
+    Ok,
+    /// Answered with an error (a tool result flagged `isError`, or an
+    /// error the server sent).
+    Error,
+    /// The server did not answer within the call's deadline.
+    Timeout,
+    /// The client cancelled it.
+    Cancelled,
+    /// The server died during it.
+    ServerFailed,
+}
+
+/// What the handling learnt about one request, noted on its context.
+#[derive(Debug, Default)]
+struct Facts {
+    server: Option<usize>,
+    upstream: Option<String>,
+    decision: Option<Decision>,
+    outcome: Option<Outcome>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Noted(Arc<parking_lot::Mutex<Facts>>);
+
+fn noted(context: &RequestContext<RoleServer>, f: impl FnOnce(&mut Facts)) {
+    if let Some(noted) = context.extensions.get::<Noted>() {
+        f(&mut noted.0.lock());
+    }
+}
+
+/// The request was routed to `upstream` on server `server`.
+pub(crate) fn route(context: &RequestContext<RoleServer>, server: usize, upstream: &str) {
+    noted(context, |f| {
+        f.server = Some(server);
+        f.upstream = Some(upstream.to_string());
+    });
+}
+
+/// The request is being forwarded to server `server`.
+pub(crate) fn server(context: &RequestContext<RoleServer>, server: usize) {
+    noted(context, |f| {
+        f.server.get_or_insert(server);
+    });
+}
+
+/// The request was refused, for `decision` (the first reason noted wins).
+pub(crate) fn refuse(context: &RequestContext<RoleServer>, decision: Decision) {
+    noted(context, |f| {
+        f.decision.get_or_insert(decision);
+    });
+}
+
+/// The forwarded request ended so.
+pub(crate) fn outcome(context: &RequestContext<RoleServer>, outcome: Outcome) {
+    noted(context, |f| {
+        f.outcome.get_or_insert(outcome);
+    });
+}
+
+/// What a request asks, for its record.
+#[derive(Debug)]
+pub(crate) struct Asked {
+    event: &'static str,
+    method: &'static str,
+    exposed: Option<String>,
+    request_bytes: usize,
+    arguments: Option<Value>,
+}
+
+impl Asked {
+    /// A request for `event` (`call`, `get_prompt`, …) by `method`, naming
+    /// `exposed`, with these `params`; `arguments` for a call.
+    pub(crate) fn new(
+        event: &'static str,
+        method: &'static str,
+        exposed: Option<String>,
+        params: &impl Serialize,
+        arguments: Option<&rmcp::model::JsonObject>,
+    ) -> Self {
+        Self {
+            event,
+            method,
+            exposed,
+            request_bytes: serde_json::to_vec(params).map_or(0, |v| v.len()),
+            arguments: arguments.map(|a| Value::Object(a.clone())),
+        }
+    }
+}
+
+/// A request being handled, its record still to be written.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    asked: Asked,
+    began: Instant,
+    time: String,
+    client: String,
+    profile: Option<String>,
+    session: String,
+    request_id: Option<Value>,
+    protocol_version: Option<String>,
+    noted: Noted,
+}
+
+/// An answer, as the trail measures it.
+pub(crate) trait Answer {
+    /// Its JSON, as the client receives it.
+    fn body(&self) -> String;
+
+    /// Whether it is a tool result flagged `isError`.
+    fn flagged(&self) -> bool {
+        false
+    }
+}
+
+macro_rules! answer {
+    (json: $($ty:ty),*) => {$(
+        impl Answer for $ty {
+            fn body(&self) -> String {
+                serde_json::to_string(self).unwrap_or_default()
+            }
+        }
+    )*};
+    (either: $($ty:ty),*) => {$(
+        impl Answer for $ty {
+            fn body(&self) -> String {
+                serde_json::to_string(&ServerResult::from(self.clone())).unwrap_or_default()
+            }
+        }
+    )*};
+}
+
+answer!(json: rmcp::model::CompleteResult, rmcp::model::ListToolsResult, rmcp::model::ListPromptsResult, rmcp::model::ListResourcesResult, rmcp::model::ListResourceTemplatesResult);
+answer!(either: rmcp::model::GetPromptResponse, rmcp::model::ReadResourceResponse);
+
+impl Answer for rmcp::model::CallToolResponse {
+    fn body(&self) -> String {
+        serde_json::to_string(&ServerResult::from(self.clone())).unwrap_or_default()
+    }
+
+    fn flagged(&self) -> bool {
+        matches!(self, Self::Complete(r) if r.is_error == Some(true))
+    }
+}
+
+impl Mux {
+    /// Starts the record of a request (`asked` is only called when the
+    /// trail is kept), noting it on `context` for the handling to add to.
+    pub(crate) fn audit_begin(
+        &self,
+        asked: impl FnOnce() -> Asked,
+        context: &mut RequestContext<RoleServer>,
+    ) -> Option<Pending> {
+        self.shared.audit.get()?;
+        let noted = Noted::default();
+        context.extensions.insert(noted.clone());
+        let (client, profile, session) = client(context);
+        Some(Pending {
+            asked: asked(),
+            began: Instant::now(),
+            time: now(),
+            client,
+            profile: profile.map(str::to_string),
+            session,
+            request_id: serde_json::to_value(&context.id).ok(),
+            protocol_version: context.protocol_version().map(|v| v.to_string()),
+            noted,
+        })
+    }
+
+    /// Writes the record of `pending`, answered with `answer`.
+    pub(crate) fn audit_end<T: Answer>(
+        &self,
+        pending: Option<Pending>,
+        answer: &Result<T, ErrorData>,
+    ) {
+        let (Some(pending), Some(audit)) = (pending, self.shared.audit.get()) else {
+            return;
+        };
+        let facts = std::mem::take(&mut *pending.noted.0.lock());
+        let redactor = self.shared.secrets.get();
+        let redactions = |text: &str| redactor.map_or(0, |r| r.found(text).len());
+        let (decision, outcome, result_bytes, mut found, error) = match answer {
+            Ok(result) => {
+                let body = result.body();
+                let outcome = facts.outcome.unwrap_or(if result.flagged() {
+                    Outcome::Error
+                } else {
+                    Outcome::Ok
+                });
+                (
+                    facts.decision.unwrap_or(Decision::Allowed),
+                    Some(outcome),
+                    Some(body.len()),
+                    redactions(&body),
+                    None,
+                )
+            }
+            Err(err) => {
+                let decision = facts.decision.unwrap_or(if facts.server.is_some() {
+                    Decision::Allowed
+                } else {
+                    Decision::Invalid
+                });
+                let outcome = (decision == Decision::Allowed)
+                    .then(|| facts.outcome.unwrap_or(Outcome::Error));
+                (decision, outcome, None, 0, Some(err.message.to_string()))
+            }
+        };
+        let Asked {
+            event,
+            method,
+            exposed,
+            request_bytes,
+            arguments: call_arguments,
+        } = pending.asked;
+        let arguments_sha256 = call_arguments.as_ref().map(mcpgw_catalog::lock::digest);
+        let arguments = match audit.arguments {
+            Arguments::Redacted => call_arguments.map(|args| {
+                let text = args.to_string();
+                found += redactions(&text);
+                redactor.map_or(args, |r| {
+                    serde_json::from_str(&r.redact(&text)).unwrap_or(Value::Null)
+                })
+            }),
+            Arguments::None => None,
+        };
+        let record = Record {
+            v: AUDIT_VERSION,
+            time: pending.time,
+            event,
+            client: pending.client,
+            profile: pending.profile.as_deref(),
+            session: pending.session,
+            request_id: pending.request_id,
+            protocol_version: pending.protocol_version,
+            method,
+            exposed,
+            server: facts.server.map(|i| self.shared.slots[i].name.as_str()),
+            upstream: facts.upstream,
+            decision,
+            outcome,
+            duration_ms: pending.began.elapsed().as_secs_f64() * 1000.0,
+            request_bytes,
+            result_bytes,
+            redactions: found,
+            arguments_sha256,
+            arguments,
+            error,
+        };
+        write(audit, redactor, &record);
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// One record, as written (`v: 1`; the README documents every field).
+#[derive(Debug, Serialize)]
+struct Record<'a> {
+    v: u32,
+    time: String,
+    event: &'static str,
+    client: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<&'a str>,
+    session: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol_version: Option<String>,
+    method: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exposed: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream: Option<String>,
+    decision: Decision,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<Outcome>,
+    duration_ms: f64,
+    request_bytes: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result_bytes: Option<usize>,
+    redactions: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Who sent a request: the HTTP front's token (and its profile), else
+/// the stdio client; and its session.
+fn client(context: &RequestContext<RoleServer>) -> (String, Option<&str>, String) {
+    let parts = context.extensions.get::<http::request::Parts>();
+    let token = parts.and_then(|p| p.extensions.get::<ClientToken>());
+    let profile = parts
+        .and_then(|p| p.extensions.get::<ClientProfile>())
+        .map(|p| p.0.as_str());
+    let session = parts
+        .and_then(|p| p.headers.get("mcp-session-id"))
+        .and_then(|v| v.to_str().ok());
+    match (parts, token) {
+        (Some(_), Some(token)) => (
+            token.0.clone(),
+            profile,
+            session.unwrap_or("none").to_string(),
+        ),
+        (Some(_), None) => (
+            "http".to_string(),
+            profile,
+            session.unwrap_or("none").to_string(),
+        ),
+        (None, _) => ("stdio".to_string(), None, "stdio".to_string()),
+    }
+}
+
+/// The name of the bearer token an HTTP request presented, which the HTTP
+/// front puts in the request's extensions for the audit trail.
+#[derive(Debug, Clone)]
+pub struct ClientToken(pub String);
+
+/// Writes `record` to `audit`'s sink, through the redactor.
+fn write(audit: &Audit, redactor: Option<&mcpgw_secrets::Redactor>, record: &impl Serialize) {
+    let Ok(line) = serde_json::to_string(record) else {
+        return;
+    };
+    match redactor {
+        Some(r) => audit.sink.write(&r.redact(&line)),
+        None => audit.sink.write(&line),
+    }
+}
+
+/// A server event's record: `server_start` or `server_exit`.
+#[derive(Debug, Serialize)]
+struct ServerEvent<'a> {
+    v: u32,
+    time: String,
+    event: &'static str,
+    server: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+impl crate::Shared {
+    /// Records that server `index` started (`reason: None`) or exited.
+    pub(crate) fn audit_server(&self, index: usize, reason: Option<&str>) {
+        let Some(audit) = self.audit.get() else {
+            return;
+        };
+        let record = ServerEvent {
+            v: AUDIT_VERSION,
+            time: now(),
+            event: if reason.is_some() {
+                "server_exit"
+            } else {
+                "server_start"
+            },
+            server: self.slots[index].name.as_str(),
+            reason,
+        };
+        write(audit, self.secrets.get(), &record);
+    }
+}
