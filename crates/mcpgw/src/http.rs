@@ -1,14 +1,19 @@
 //! The Streamable HTTP front: rmcp's Streamable HTTP service at `/mcp`,
-//! behind the checks a network listener needs, plus `/healthz` and
-//! `/readyz`.
+//! behind the checks a network listener needs, plus `/healthz`, `/readyz`
+//! and `/metrics`, routed by axum and served by hyper.
 //!
 //! Every request to `/mcp` passes, in order: no token in the query string
 //! (400); the bearer token, when authentication is on (401 with
-//! `WWW-Authenticate`); the body limit (413); no JSON-RPC batch (400 with
-//! `-32600`). rmcp then checks `Host` (loopback names, the listen address
-//! and `--allow-host`) and `Origin` (only `--allow-origin`; any other,
-//! `null` included, is 403). Responses pass the redaction filter, event by
-//! event for SSE.
+//! `WWW-Authenticate`); the body limit (413) and the body's idle timeout
+//! (408), both tower-http layers; no JSON-RPC batch (400 with `-32600`).
+//! rmcp then checks `Host` (loopback names, the listen address and
+//! `--allow-host`) and `Origin` (only `--allow-origin`; any other, `null`
+//! included, is 403). Responses pass the redaction filter, event by event
+//! for SSE.
+//!
+//! The accept loop is its own, not `axum::serve`: that one sets no timer
+//! on hyper (so no header timeout), caps nothing, and detaches its
+//! connection tasks, which a drain deadline could then not end.
 
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -18,31 +23,50 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{self, StatusCode, header};
+use axum::middleware::{Next, from_fn, from_fn_with_state, map_response_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full, LengthLimitError};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use mcpgw_mux::Mux;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tower_service::Service as _;
+use tower::{Service as _, ServiceBuilder};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutError};
 
 use crate::redaction::Filter;
 use crate::tokens::LiveTokens;
 
-type Body = BoxBody<Bytes, Infallible>;
+/// What rmcp's service answers with.
+type McpBody = BoxBody<Bytes, Infallible>;
 
 /// How long shutdown waits for open connections to finish.
 const DRAIN: Duration = Duration::from_secs(5);
 
 /// Open connections at most; further clients wait to be accepted.
+///
+/// A cap on connections, not tower's `ConcurrencyLimit` on requests: an
+/// HTTP/1.1 connection carries one request at a time, so this cap bounds
+/// requests in flight too, and it also bounds what a request limit cannot
+/// see (idle keep-alive connections and SSE streams, whose requests are
+/// done once their headers are sent), which is what costs descriptors.
 const MAX_CONNECTIONS: usize = 4096;
 
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a request body may pause between two of its frames.
+const BODY_IDLE: Duration = Duration::from_secs(30);
 
 /// What the HTTP front needs to know.
 #[derive(Debug)]
@@ -76,6 +100,75 @@ pub(crate) async fn serve(
     shutdown: impl std::future::Future<Output = &'static str>,
 ) -> anyhow::Result<()> {
     let sessions = CancellationToken::new();
+    let listen = options.listen;
+    let authentication = if options.tokens.is_some() {
+        "on"
+    } else {
+        "off"
+    };
+    let app = app(mux, options, filter, sessions.clone());
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(
+        "serving MCP at http://{}/mcp (authentication {authentication})",
+        listener.local_addr()?,
+    );
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let places = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = accept(&listener, &places) => accepted,
+            signal = &mut shutdown => {
+                tracing::info!("{signal}; ending HTTP sessions");
+                break;
+            }
+        };
+        let Some((stream, place)) = accepted else {
+            break;
+        };
+        let connection = graceful.watch(connection(TokioIo::new(stream), app.clone()));
+        connections.spawn(async move {
+            let _ = connection.await;
+            drop(place);
+        });
+        // Finished connections leave the set as others arrive.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    // Ending the sessions ends their SSE streams; `graceful` then lets
+    // each connection finish its request and closes it.
+    sessions.cancel();
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN) => {
+            tracing::warn!("connections still open after {DRAIN:?}; closing them");
+        }
+    }
+    connections.abort_all();
+    Ok(())
+}
+
+/// One HTTP/1.1 connection serving `app`, its headers due within
+/// [`HEADER_TIMEOUT`].
+fn connection<I>(
+    io: I,
+    app: Router,
+) -> hyper::server::conn::http1::Connection<I, TowerToHyperService<Router>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+{
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(io, TowerToHyperService::new(app))
+}
+
+/// The routes and their checks; `sessions` ends every handshake-era
+/// session when cancelled.
+fn app(mux: Mux, options: HttpOptions, filter: Filter, sessions: CancellationToken) -> Router {
     let mut hosts = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
@@ -95,7 +188,7 @@ pub(crate) async fn serve(
         // Handshake-era sessions keep their SSE streams.
         .with_json_response(true)
         .with_max_request_body_bytes(options.max_body);
-    config.cancellation_token = sessions.clone();
+    config.cancellation_token = sessions;
     let factory = mux.clone();
     let sessions_manager = Arc::new(LocalSessionManager::default());
     let mut registry = Registry::default();
@@ -127,71 +220,27 @@ pub(crate) async fn serve(
         max_body: options.max_body,
         filter,
     });
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", options.listen))?;
-    tracing::info!(
-        "serving MCP at http://{}/mcp (authentication {})",
-        listener.local_addr()?,
-        if gate.tokens.is_some() { "on" } else { "off" }
+    // Outermost first, in the order the module's doc lists. No timeout on
+    // the handler (tower-http's `TimeoutLayer`): a tool call's answer is
+    // the response, and a call may rightly run for minutes.
+    let mcp = any(mcp).layer(
+        ServiceBuilder::new()
+            .layer(from_fn(no_token_in_url))
+            .layer(from_fn_with_state(gate.clone(), authenticate))
+            .layer(map_response_with_state(gate.clone(), name_the_limit))
+            .layer(RequestBodyLimitLayer::new(options.max_body))
+            .layer(RequestBodyTimeoutLayer::new(BODY_IDLE)),
     );
-    let mut connections = JoinSet::new();
-    let places = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            accepted = accept(&listener, &places) => accepted,
-            signal = &mut shutdown => {
-                tracing::info!("{signal}; ending HTTP sessions");
-                break;
-            }
-        };
-        let Some((stream, place)) = accepted else {
-            break;
-        };
-        let gate = gate.clone();
-        connections.spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let gate = gate.clone();
-                async move { Ok::<_, Infallible>(gate.handle(request).await) }
-            });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(io, service)
-                .await;
-            drop(place);
-        });
-        // Finished connections leave the set as others arrive.
-        while connections.try_join_next().is_some() {}
-    }
-    drop(listener);
-    sessions.cancel();
-    let drained = tokio::time::timeout(DRAIN, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("connections still open after {DRAIN:?}; closing them");
-    }
-    connections.abort_all();
-    Ok(())
-}
-
-/// A request without a valid bearer token.
-struct Unauthorized;
-
-fn unauthorized() -> Response<Body> {
-    let mut response = plain(
-        StatusCode::UNAUTHORIZED,
-        "a valid bearer token is required (Authorization: Bearer <token>)",
-    );
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer realm=\"mcpgw\""),
-    );
-    response
+    Router::new()
+        .route("/healthz", any(async || plain(StatusCode::OK, "ok")))
+        .route("/readyz", any(ready))
+        .route(
+            "/metrics",
+            any(metrics).layer(from_fn_with_state(gate.clone(), authenticate)),
+        )
+        .route("/mcp", mcp)
+        .fallback(async || plain(StatusCode::NOT_FOUND, "not found; MCP is served at /mcp"))
+        .with_state(gate)
 }
 
 /// The next connection, once there is a place for it. Accept errors (out
@@ -218,45 +267,42 @@ async fn accept(
     }
 }
 
-fn plain(status: StatusCode, text: &str) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from(format!("{text}\n"))).boxed())
-        .unwrap_or_default()
+fn plain(status: StatusCode, text: &str) -> Response {
+    let kind = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    (status, kind, format!("{text}\n")).into_response()
 }
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(value.to_string())).boxed())
-        .unwrap_or_default()
+fn json(status: StatusCode, value: &serde_json::Value) -> Response {
+    let kind = [(header::CONTENT_TYPE, "application/json")];
+    (status, kind, value.to_string()).into_response()
 }
 
-impl Gate {
-    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
-        match request.uri().path() {
-            "/healthz" => plain(StatusCode::OK, "ok"),
-            "/readyz" => self.ready(),
-            "/metrics" => match self.authenticate(&request) {
-                Ok(_) => self.metrics().await,
-                Err(Unauthorized) => unauthorized(),
-            },
-            "/mcp" => self.mcp(request).await,
-            _ => plain(StatusCode::NOT_FOUND, "not found; MCP is served at /mcp"),
-        }
+fn too_large(max_body: usize) -> Response {
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the request body is over {max_body} bytes"),
+    )
+}
+
+/// Refuses a token in the query string, where logs and proxies keep it.
+async fn no_token_in_url(request: Request, next: Next) -> Response {
+    if request.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv.to_ascii_lowercase().contains("token"))
+    }) {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "tokens are accepted only in the Authorization header, never in the URL",
+        );
     }
+    next.run(request).await
+}
 
-    /// With authentication on, the name and profile of the request's valid
-    /// bearer token (`None` without authentication).
-    fn authenticate<B>(
-        &self,
-        request: &Request<B>,
-    ) -> Result<Option<(String, Option<String>)>, Unauthorized> {
-        let Some(tokens) = &self.tokens else {
-            return Ok(None);
-        };
+/// With authentication on, passes only a request with a valid bearer
+/// token, carrying the token's name (for the audit trail) and its
+/// profile (if it has one) to the mux.
+async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
+    if let Some(tokens) = &gate.tokens {
         let presented = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -264,117 +310,119 @@ impl Gate {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         let tokens = tokens.current();
-        if let Some(stored) = presented.and_then(|t| tokens.check(t)) {
-            tracing::debug!(token = %stored.name, "authenticated");
-            return Ok(Some((stored.name.clone(), stored.profile.clone())));
+        let Some(stored) = presented.and_then(|t| tokens.check(t)) else {
+            let challenge = [(header::WWW_AUTHENTICATE, "Bearer realm=\"mcpgw\"")];
+            let reason = "a valid bearer token is required (Authorization: Bearer <token>)";
+            return (challenge, plain(StatusCode::UNAUTHORIZED, reason)).into_response();
+        };
+        tracing::debug!(token = %stored.name, "authenticated");
+        let extensions = request.extensions_mut();
+        extensions.insert(mcpgw_mux::ClientToken(stored.name.clone()));
+        if let Some(profile) = &stored.profile {
+            extensions.insert(mcpgw_mux::ClientProfile(profile.clone()));
         }
-        Err(Unauthorized)
     }
+    next.run(request).await
+}
 
-    /// The mux's metrics, plus sessions and redactions, in the OpenMetrics
-    /// text format.
-    async fn metrics(&self) -> Response<Body> {
-        self.mux.refresh_metrics();
-        let sessions = self.sessions.sessions.read().await.len();
-        self.open_sessions
-            .set(i64::try_from(sessions).unwrap_or(i64::MAX));
-        let mut text = String::new();
-        if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("cannot encode the metrics: {err}"),
-            );
-        }
-        let mut response = plain(StatusCode::OK, text.trim_end());
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static(
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            ),
+/// tower-http's body limit refuses a declared length over the limit with
+/// a bare "length limit exceeded"; the answer names the limit instead.
+async fn name_the_limit<B>(State(gate): State<Arc<Gate>>, response: http::Response<B>) -> Response
+where
+    http::Response<B>: IntoResponse,
+{
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return too_large(gate.max_body);
+    }
+    response.into_response()
+}
+
+/// The mux's metrics, plus sessions and redactions, in the OpenMetrics
+/// text format.
+async fn metrics(State(gate): State<Arc<Gate>>) -> Response {
+    gate.mux.refresh_metrics();
+    let sessions = gate.sessions.sessions.read().await.len();
+    gate.open_sessions
+        .set(i64::try_from(sessions).unwrap_or(i64::MAX));
+    let mut text = String::new();
+    if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &gate.registry) {
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot encode the metrics: {err}"),
         );
-        response
     }
+    let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    let text = plain(StatusCode::OK, text.trim_end());
+    ([(header::CONTENT_TYPE, kind)], text).into_response()
+}
 
-    /// 200 when every server is up (or idle, ready to wake), else 503.
-    fn ready(&self) -> Response<Body> {
-        let states = self.mux.readiness();
-        let ready = states
-            .iter()
-            .all(|(_, state)| *state != "starting" && *state != "failed");
-        let body = serde_json::json!({
-            "ready": ready,
-            "servers": states.iter().map(|(n, s)| (n.clone(), *s)).collect::<std::collections::BTreeMap<_, _>>(),
-        });
-        let status = if ready {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        };
-        json(status, &body)
-    }
+/// 200 when every server is up (or idle, ready to wake), else 503.
+async fn ready(State(gate): State<Arc<Gate>>) -> Response {
+    let states = gate.mux.readiness();
+    let ready = states
+        .iter()
+        .all(|(_, state)| *state != "starting" && *state != "failed");
+    let body = serde_json::json!({
+        "ready": ready,
+        "servers": states.iter().map(|(n, s)| (n.clone(), *s)).collect::<std::collections::BTreeMap<_, _>>(),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(status, &body)
+}
 
-    async fn mcp(&self, request: Request<Incoming>) -> Response<Body> {
-        if request.uri().query().is_some_and(|q| {
-            q.split('&')
-                .any(|kv| kv.to_ascii_lowercase().contains("token"))
-        }) {
+/// Whether `err` or one of its sources is an `E`.
+fn caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(err), |e| e.source()).any(<dyn std::error::Error>::is::<E>)
+}
+
+/// The body, read whole within the layers' limits and refused if it is a
+/// batch; then rmcp's answer, filtered.
+async fn mcp(State(gate): State<Arc<Gate>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if caused_by::<LengthLimitError>(&err) => return too_large(gate.max_body),
+        Err(err) if caused_by::<TimeoutError>(&err) => {
+            return plain(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "the request body paused for over {} s; send it without stalling",
+                    BODY_IDLE.as_secs()
+                ),
+            );
+        }
+        Err(err) => {
             return plain(
                 StatusCode::BAD_REQUEST,
-                "tokens are accepted only in the Authorization header, never in the URL",
+                &format!("cannot read the request body: {err}"),
             );
         }
-        let token = match self.authenticate(&request) {
-            Ok(token) => token,
-            Err(Unauthorized) => return unauthorized(),
-        };
-        let (mut parts, body) = request.into_parts();
-        if let Some((name, profile)) = token {
-            parts.extensions.insert(mcpgw_mux::ClientToken(name));
-            if let Some(profile) = profile {
-                parts.extensions.insert(mcpgw_mux::ClientProfile(profile));
-            }
-        }
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let too_large = || {
-            plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("the request body is over {} bytes", self.max_body),
-            )
-        };
-        if declared.is_some_and(|n| n > self.max_body) {
-            return too_large();
-        }
-        let Ok(bytes) = Limited::new(body, self.max_body)
-            .collect()
-            .await
-            .map(http_body_util::Collected::to_bytes)
-        else {
-            return too_large();
-        };
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-            return json(
-                StatusCode::BAD_REQUEST,
-                &serde_json::json!({
-                    "jsonrpc": "2.0",
-                    "id": null,
-                    "error": {"code": -32600, "message": "JSON-RPC batches are not accepted; send one message per request"},
-                }),
-            );
-        }
-        let request = Request::from_parts(parts, Full::new(bytes));
-        let response = match self.mcp.clone().call(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        };
-        self.filtered(response)
+    };
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": null,
+                "error": {"code": -32600, "message": "JSON-RPC batches are not accepted; send one message per request"},
+            }),
+        );
     }
+    let request = Request::from_parts(parts, Full::new(bytes));
+    let response = match gate.mcp.clone().call(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    gate.filtered(response).map(axum::body::Body::new)
+}
 
+impl Gate {
     /// The response with every JSON-RPC message passed through the filter.
-    fn filtered(&self, response: Response<Body>) -> Response<Body> {
+    fn filtered(&self, response: http::Response<McpBody>) -> http::Response<McpBody> {
         if self.filter.is_noop() {
             return response;
         }
@@ -403,16 +451,19 @@ impl Gate {
                 })
             })
         });
-        Response::from_parts(parts, body.boxed())
+        http::Response::from_parts(parts, body.boxed())
     }
 }
 
 /// The complete SSE events in `pending`, their `data:` lines filtered;
 /// `searched` bytes of it are already known to end no event.
 ///
-/// Hand-made rather than `sse-stream` (which rmcp uses to read): that
-/// crate's parser drops comment lines, and the keep-alive pings of an SSE
-/// stream are comments.
+/// Hand-made rather than `sse-stream` (which rmcp uses to read and
+/// write): its parser drops comment lines, and the keep-alive pings that
+/// keep an idle SSE stream open through proxies are comments; it would
+/// also reorder an event's fields and end the stream at a field it does
+/// not know. Here only `data:` lines change, and each byte of the stream
+/// is searched for an event's end once.
 fn take_events(pending: &mut Vec<u8>, searched: &mut usize, filter: &Filter) -> Vec<u8> {
     let mut out = Vec::new();
     let mut start = 0;
@@ -464,8 +515,168 @@ fn take_json(pending: &mut Vec<u8>, filter: &Filter) -> Vec<u8> {
 mod tests {
     use mcpgw_catalog::Redaction;
 
+    use http_body_util::channel::{Channel, Sender};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::time::Instant;
+    use tower::ServiceExt as _;
+
     use super::*;
     use crate::redaction::tests::{VALUE, filter};
+
+    /// The front over a mux whose one server never starts, bodies limited
+    /// to `max_body`.
+    fn front(max_body: usize) -> (Router, mcpgw_mux::Slots) {
+        let catalog = mcpgw_catalog::parse(
+            "version: 1\nservers:\n  one: { image: mcpgw/testserver:dev, pull: never }\n",
+            std::path::Path::new("t.yaml"),
+            &std::env::temp_dir(),
+        )
+        .unwrap();
+        let (mux, slots) = Mux::new(&catalog);
+        let options = HttpOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tokens: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_body,
+        };
+        let app = app(
+            mux,
+            options,
+            filter(Redaction::Redact),
+            CancellationToken::new(),
+        );
+        (app, slots)
+    }
+
+    async fn answer(app: &Router, request: Request) -> (StatusCode, String) {
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn post(uri: &str, body: impl Into<axum::body::Body>) -> Request {
+        Request::post(uri)
+            .header(header::HOST, "localhost")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .body(body.into())
+            .unwrap()
+    }
+
+    /// A body that sends `chunks` and then, while `Sender` lives, nothing.
+    async fn streamed(chunks: &[&str]) -> (axum::body::Body, Sender<Bytes, Infallible>) {
+        let (mut sender, body) = Channel::new(chunks.len());
+        for chunk in chunks {
+            let chunk = Bytes::copy_from_slice(chunk.as_bytes());
+            sender.send_data(chunk).await.unwrap();
+        }
+        (axum::body::Body::new(body), sender)
+    }
+
+    #[tokio::test]
+    async fn each_check_answers_with_its_status_and_reason() {
+        let (app, _slots) = front(64);
+        let big = "x".repeat(100);
+        let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        let (two_halves, sender) = streamed(&[&big, &big]).await;
+        drop(sender);
+        let over = "the request body is over 64 bytes\n";
+        let mut declared = post("/mcp", big.clone());
+        declared
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, header::HeaderValue::from(100));
+        for (request, status, reason) in [
+            (declared, StatusCode::PAYLOAD_TOO_LARGE, over),
+            (
+                post("/mcp", big.clone()),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                over,
+            ),
+            (
+                post("/mcp", two_halves),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                over,
+            ),
+            (
+                post("/mcp?access_token=abc", ping),
+                StatusCode::BAD_REQUEST,
+                "tokens are accepted only in the Authorization header",
+            ),
+            (
+                post("/mcp", format!(" [{ping}]")),
+                StatusCode::BAD_REQUEST,
+                r#""code":-32600"#,
+            ),
+            (
+                Request::get("/healthz")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+                StatusCode::OK,
+                "ok\n",
+            ),
+            (
+                Request::get("/mcp/")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+                StatusCode::NOT_FOUND,
+                "not found; MCP is served at /mcp",
+            ),
+        ] {
+            let what = format!("{} {}", request.method(), request.uri());
+            let (got, body) = answer(&app, request).await;
+            assert_eq!(got, status, "{what}: {body}");
+            assert!(body.contains(reason), "{what}: {body}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_body_that_stalls_is_refused_after_the_idle_timeout() {
+        let (app, _slots) = front(64);
+        let (body, _sender) = streamed(&["{\"jsonrpc\":"]).await;
+        let started = Instant::now();
+        let (status, text) = answer(&app, post("/mcp", body)).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{text}");
+        assert!(started.elapsed() >= BODY_IDLE, "{:?}", started.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_whose_headers_stall_is_cut_off() {
+        let (app, _slots) = front(64);
+        let mut answers = Vec::new();
+        for request in [
+            "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nHost: localhost\r\n",
+        ] {
+            let (mut client, server) = tokio::io::duplex(4096);
+            let serving = tokio::spawn(connection(TokioIo::new(server), app.clone()));
+            client.write_all(request.as_bytes()).await.unwrap();
+            let started = Instant::now();
+            let mut answer = Vec::new();
+            client.read_to_end(&mut answer).await.unwrap();
+            answers.push((
+                String::from_utf8(answer).unwrap(),
+                started.elapsed() >= HEADER_TIMEOUT,
+                serving.await.unwrap().is_ok(),
+            ));
+        }
+        let [
+            (whole, whole_waited, whole_ok),
+            (stalled, stalled_waited, stalled_ok),
+        ] = &answers[..]
+        else {
+            unreachable!()
+        };
+        assert!(
+            whole.starts_with("HTTP/1.1 200 OK") && !whole_waited && *whole_ok,
+            "{whole}"
+        );
+        assert!(
+            !stalled.contains("200 OK") && *stalled_waited && !stalled_ok,
+            "{stalled}"
+        );
+    }
 
     #[test]
     fn sse_events_are_filtered_whole_however_they_are_split() {
