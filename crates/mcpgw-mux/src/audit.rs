@@ -3,8 +3,9 @@
 //! and for each server start and exit.
 //!
 //! One hook, in the mux's handlers, so both fronts record through this
-//! module and nothing else: each handler that decides begins a record
-//! ([`Mux::audit_begin`]) and ends it with its answer ([`Mux::audit_end`]).
+//! module and nothing else: each handler that decides runs its work
+//! through [`Mux::audited`], which begins a record and ends it with the
+//! answer.
 //! What only the handling learns (which server and upstream name a request
 //! was routed to, why it was refused, how forwarding ended) the handlers
 //! note on the request's context ([`refuse`], [`route`], [`outcome`]); the
@@ -259,11 +260,34 @@ impl Answer for rmcp::model::CallToolResponse {
 }
 
 impl Mux {
-    /// Starts the record of a request (`asked` is only called when the
-    /// trail is kept), noting it on `context` for the handling to add to.
-    pub(crate) fn audit_begin(
+    /// Whether an audit trail is kept (so what a request asks is worth
+    /// writing down).
+    pub(crate) fn auditing(&self) -> bool {
+        self.shared.audit.get().is_some()
+    }
+
+    /// Runs `handle` on a request, recording it when `asked` says what it
+    /// asks (only when the trail is kept, [`Mux::auditing`]).
+    pub(crate) async fn audited<T: Answer, F>(
         &self,
-        asked: impl FnOnce() -> Asked,
+        asked: Option<Asked>,
+        mut context: RequestContext<RoleServer>,
+        handle: impl FnOnce(RequestContext<RoleServer>) -> F,
+    ) -> Result<T, ErrorData>
+    where
+        F: std::future::Future<Output = Result<T, ErrorData>>,
+    {
+        let pending = asked.and_then(|asked| self.audit_begin(asked, &mut context));
+        let answer = handle(context).await;
+        self.audit_end(pending, &answer);
+        answer
+    }
+
+    /// Starts the record of a request, noting it on `context` for the
+    /// handling to add to.
+    fn audit_begin(
+        &self,
+        asked: Asked,
         context: &mut RequestContext<RoleServer>,
     ) -> Option<Pending> {
         self.shared.audit.get()?;
@@ -271,7 +295,7 @@ impl Mux {
         context.extensions.insert(noted.clone());
         let (client, profile, session) = client(context);
         Some(Pending {
-            asked: asked(),
+            asked,
             began: Instant::now(),
             time: now(),
             client,
@@ -284,11 +308,7 @@ impl Mux {
     }
 
     /// Writes the record of `pending`, answered with `answer`.
-    pub(crate) fn audit_end<T: Answer>(
-        &self,
-        pending: Option<Pending>,
-        answer: &Result<T, ErrorData>,
-    ) {
+    fn audit_end<T: Answer>(&self, pending: Option<Pending>, answer: &Result<T, ErrorData>) {
         let (Some(pending), Some(audit)) = (pending, self.shared.audit.get()) else {
             return;
         };

@@ -54,101 +54,82 @@ impl ServerHandler for Mux {
     async fn list_tools(
         &self,
         request: Option<PaginatedRequestParams>,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let pending = self.audit_begin(
-            || Asked::new("list", "tools/list", None, &request, None),
-            &mut context,
-        );
-        let answer = Box::pin(self.list_tools_decided(request, context)).await;
-        self.audit_end(pending, &answer);
-        answer
+        let asked = self
+            .auditing()
+            .then(|| Asked::new("list", "tools/list", None, &request, None));
+        Box::pin(self.audited(asked, context, |c| self.list_tools_decided(request, c))).await
     }
 
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let pending = self.audit_begin(
-            || {
-                Asked::new(
-                    "call",
-                    "tools/call",
-                    Some(request.name.to_string()),
-                    &request,
-                    request.arguments.as_ref(),
-                )
-            },
-            &mut context,
-        );
-        let answer = Box::pin(self.call_tool_decided(request, context)).await;
-        self.audit_end(pending, &answer);
-        answer
+        let asked = self.auditing().then(|| {
+            Asked::new(
+                "call",
+                "tools/call",
+                Some(request.name.to_string()),
+                &request,
+                request.arguments.as_ref(),
+            )
+        });
+        Box::pin(self.audited(asked, context, |c| self.call_tool_decided(request, c))).await
     }
 
     async fn list_prompts(
         &self,
         request: Option<PaginatedRequestParams>,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let pending = self.audit_begin(
-            || Asked::new("list", "prompts/list", None, &request, None),
-            &mut context,
-        );
-        let answer = Box::pin(self.list_prompts_decided(request, context)).await;
-        self.audit_end(pending, &answer);
-        answer
+        let asked = self
+            .auditing()
+            .then(|| Asked::new("list", "prompts/list", None, &request, None));
+        Box::pin(self.audited(asked, context, |c| self.list_prompts_decided(request, c))).await
     }
 
     async fn get_prompt(
         &self,
         request: GetPromptRequestParams,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        let pending = self.audit_begin(
-            || {
-                Asked::new(
-                    "get_prompt",
-                    "prompts/get",
-                    Some(request.name.clone()),
-                    &request,
-                    None,
-                )
-            },
-            &mut context,
-        );
-        let answer = Box::pin(self.get_prompt_decided(request, context)).await;
-        self.audit_end(pending, &answer);
-        answer
+        let asked = self.auditing().then(|| {
+            Asked::new(
+                "get_prompt",
+                "prompts/get",
+                Some(request.name.clone()),
+                &request,
+                None,
+            )
+        });
+        Box::pin(self.audited(asked, context, |c| self.get_prompt_decided(request, c))).await
     }
 
     async fn list_resources(
         &self,
         request: Option<PaginatedRequestParams>,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let pending = self.audit_begin(
-            || Asked::new("list", "resources/list", None, &request, None),
-            &mut context,
-        );
-        let answer = Box::pin(self.list_resources_decided(request, context)).await;
-        self.audit_end(pending, &answer);
-        answer
+        let asked = self
+            .auditing()
+            .then(|| Asked::new("list", "resources/list", None, &request, None));
+        Box::pin(self.audited(asked, context, |c| self.list_resources_decided(request, c))).await
     }
 
     async fn list_resource_templates(
         &self,
         request: Option<PaginatedRequestParams>,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let pending = self.audit_begin(
-            || Asked::new("list", "resources/templates/list", None, &request, None),
-            &mut context,
-        );
-        let answer = Box::pin(self.list_resource_templates_decided(request, context)).await;
-        self.audit_end(pending, &answer);
-        answer
+        let asked = self
+            .auditing()
+            .then(|| Asked::new("list", "resources/templates/list", None, &request, None));
+        Box::pin(self.audited(asked, context, |c| {
+            self.list_resource_templates_decided(request, c)
+        }))
+        .await
     }
 
     async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
@@ -277,45 +258,35 @@ impl ServerHandler for Mux {
     async fn complete(
         &self,
         request: CompleteRequestParams,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        let pending = self.audit_begin(
-            || {
-                Asked::new(
-                    "complete",
-                    "completion/complete",
-                    completed(&request.r#ref),
-                    &request,
-                    None,
-                )
-            },
-            &mut context,
-        );
-        let answer = Box::pin(self.complete_decided(request, context)).await;
-        self.audit_end(pending, &answer);
-        answer
+        let asked = self.auditing().then(|| {
+            Asked::new(
+                "complete",
+                "completion/complete",
+                completed(&request.r#ref),
+                &request,
+                None,
+            )
+        });
+        Box::pin(self.audited(asked, context, |c| self.complete_decided(request, c))).await
     }
 
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        mut context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let pending = self.audit_begin(
-            || {
-                Asked::new(
-                    "read_resource",
-                    "resources/read",
-                    Some(request.uri.clone()),
-                    &request,
-                    None,
-                )
-            },
-            &mut context,
-        );
-        let answer = Box::pin(self.read_resource_decided(request, context)).await;
-        self.audit_end(pending, &answer);
-        answer
+        let asked = self.auditing().then(|| {
+            Asked::new(
+                "read_resource",
+                "resources/read",
+                Some(request.uri.clone()),
+                &request,
+                None,
+            )
+        });
+        Box::pin(self.audited(asked, context, |c| self.read_resource_decided(request, c))).await
     }
 }
 
