@@ -79,6 +79,14 @@ async def test_the_compose_stack_serves_calls_with_tokens(mcpgw_bin, tmp_path):
         assert len(server_containers(server)) == 1, "the gateway started its server as a sibling container"
     finally:
         logs = subprocess.run([*compose, "logs"], env=env, capture_output=True, text=True).stdout
-        subprocess.run([*compose, "down", "-t", "15"], env=env, check=True, timeout=120)
+        # The audit trail, in the stack's volume (read from the host).
+        volume = subprocess.run(["docker", "volume", "inspect", f"mcpgwtest{port}_mcpgw-state",
+                                 "--format", "{{.Mountpoint}}"], capture_output=True, text=True)
+        audit = (pathlib.Path(volume.stdout.strip()) / "mcpgw" / "audit.jsonl") if volume.returncode == 0 else None
+        audited = audit.read_text() if audit and audit.exists() else ""
+        subprocess.run([*compose, "down", "-v", "-t", "15"], env=env, check=True, timeout=120)
     assert token not in logs
+    calls = [json.loads(line) for line in audited.splitlines() if '"event":"call"' in line]
+    assert [(c["client"], c["exposed"], c["decision"]) for c in calls] == [
+        ("team", f"{server}__echo", "allowed")], audited
     assert server_containers(server) == [], "the gateway removed its server on the way down"
