@@ -237,10 +237,17 @@ macro_rules! answer {
             }
         }
     )*};
+    // A result or the input it requires: the inner one serialized as it
+    // is, not cloned into a `ServerResult` first.
     (either: $($ty:ty),*) => {$(
         impl Answer for $ty {
             fn body(&self) -> String {
-                serde_json::to_string(&ServerResult::from(self.clone())).unwrap_or_default()
+                match self {
+                    Self::Complete(r) => serde_json::to_string(r),
+                    Self::InputRequired(r) => serde_json::to_string(r),
+                    other => serde_json::to_string(&ServerResult::from(other.clone())),
+                }
+                .unwrap_or_default()
             }
         }
     )*};
@@ -251,7 +258,12 @@ answer!(either: rmcp::model::GetPromptResponse, rmcp::model::ReadResourceRespons
 
 impl Answer for rmcp::model::CallToolResponse {
     fn body(&self) -> String {
-        serde_json::to_string(&ServerResult::from(self.clone())).unwrap_or_default()
+        match self {
+            Self::Complete(r) => serde_json::to_string(r),
+            Self::InputRequired(r) => serde_json::to_string(r),
+            other => serde_json::to_string(&ServerResult::from(other.clone())),
+        }
+        .unwrap_or_default()
     }
 
     fn flagged(&self) -> bool {

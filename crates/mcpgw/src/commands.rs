@@ -349,13 +349,13 @@ pub(crate) async fn with_client<T>(
     only: Option<&[usize]>,
     secrets: &SecretsArg,
     engine: Engine,
-    f: impl AsyncFnOnce(&RunningService<RoleClient, ()>, &Mux) -> Result<T, Failure>,
+    f: impl AsyncFnOnce(&RunningService<RoleClient, ()>, &Mux, &DockerRuntime) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
     let resolved: Resolved = secrets::resolve(catalog, only, secrets).await?;
     let runtime = connect(engine).await?;
     let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
     let (audience, heard) = tokio::sync::watch::channel(None);
-    let (gateway, mux) = supervise(runtime, catalog, only, &resolved, Some(heard))?;
+    let (gateway, mux) = supervise(runtime.clone(), catalog, only, &resolved, Some(heard))?;
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
     let server = mux.clone();
     let serving = tokio::spawn(async move {
@@ -367,7 +367,7 @@ pub(crate) async fn with_client<T>(
     });
     let outcome = match ().serve(client_io).await {
         Ok(client) => {
-            let outcome = f(&client, &mux).await;
+            let outcome = f(&client, &mux, &runtime).await;
             let _ = client.cancel().await;
             outcome
         }
@@ -380,7 +380,7 @@ pub(crate) async fn with_client<T>(
 
 async fn tools(path: &Path, secrets: &SecretsArg, engine: Engine) -> Result<(), Failure> {
     let catalog = load(path)?;
-    with_client(&catalog, None, secrets, engine, async |client, mux| {
+    with_client(&catalog, None, secrets, engine, async |client, mux, _| {
         let tools = client.list_all_tools().await?;
         let table = mux.table().await;
         let width = tools.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
@@ -425,7 +425,7 @@ async fn scan(
 ) -> Result<(), Failure> {
     let catalog = load(path)?;
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let findings = with_client(&catalog, None, secrets, engine, async |_, mux| {
+    let findings = with_client(&catalog, None, secrets, engine, async |_, mux, _| {
         for (server, reason) in mux.failures() {
             tracing::error!(server = %server, "unavailable, so not scanned: {reason}");
         }
@@ -474,7 +474,7 @@ async fn call(
         Some(&[owner]),
         secrets,
         engine,
-        async |client, _| {
+        async |client, _, _| {
             let result = client.call_tool(request).await?;
             print_stdout(&format!("{}\n", serde_json::to_string_pretty(&result)?));
             if result.is_error == Some(true) {

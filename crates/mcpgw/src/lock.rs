@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::anyhow;
 use mcpgw_catalog::lock::{LOCK_VERSION, Lock, ServerLock, path_for};
-use mcpgw_docker::{DockerRuntime, Engine};
+use mcpgw_docker::Engine;
 use mcpgw_mux::pin::{self, Change};
 use mcpgw_scan::ItemKind;
 
@@ -35,31 +35,29 @@ pub(crate) async fn command(
     let previous = Lock::read(&lock_path).map_err(Failure::usage)?;
     // The servers as they are, not as the lockfile would let them be seen.
     let catalog = mcpgw_catalog::load_unlocked(catalog_path).map_err(Failure::usage)?;
-    let listed = with_client(&catalog, None, secrets, engine, async |_, mux| {
+    let now = with_client(&catalog, None, secrets, engine, async |_, mux, runtime| {
         // Once every server is up or has failed.
         let _ = mux.table().await;
-        let failures = mux.failures();
-        if let Some((server, reason)) = failures.first() {
+        if let Some((server, reason)) = mux.failures().first() {
             return Err(anyhow!(
                 "server `{server}` is unavailable, so it cannot be pinned: {reason}; fix: make it start (`mcpgw tools` shows every server's state), then lock again"
             )
             .into());
         }
-        Ok(mux.current_pins())
+        let mut now = Lock {
+            version: LOCK_VERSION,
+            servers: Default::default(),
+        };
+        for (spec, (name, pins)) in catalog.servers.iter().zip(mux.current_pins()) {
+            let mut pins = pins.ok_or_else(|| {
+                anyhow!("server `{name}` has listed nothing yet; fix: lock again")
+            })?;
+            pins.image = runtime.image_digest(spec).await?;
+            now.servers.insert(name.to_string(), pins);
+        }
+        Ok(now)
     })
     .await?;
-    let runtime = DockerRuntime::connect_to(engine).await?;
-    let mut now = Lock {
-        version: LOCK_VERSION,
-        servers: Default::default(),
-    };
-    for (spec, (name, pins)) in catalog.servers.iter().zip(listed) {
-        let mut pins = pins.ok_or_else(|| {
-            anyhow!("server `{name}` listed nothing before the gateway stopped; fix: lock again")
-        })?;
-        pins.image = runtime.image_digest(spec).await?;
-        now.servers.insert(name.to_string(), pins);
-    }
     let changes = differences(previous.as_ref().unwrap_or(&Lock::default()), &now);
     let shown = lock_path.display();
     match (mode, &previous) {
