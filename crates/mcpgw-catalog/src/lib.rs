@@ -15,6 +15,7 @@
 
 mod de;
 mod error;
+mod limits;
 pub mod lock;
 mod names;
 mod sections;
@@ -25,6 +26,7 @@ mod volume;
 use std::path::{Path, PathBuf};
 
 pub use error::CatalogError;
+pub use limits::{ClientLimits, Rate, RateLimit, ServerLimits, ToolLimits};
 pub use names::{SecretName, Separator, ServerName};
 pub use spec::{
     AuditSpec, AuditTo, Catalog, Concurrency, Delivery, GatewaySpec, HealthSpec, Lifecycle,

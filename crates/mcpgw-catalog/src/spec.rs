@@ -17,6 +17,7 @@ use serde::de::{self, MapAccess, Visitor};
 
 use crate::de::{UniqueMap, collect_unique, deserialize_checked};
 use crate::error::invalid;
+use crate::limits::{ClientLimits, ServerLimits};
 use crate::names::{EnvName, ProfileName, SecretName, Separator, ServerName};
 use crate::units::{ByteSize, CatalogDuration, Cpus, FileSize, Scalar};
 pub use crate::volume::Volume;
@@ -44,6 +45,8 @@ pub struct Profile {
     /// The profile's name.
     pub name: String,
     tools: Patterns,
+    /// Its clients' rate limits, replacing `gateway.limits` for them.
+    pub limits: ClientLimits,
 }
 
 impl Profile {
@@ -57,6 +60,8 @@ impl Profile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawProfile {
     tools: Patterns,
+    #[serde(default)]
+    limits: ClientLimits,
 }
 
 impl Document {
@@ -70,6 +75,7 @@ impl Document {
                     Profile {
                         name: name.0,
                         tools: raw.tools,
+                        limits: raw.limits,
                     },
                 )
             })
@@ -156,6 +162,8 @@ pub struct GatewaySpec {
     pub scan_results: ScanPolicy,
     /// The audit trail.
     pub audit: AuditSpec,
+    /// Every client's own rate limit (a profile's replaces it).
+    pub limits: ClientLimits,
 }
 
 /// What the gateway does with a message to a client that carries the value
@@ -402,6 +410,7 @@ impl Default for GatewaySpec {
             scan: ScanPolicy::Block,
             scan_results: ScanPolicy::Warn,
             audit: AuditSpec::default(),
+            limits: ClientLimits::default(),
         }
     }
 }
@@ -419,6 +428,7 @@ struct RawGateway {
     scan: Option<ScanPolicy>,
     scan_results: Option<ScanPolicy>,
     audit: Option<AuditSpec>,
+    limits: Option<ClientLimits>,
 }
 
 impl<'de> Deserialize<'de> for GatewaySpec {
@@ -438,6 +448,7 @@ impl<'de> Deserialize<'de> for GatewaySpec {
             scan: raw.scan.unwrap_or(defaults.scan),
             scan_results: raw.scan_results.unwrap_or(defaults.scan_results),
             audit: raw.audit.unwrap_or_default(),
+            limits: raw.limits.unwrap_or_default(),
         })
     }
 }
@@ -494,6 +505,8 @@ pub struct ServerSpec {
     pub scan: Option<ScanPolicy>,
     /// Overrides `gateway.scan_results` for this server's tool results.
     pub scan_results: Option<ScanPolicy>,
+    /// Rate limits on the requests relayed to this server.
+    pub limits: ServerLimits,
 }
 
 /// Who a server's container serves.
@@ -606,6 +619,8 @@ struct RawServer {
     scope: ScopeKind,
     scan: Option<ScanPolicy>,
     scan_results: Option<ScanPolicy>,
+    #[serde(default)]
+    limits: ServerLimits,
     // Keys that exist only to be refused with a reason: Docker users write
     // them, and "unknown field" would not say why they are refused.
     #[allow(dead_code)]
@@ -724,6 +739,7 @@ impl TryFrom<RawServer> for ServerBody {
             scope,
             scan: raw.scan,
             scan_results: raw.scan_results,
+            limits: raw.limits,
         }))
     }
 }

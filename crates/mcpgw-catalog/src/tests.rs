@@ -104,7 +104,7 @@ servers:
 fn rejects_structure_errors() {
     check_err(
         "version: 1\nservers:\n  s:\n    image: a\n    imagee: b\n",
-        "cat.yaml:5:5: servers.s: unknown field `imagee`, expected one of `image`, `pull`, `entrypoint`, `command`, `env`, `secrets`, `tools`, `network`, `resources`, `user`, `volumes`, `relay`, `call_timeout`, `concurrency`, `lifecycle`, `idle_timeout`, `scope`, `scan`, `scan_results`, `privileged`, `pid`, `ipc`, `cap_add`, `devices`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+        "cat.yaml:5:5: servers.s: unknown field `imagee`, expected one of `image`, `pull`, `entrypoint`, `command`, `env`, `secrets`, `tools`, `network`, `resources`, `user`, `volumes`, `relay`, `call_timeout`, `concurrency`, `lifecycle`, `idle_timeout`, `scope`, `scan`, `scan_results`, `limits`, `privileged`, `pid`, `ipc`, `cap_add`, `devices`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
     );
     check_err(
         "version: 1\nextra: 1\nservers: {}\n",
@@ -217,7 +217,7 @@ fn profiles_are_views_over_exposed_tool_names() {
         ),
         (
             "  ci:\n    servers: [s]\n",
-            "cat.yaml:7:5: profiles.ci: unknown field `servers`, expected `tools`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+            "cat.yaml:7:5: profiles.ci: unknown field `servers`, expected `tools` or `limits`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
         ),
     ] {
         check_err(&format!("{base}{entry}"), expect);
@@ -806,4 +806,74 @@ fn the_audit_trail_defaults_to_the_front_and_resolves_its_file_beside_the_catalo
             "{bad}: {err}"
         );
     }
+}
+
+#[test]
+fn rate_limits_parse_with_default_bursts() {
+    let cat = check_ok(
+        "version: 1\n\
+         gateway:\n  limits: { per_client: { rate: 600/min, burst: 60 } }\n\
+         servers:\n  s:\n    image: img:dev\n    limits:\n      server: { rate: 5000/h }\n\
+         \x20     per_client: { rate: 2/s }\n\
+         \x20     tools:\n        create_issue: { rate: 10/min, per_client: { rate: 1/d } }\n        search: { per_client: { rate: 30/m, burst: 3 } }\n\
+         profiles:\n  ci:\n    tools: [\"*\"]\n    limits: { per_client: { rate: 120/minute } }\n",
+    );
+    let gateway = cat.gateway.limits.per_client.unwrap();
+    assert_eq!(gateway.to_string(), "600/min, burst 60");
+    assert_eq!(gateway.rate.replenish_every(), std::time::Duration::from_millis(100));
+    let limits = &cat.servers[0].limits;
+    assert_eq!(limits.server.unwrap().to_string(), "5000/h, burst 5000");
+    assert_eq!(limits.per_client.unwrap().to_string(), "2/s, burst 2");
+    let [(first, issue), (second, search)] = limits.tools.as_slice() else {
+        panic!("two tools: {:?}", limits.tools);
+    };
+    assert_eq!((first.as_str(), second.as_str()), ("create_issue", "search"));
+    assert_eq!(issue.all.unwrap().to_string(), "10/min, burst 10");
+    assert_eq!(issue.per_client.unwrap().to_string(), "1/d, burst 1");
+    assert!(search.all.is_none());
+    assert_eq!(search.per_client.unwrap().to_string(), "30/min, burst 3");
+    let ci = cat.profiles["ci"].limits.per_client.unwrap();
+    assert_eq!(ci.to_string(), "120/min, burst 120");
+    assert!(check_ok(HEAD).servers[0].limits.is_empty());
+}
+
+#[test]
+fn rejects_bad_rate_limits() {
+    let server = |limits: &str| format!("{HEAD}    limits: {limits}\n");
+    check_err(
+        &server("{ per_client: { rate: 10/fortnight } }"),
+        "cat.yaml:5:35: servers.s.limits.per_client.rate: `10/fortnight` is not a rate; fix: write a count per unit, such as `2/s`, `10/min`, `5000/h` or `1000/d`",
+    );
+    check_err(
+        &server("{ server: { rate: 10 } }"),
+        "cat.yaml:5:31: servers.s.limits.server.rate: `10` is not a rate; fix: write a count per unit, such as `2/s`, `10/min`, `5000/h` or `1000/d`",
+    );
+    check_err(
+        &server("{ server: { rate: 0/s } }"),
+        "cat.yaml:5:31: servers.s.limits.server.rate: rate `0/s` is out of range; fix: use a count from 1 to 1000000000 per unit",
+    );
+    check_err(
+        &server("{ server: { rate: 1/s, burst: 0 } }"),
+        "cat.yaml:5:43: servers.s.limits.server.burst: `0` is not a burst size; fix: write a whole number of requests from 1 to 1000000",
+    );
+    check_err(
+        &server("{ server: { burst: 5 } }"),
+        "cat.yaml:5:23: servers.s.limits.server: missing field `rate`; fix: add the missing key",
+    );
+    check_err(
+        &server("{ tools: { t: { burst: 5 } } }"),
+        "cat.yaml:5:27: servers.s.limits.tools.t: a tool's `burst` has no `rate`; fix: add `rate`, such as `rate: 10/min`",
+    );
+    check_err(
+        &server("{ tools: { t: {} } }"),
+        "cat.yaml:5:27: servers.s.limits.tools.t: a tool's limits are empty; fix: write `rate` (every client together) or `per_client: { rate: … }`, or remove the tool",
+    );
+    check_err(
+        &server("{ per_client: { rate: 1/s, every: 2 } }"),
+        "cat.yaml:5:40: servers.s.limits.per_client: unknown field `every`, expected `rate` or `burst`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+    );
+    check_err(
+        "version: 1\ngateway:\n  limits: { server: { rate: 1/s } }\nservers:\n  s:\n    image: a\n",
+        "cat.yaml:3:13: gateway.limits: unknown field `server`, expected `per_client`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+    );
 }
