@@ -820,14 +820,20 @@ fn rate_limits_parse_with_default_bursts() {
     );
     let gateway = cat.gateway.limits.per_client.unwrap();
     assert_eq!(gateway.to_string(), "600/min, burst 60");
-    assert_eq!(gateway.rate.replenish_every(), std::time::Duration::from_millis(100));
+    assert_eq!(
+        gateway.rate.replenish_every(),
+        std::time::Duration::from_millis(100)
+    );
     let limits = &cat.servers[0].limits;
     assert_eq!(limits.server.unwrap().to_string(), "5000/h, burst 5000");
     assert_eq!(limits.per_client.unwrap().to_string(), "2/s, burst 2");
     let [(first, issue), (second, search)] = limits.tools.as_slice() else {
         panic!("two tools: {:?}", limits.tools);
     };
-    assert_eq!((first.as_str(), second.as_str()), ("create_issue", "search"));
+    assert_eq!(
+        (first.as_str(), second.as_str()),
+        ("create_issue", "search")
+    );
     assert_eq!(issue.all.unwrap().to_string(), "10/min, burst 10");
     assert_eq!(issue.per_client.unwrap().to_string(), "1/d, burst 1");
     assert!(search.all.is_none());

@@ -69,6 +69,8 @@ pub enum Decision {
     Unknown,
     /// The server's in-flight and queue bounds were full.
     Busy,
+    /// A rate limit was reached.
+    RateLimited,
     /// The tool-poisoning scan withholds it.
     BlockedByScan,
     /// It does not match the lockfile.
@@ -158,6 +160,7 @@ impl Decision {
             Self::OutsideProfile => "outside_profile",
             Self::Unknown => "unknown",
             Self::Busy => "busy",
+            Self::RateLimited => "rate_limited",
             Self::BlockedByScan => "blocked_by_scan",
             Self::PinMismatch => "pin_mismatch",
             Self::ForeignSecret => "foreign_secret",

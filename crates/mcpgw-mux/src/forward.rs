@@ -1,4 +1,5 @@
-//! Forwarding: a request for one server, admitted within its bounds, sent
+//! Forwarding: a request for one server, rate-limited (`limits.rs`),
+//! admitted within its bounds, sent
 //! under its deadline with its progress relayed, bridged between the
 //! protocol eras when the server asks for input, and, when it fails,
 //! explained. Every relayed request (`tools/call`, `prompts/get`,
@@ -129,6 +130,7 @@ impl Mux {
         self.shared
             .refuse_foreign_secrets(slot, what, &request)
             .inspect_err(|_| self.refuse(context, Decision::ForeignSecret))?;
+        self.rate_limit(index, &request, context)?;
         let Instance { backend, limit } = self
             .target(index, context)
             .await

@@ -26,6 +26,7 @@ mod audit;
 mod changes;
 mod forward;
 mod handlers;
+pub mod limits;
 mod metrics;
 mod paging;
 pub mod pin;
@@ -89,6 +90,8 @@ pub(crate) struct Shared {
     rounds: Arc<rounds::Rounds>,
     /// Call counts and latencies, for `/metrics`.
     metrics: metrics::Metrics,
+    /// The catalog's rate limits, when it declares any.
+    limits: Option<limits::Limits>,
     /// Starts the instances of `scope: session` servers.
     instances: OnceLock<Arc<dyn Instances>>,
     /// The number the next client session gets.
@@ -200,6 +203,7 @@ impl Mux {
             many_sessions: std::sync::atomic::AtomicBool::new(false),
             profiles: catalog.profiles.clone(),
             metrics: metrics::Metrics::default(),
+            limits: limits::Limits::new(catalog),
             instances: OnceLock::new(),
             next_session: AtomicU64::new(1),
         });
