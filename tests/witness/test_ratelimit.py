@@ -6,11 +6,18 @@ server's across everyone; over stdio the one client has its bucket. Each
 refusal is counted in /metrics and recorded in the audit trail as
 `rate_limited`, and the refused calls never reach the server.
 
+Fair sharing (`concurrency.per_client`): one token saturating a server's
+places and queue does not make another's call wait behind its queue.
+
 Every rate here refills once an hour, so no bucket refills during a test:
 what passes and what is refused depends on counts, not on timing."""
 
 import json
+import re
 import subprocess
+import time
+
+import anyio
 
 import httpx2
 import pytest
@@ -177,3 +184,61 @@ async def test_the_stdio_client_has_one_bucket_for_every_limited_request(mode, m
             with pytest.raises(MCPError) as err:
                 await request
             refused(err.value, "gateway.limits.per_client", "client", burst=4)
+
+
+def gauge(metrics: str, name: str, server: str) -> int:
+    found = re.search(rf'^{name}{{server="{server}"}} (\d+)$', metrics, re.M)
+    return int(found.group(1)) if found else -1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_busy_client_does_not_make_another_wait_behind_its_queue(mode, mcpgw_bin, tmp_path, tokens):
+    store, secret = tokens
+    gw = Gateway(
+        mcpgw_bin, tmp_path, "--auth", "token", "--tokens", str(store),
+        catalog_text="version: 1\nservers:\n  f:\n    image: mcpgw/testserver:dev\n    pull: never\n"
+                     "    concurrency: { in_flight: 2, queue: 20, per_client: 1 }\n",
+    )
+
+    def client_for(name):
+        http_client = httpx2.AsyncClient(headers={"Authorization": f"Bearer {secret[name]}"},
+                                         timeout=httpx2.Timeout(30, read=300))
+        return Client(streamable_http_client(gw.url, http_client=http_client), mode=mode)
+
+    def load():
+        status, _, metrics = raw(f"http://127.0.0.1:{gw.port}/metrics",
+                                 headers={"Authorization": f"Bearer {secret['alice']}"})
+        assert status == 200
+        return gauge(metrics, "mcpgw_server_calls_in_flight", "f"), gauge(metrics, "mcpgw_server_calls_queued", "f")
+
+    def wait_for_load(expected):
+        deadline = time.monotonic() + 30
+        while (seen := load()) != expected:
+            assert time.monotonic() < deadline, f"load {seen}, expected {expected}"
+            time.sleep(0.05)
+
+    done = []
+    try:
+        async with client_for("alice") as alice, client_for("bob") as bob:
+            async def call(client, who, n):
+                result = await client.call_tool("f__echo", {"text": f"{who}{n}", "delay_ms": 300})
+                assert text(result) == f"{who}{n}"
+                done.append(who)
+
+            async with anyio.create_task_group() as calls:
+                for n in range(10):
+                    calls.start_soon(call, alice, "alice", n)
+                # alice has both places and eight calls queued; then bob.
+                await anyio.to_thread.run_sync(wait_for_load, (2, 8))
+                calls.start_soon(call, bob, "bob", 0)
+                await anyio.to_thread.run_sync(wait_for_load, (2, 9))
+        # bob took the first place that freed, ahead of alice's eight: at
+        # most the two calls in flight when he came, and the one that
+        # started with his, ended before his. First come first served, all
+        # ten of alice's would have.
+        assert len(done) == 11 and done.count("bob") == 1, done
+        assert done.index("bob") <= 3, done
+        assert load() == (0, 0)
+    finally:
+        gw.stop()

@@ -1,7 +1,8 @@
 //! Micro-benchmarks (criterion) of the gateway's per-request work that
 //! involves no I/O: building the routing table from 1,000 tools (scanned,
 //! and also checked against a lockfile's pins), looking a
-//! call's tool up, and serializing a page of the merged list.
+//! call's tool up, serializing a page of the merged list, and the rate
+//! limiter's check of one call (one client, and 10,000 in turn).
 //! Run with `cargo bench -p mcpgw-bench --bench micro`.
 
 use std::hint::black_box;
@@ -11,6 +12,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use mcpgw_backend::Inventory;
 use mcpgw_catalog::ToolFilter;
 use mcpgw_catalog::lock::ServerLock;
+use mcpgw_mux::limits::Who;
 use mcpgw_mux::router::{RoutingTable, ServerEntry, ToolLookup};
 use rmcp::model::Tool;
 
@@ -94,5 +96,49 @@ fn routing(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, routing);
+/// A catalog whose server `s` limits every client (`per_client`), itself
+/// (`server`) and its tool `echo`: three buckets for a call of `echo`.
+const LIMITED: &str = "version: 1
+gateway:
+  limits: { per_client: { rate: 1000000000/s } }
+servers:
+  s:
+    image: x
+    limits:
+      server: { rate: 1000000000/s }
+      tools: { echo: { rate: 1000000000/s } }
+";
+
+fn limiter(c: &mut Criterion) {
+    let catalog = mcpgw_catalog::parse(
+        LIMITED,
+        std::path::Path::new("bench.yaml"),
+        &std::env::temp_dir(),
+    )
+    .unwrap();
+    let limits = mcpgw_mux::limits::Limits::new(&catalog).unwrap();
+    let one = "alice".to_string();
+    c.bench_function("rate limit: check a call of one client (3 buckets)", |b| {
+        b.iter(|| {
+            assert!(
+                limits
+                    .check(0, Some(black_box("echo")), Who::new(&one, None))
+                    .is_ok()
+            );
+        });
+    });
+    let many: Vec<String> = (0..10_000).map(|n| format!("client-{n:05}")).collect();
+    let mut next = many.iter().cycle();
+    c.bench_function(
+        "rate limit: check a call of one of 10,000 clients in turn (3 buckets)",
+        |b| {
+            b.iter(|| {
+                let who = Who::new(next.next().unwrap(), None);
+                assert!(limits.check(0, Some(black_box("echo")), who).is_ok());
+            });
+        },
+    );
+}
+
+criterion_group!(benches, routing, limiter);
 criterion_main!(benches);

@@ -530,6 +530,10 @@ pub struct Concurrency {
     pub in_flight: usize,
     /// Calls waiting for one of those places.
     pub queue: usize,
+    /// How many calls one client has in flight before the waiting calls
+    /// of clients with fewer take precedence; `None`: `in_flight` (then
+    /// waiting clients simply take turns).
+    pub per_client: Option<usize>,
 }
 
 impl Default for Concurrency {
@@ -537,6 +541,7 @@ impl Default for Concurrency {
         Self {
             in_flight: 16,
             queue: 64,
+            per_client: None,
         }
     }
 }
@@ -715,6 +720,17 @@ impl TryFrom<RawServer> for ServerBody {
             return Err(invalid(
                 "`concurrency.in_flight` is 0: no call could ever be made",
                 "allow at least 1 call in flight (the default is 16)",
+            ));
+        }
+        if let Some(share) = raw.concurrency.per_client
+            && !(1..=raw.concurrency.in_flight).contains(&share)
+        {
+            return Err(invalid(
+                format_args!(
+                    "`concurrency.per_client` is {share}, outside 1 to `in_flight` ({})",
+                    raw.concurrency.in_flight
+                ),
+                "give each client a share from 1 to `in_flight`, or remove it to let clients take turns",
             ));
         }
         Ok(Self(ServerSpec {

@@ -522,14 +522,15 @@ fn supervision_keys_parse_and_default() {
         s.concurrency,
         Concurrency {
             in_flight: 16,
-            queue: 64
+            queue: 64,
+            per_client: None
         }
     );
     assert_eq!(s.lifecycle, Lifecycle::Warm);
     assert_eq!(s.scope, Scope::Shared);
 
     let cat = check_ok(
-        "version: 1\ngateway:\n  max_call_timeout: 5m\n  restart: { initial_backoff: 100ms, max_backoff: 2s, healthy_after: 10s, circuit_after: 3, circuit_open: 5s }\nservers:\n  s:\n    image: a\n    call_timeout: 2s\n    concurrency: { in_flight: 2, queue: 0 }\n    lifecycle: on-demand\n    idle_timeout: 90s\n",
+        "version: 1\ngateway:\n  max_call_timeout: 5m\n  restart: { initial_backoff: 100ms, max_backoff: 2s, healthy_after: 10s, circuit_after: 3, circuit_open: 5s }\nservers:\n  s:\n    image: a\n    call_timeout: 2s\n    concurrency: { in_flight: 2, queue: 0, per_client: 1 }\n    lifecycle: on-demand\n    idle_timeout: 90s\n",
     );
     assert_eq!(cat.gateway.max_call_timeout.as_secs(), 300);
     let r = cat.gateway.restart;
@@ -549,7 +550,8 @@ fn supervision_keys_parse_and_default() {
         s.concurrency,
         Concurrency {
             in_flight: 2,
-            queue: 0
+            queue: 0,
+            per_client: Some(1)
         }
     );
     assert_eq!(
@@ -881,5 +883,13 @@ fn rejects_bad_rate_limits() {
     check_err(
         "version: 1\ngateway:\n  limits: { server: { rate: 1/s } }\nservers:\n  s:\n    image: a\n",
         "cat.yaml:3:13: gateway.limits: unknown field `server`, expected `per_client`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+    );
+}
+
+#[test]
+fn a_clients_share_lies_within_in_flight() {
+    check_err(
+        &format!("{HEAD}    concurrency: {{ in_flight: 4, per_client: 5 }}\n"),
+        "cat.yaml:4:5: servers.s: `concurrency.per_client` is 5, outside 1 to `in_flight` (4); fix: give each client a share from 1 to `in_flight`, or remove it to let clients take turns",
     );
 }

@@ -443,30 +443,65 @@ struct Record<'a> {
     error: Option<String>,
 }
 
-/// Who sent a request: the HTTP front's token (and its profile), else
-/// the stdio client; and its session.
-fn client(context: &RequestContext<RoleServer>) -> (String, Option<&str>, String) {
-    let parts = context.extensions.get::<http::request::Parts>();
-    let token = parts.and_then(|p| p.extensions.get::<ClientToken>());
-    let profile = parts
-        .and_then(|p| p.extensions.get::<ClientProfile>())
-        .map(|p| p.0.as_str());
-    let session = parts
-        .and_then(|p| p.headers.get("mcp-session-id"))
-        .and_then(|v| v.to_str().ok());
-    match (parts, token) {
-        (Some(_), Some(token)) => (
-            token.0.clone(),
-            profile,
-            session.unwrap_or("none").to_string(),
-        ),
-        (Some(_), None) => (
-            "http".to_string(),
-            profile,
-            session.unwrap_or("none").to_string(),
-        ),
-        (None, _) => ("stdio".to_string(), None, "stdio".to_string()),
+/// Who sent a request: the one client that the audit trail names, the rate
+/// limits count and fair admission takes turns between.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caller<'a> {
+    /// Over HTTP: the token's name, if it presented one.
+    pub(crate) http: Option<Option<&'a String>>,
+    /// Its token's profile.
+    pub(crate) profile: Option<&'a str>,
+    /// Its HTTP session, if it has one.
+    session: Option<&'a str>,
+}
+
+impl<'a> Caller<'a> {
+    /// Its name: the token's, `http` without authentication, or `stdio`.
+    pub(crate) fn name(&self) -> &'a str {
+        match self.http {
+            Some(Some(token)) => token,
+            Some(None) => "http",
+            None => "stdio",
+        }
     }
+}
+
+/// The caller of `context`: the HTTP front's token (and its profile), else
+/// the stdio client.
+pub(crate) fn caller(context: &RequestContext<RoleServer>) -> Caller<'_> {
+    let Some(parts) = context.extensions.get::<http::request::Parts>() else {
+        return Caller {
+            http: None,
+            profile: None,
+            session: None,
+        };
+    };
+    Caller {
+        http: Some(parts.extensions.get::<ClientToken>().map(|t| &t.0)),
+        profile: parts
+            .extensions
+            .get::<ClientProfile>()
+            .map(|p| p.0.as_str()),
+        session: parts
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok()),
+    }
+}
+
+/// Who sent a request, its profile and its session, as a record names
+/// them.
+fn client(context: &RequestContext<RoleServer>) -> (String, Option<&str>, String) {
+    let caller = caller(context);
+    let session = match caller.http {
+        Some(_) => caller.session.unwrap_or("none"),
+        None => "stdio",
+    };
+    (
+        caller.name().to_string(),
+        caller.profile,
+        session.to_string(),
+    )
 }
 
 /// The name of the bearer token an HTTP request presented, which the HTTP

@@ -136,7 +136,7 @@ impl Mux {
             .await
             .inspect_err(|_| self.refuse(context, Decision::Unavailable))?;
         let _activity = Activity::begin(slot);
-        let Some(_permit) = limit.admit().await else {
+        let Some(_permit) = limit.admit(audit::caller(context).name()).await else {
             self.refuse(context, Decision::Busy);
             return Err(busy(slot, &limit));
         };

@@ -22,6 +22,7 @@
 // and clients still use them, and the gateway relays them.
 #![allow(deprecated)]
 
+mod admission;
 mod audit;
 mod changes;
 mod forward;
@@ -353,12 +354,19 @@ impl Mux {
     }
 
     /// Brings the metrics that are read off the servers' states (whether
-    /// each is up) up to date, before they are encoded.
+    /// each is up, its calls in flight and queued) up to date, before they
+    /// are encoded.
     pub fn refresh_metrics(&self) {
         for (server, state) in self.readiness() {
             self.shared
                 .metrics
                 .set_up(&server, state == "ready" || state == "idle");
+        }
+        for slot in &self.shared.slots {
+            let (in_flight, queued) = slot.limit.load();
+            self.shared
+                .metrics
+                .set_load(slot.name.as_str(), in_flight, queued);
         }
     }
 

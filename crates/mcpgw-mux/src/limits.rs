@@ -37,8 +37,8 @@ use rmcp::model::{ClientRequest, ErrorCode};
 use rmcp::service::{RequestContext, RoleServer};
 use serde_json::json;
 
-use crate::audit::{ClientToken, Decision};
-use crate::{ClientProfile, Mux};
+use crate::Mux;
+use crate::audit::{self, Decision};
 
 /// The JSON-RPC error code of a refusal, ToolHive's (`-32029`), so that
 /// clients written for it back off here too.
@@ -332,21 +332,15 @@ impl Limits {
             .sum()
     }
 
-    /// The client of `context`: the HTTP front's token and its profile,
-    /// else the stdio client.
+    /// The client of `context`, as `audit::caller` names it.
     fn who<'a>(&'a self, context: &'a RequestContext<RoleServer>) -> Who<'a> {
-        let Some(parts) = context.extensions.get::<http::request::Parts>() else {
-            return Who::new(&self.stdio, None);
+        let caller = audit::caller(context);
+        let key = match caller.http {
+            Some(Some(token)) => token,
+            Some(None) => &self.anonymous,
+            None => &self.stdio,
         };
-        let key = parts
-            .extensions
-            .get::<ClientToken>()
-            .map_or(&self.anonymous, |t| &t.0);
-        let profile = parts
-            .extensions
-            .get::<ClientProfile>()
-            .map(|p| p.0.as_str());
-        Who::new(key, profile)
+        Who::new(key, caller.profile)
     }
 }
 

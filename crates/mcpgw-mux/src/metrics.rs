@@ -79,6 +79,8 @@ pub(crate) struct Metrics {
     result_findings: Family<FindingLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
     starts: Family<ServerLabels, Histogram, fn() -> Histogram>,
+    in_flight: Family<ServerLabels, Gauge>,
+    queued: Family<ServerLabels, Gauge>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -104,6 +106,8 @@ impl Default for Metrics {
             result_findings: Family::default(),
             refused: Family::default(),
             starts: Family::new_with_constructor(start_histogram),
+            in_flight: Family::default(),
+            queued: Family::default(),
         }
     }
 }
@@ -150,6 +154,16 @@ impl Metrics {
             "mcpgw_server_start_seconds",
             "Time from a server's container create to its MCP session and lists, per start",
             self.starts.clone(),
+        );
+        registry.register(
+            "mcpgw_server_calls_in_flight",
+            "Requests a server's shared backend is answering now",
+            self.in_flight.clone(),
+        );
+        registry.register(
+            "mcpgw_server_calls_queued",
+            "Requests waiting for a place in flight at a server's shared backend",
+            self.queued.clone(),
         );
     }
 
@@ -206,6 +220,17 @@ impl Metrics {
     /// A finding in a tool result.
     pub(crate) fn result_finding(&self, screened: &Screened) {
         self.result_findings.get_or_create(&labels(screened)).inc();
+    }
+
+    /// Server `server` has `in_flight` requests in flight and `queued`
+    /// waiting.
+    pub(crate) fn set_load(&self, server: &str, in_flight: usize, queued: usize) {
+        let labels = ServerLabels {
+            server: server.to_string(),
+        };
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.in_flight.get_or_create(&labels).set(gauge(in_flight));
+        self.queued.get_or_create(&labels).set(gauge(queued));
     }
 
     /// Server `server` is up (or idle and ready to start), or not.

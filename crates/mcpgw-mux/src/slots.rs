@@ -1,21 +1,21 @@
 //! The mux's slots, one per catalog server: what state each server is in,
-//! the bounds its calls are admitted within (in flight, queued), and
+//! the bounds its calls are admitted within (`admission.rs`), and
 //! [`Slots`], through which the runtime reports servers up, down or idle.
 //!
 //! It does not forward anything (`forward.rs` does) nor answer clients
 //! (`handlers.rs`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mcpgw_backend::{Backend, Deadline, Inventory, Relay};
 use mcpgw_catalog::lock::ServerLock;
-use mcpgw_catalog::{Concurrency, ScanPolicy, ServerName, ToolFilter};
+use mcpgw_catalog::{ScanPolicy, ServerName, ToolFilter};
 use mcpgw_secrets::Redactor;
-use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
+pub(crate) use crate::admission::Limit;
 use crate::changes::ListChange;
 use crate::pin::Change;
 use crate::relay::ClientRelay;
@@ -89,53 +89,6 @@ pub(crate) struct Slot {
     pub(crate) secrets: std::collections::BTreeSet<String>,
     /// Which requests for input the catalog lets this server make.
     pub(crate) relays: mcpgw_backend::Relays,
-}
-
-/// Bounded admission to one backend: `in_flight` calls at once, `queue`
-/// more waiting; beyond that a call is refused at once.
-#[derive(Debug)]
-pub(crate) struct Limit {
-    pub(crate) permits: Semaphore,
-    pub(crate) waiting: AtomicUsize,
-    pub(crate) in_flight: usize,
-    pub(crate) queue: usize,
-}
-
-impl Limit {
-    pub(crate) fn new(concurrency: Concurrency) -> Self {
-        Self {
-            permits: Semaphore::new(concurrency.in_flight),
-            waiting: AtomicUsize::new(0),
-            in_flight: concurrency.in_flight,
-            queue: concurrency.queue,
-        }
-    }
-
-    /// A limit with the same bounds and nothing admitted.
-    pub(crate) fn fresh(&self) -> Self {
-        Self::new(Concurrency {
-            in_flight: self.in_flight,
-            queue: self.queue,
-        })
-    }
-
-    pub(crate) async fn admit(&self) -> Option<SemaphorePermit<'_>> {
-        if let Ok(permit) = self.permits.try_acquire() {
-            return Some(permit);
-        }
-        let ahead = self.waiting.fetch_add(1, Ordering::AcqRel);
-        if ahead >= self.queue {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        tracing::debug!(
-            "call queued, {ahead} ahead of it, {} in flight",
-            self.in_flight
-        );
-        let permit = self.permits.acquire().await.ok();
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        permit
-    }
 }
 
 impl Slots {
@@ -236,9 +189,7 @@ impl Slots {
     /// call is in flight or waiting.
     pub fn unused_for(&self, index: usize) -> Option<Duration> {
         let slot = &self.shared.slots[index];
-        let busy = slot.limit.permits.available_permits() < slot.limit.in_flight
-            || slot.limit.waiting.load(Ordering::Acquire) > 0;
-        if busy {
+        if slot.limit.is_busy() {
             return None;
         }
         Some(slot.last_used.lock().elapsed())
