@@ -10,9 +10,9 @@
 //! `concurrency.per_client`; by default `in_flight`, so turns alone
 //! decide). A client that has its share still gets free places when no
 //! client under its share is waiting: no place stays idle while a call
-//! waits. So a call waits for at most one place per other client waiting
-//! (for one place, when the others are all at their share), never behind
-//! the whole queue of a busy client.
+//! waits. So a call of a client under its share waits for at most one
+//! place per other client waiting (for the first, when the others all
+//! have their share), never behind the whole queue of a busy client.
 //!
 //! A client is what the rate limits count (`audit::Caller`): a bearer
 //! token, HTTP without authentication, or the stdio client, which is the
