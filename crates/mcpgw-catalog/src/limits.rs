@@ -281,9 +281,9 @@ impl TryFrom<RawToolLimits> for ToolLimits {
     }
 }
 
-/// A tool's upstream name as a key of `limits.tools`.
+/// A tool's upstream name as a key (of `limits.tools`, of `cache`).
 #[derive(Debug, PartialEq, Eq)]
-struct ToolKey(String);
+pub(crate) struct ToolKey(pub(crate) String);
 
 impl fmt::Display for ToolKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -17,7 +17,7 @@ use serde::de::{self, MapAccess, Visitor};
 
 use crate::de::{UniqueMap, collect_unique, deserialize_checked};
 use crate::error::invalid;
-use crate::limits::{ClientLimits, ServerLimits};
+use crate::limits::{ClientLimits, ServerLimits, ToolKey};
 use crate::names::{EnvName, ProfileName, SecretName, Separator, ServerName};
 use crate::units::{ByteSize, CatalogDuration, Cpus, FileSize, Scalar};
 pub use crate::volume::Volume;
@@ -164,6 +164,8 @@ pub struct GatewaySpec {
     pub audit: AuditSpec,
     /// Every client's own rate limit (a profile's replaces it).
     pub limits: ClientLimits,
+    /// The most bytes of tool results the result cache holds.
+    pub cache_bytes: u64,
 }
 
 /// What the gateway does with a message to a client that carries the value
@@ -411,6 +413,7 @@ impl Default for GatewaySpec {
             scan_results: ScanPolicy::Warn,
             audit: AuditSpec::default(),
             limits: ClientLimits::default(),
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -429,6 +432,13 @@ struct RawGateway {
     scan_results: Option<ScanPolicy>,
     audit: Option<AuditSpec>,
     limits: Option<ClientLimits>,
+    cache: Option<RawGatewayCache>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGatewayCache {
+    max_size: Option<FileSize>,
 }
 
 impl<'de> Deserialize<'de> for GatewaySpec {
@@ -449,6 +459,10 @@ impl<'de> Deserialize<'de> for GatewaySpec {
             scan_results: raw.scan_results.unwrap_or(defaults.scan_results),
             audit: raw.audit.unwrap_or_default(),
             limits: raw.limits.unwrap_or_default(),
+            cache_bytes: raw
+                .cache
+                .and_then(|c| c.max_size)
+                .map_or(defaults.cache_bytes, |s| s.0),
         })
     }
 }
@@ -507,6 +521,8 @@ pub struct ServerSpec {
     pub scan_results: Option<ScanPolicy>,
     /// Rate limits on the requests relayed to this server.
     pub limits: ServerLimits,
+    /// Tools whose results are cached, by upstream name, with how long.
+    pub cache: Vec<(String, Duration)>,
 }
 
 /// Who a server's container serves.
@@ -588,6 +604,13 @@ impl ServerSpec {
     }
 }
 
+/// `cache.T`: how long a result of tool `T` is kept.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    ttl: CatalogDuration,
+}
+
 /// A server's body before its name is attached.
 #[derive(Debug)]
 struct ServerBody(ServerSpec);
@@ -626,6 +649,8 @@ struct RawServer {
     scan_results: Option<ScanPolicy>,
     #[serde(default)]
     limits: ServerLimits,
+    #[serde(default)]
+    cache: UniqueMap<ToolKey, RawCache>,
     // Keys that exist only to be refused with a reason: Docker users write
     // them, and "unknown field" would not say why they are refused.
     #[allow(dead_code)]
@@ -756,6 +781,12 @@ impl TryFrom<RawServer> for ServerBody {
             scan: raw.scan,
             scan_results: raw.scan_results,
             limits: raw.limits,
+            cache: raw
+                .cache
+                .0
+                .into_iter()
+                .map(|(k, v)| (k.0, v.ttl.0))
+                .collect(),
         }))
     }
 }

@@ -104,7 +104,7 @@ servers:
 fn rejects_structure_errors() {
     check_err(
         "version: 1\nservers:\n  s:\n    image: a\n    imagee: b\n",
-        "cat.yaml:5:5: servers.s: unknown field `imagee`, expected one of `image`, `pull`, `entrypoint`, `command`, `env`, `secrets`, `tools`, `network`, `resources`, `user`, `volumes`, `relay`, `call_timeout`, `concurrency`, `lifecycle`, `idle_timeout`, `scope`, `scan`, `scan_results`, `limits`, `privileged`, `pid`, `ipc`, `cap_add`, `devices`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+        "cat.yaml:5:5: servers.s: unknown field `imagee`, expected one of `image`, `pull`, `entrypoint`, `command`, `env`, `secrets`, `tools`, `network`, `resources`, `user`, `volumes`, `relay`, `call_timeout`, `concurrency`, `lifecycle`, `idle_timeout`, `scope`, `scan`, `scan_results`, `limits`, `cache`, `privileged`, `pid`, `ipc`, `cap_add`, `devices`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
     );
     check_err(
         "version: 1\nextra: 1\nservers: {}\n",
@@ -891,5 +891,36 @@ fn a_clients_share_lies_within_in_flight() {
     check_err(
         &format!("{HEAD}    concurrency: {{ in_flight: 4, per_client: 5 }}\n"),
         "cat.yaml:4:5: servers.s: `concurrency.per_client` is 5, outside 1 to `in_flight` (4); fix: give each client a share from 1 to `in_flight`, or remove it to let clients take turns",
+    );
+}
+
+#[test]
+fn cached_tools_and_the_caches_size() {
+    let cat = check_ok(&format!(
+        "{HEAD}    cache: {{ get_current_time: {{ ttl: 30s }}, now: {{ ttl: 500ms }} }}\n"
+    ));
+    assert_eq!(
+        cat.servers[0].cache,
+        [
+            (
+                "get_current_time".to_string(),
+                std::time::Duration::from_secs(30)
+            ),
+            ("now".to_string(), std::time::Duration::from_millis(500)),
+        ]
+    );
+    assert_eq!(cat.gateway.cache_bytes, 64 << 20);
+    let cat = check_ok(&format!(
+        "version: 1\ngateway:\n  cache: {{ max_size: 1m }}\n{}",
+        &HEAD[11..]
+    ));
+    assert_eq!(cat.gateway.cache_bytes, 1 << 20);
+    check_err(
+        &format!("{HEAD}    cache: {{ t: {{ ttl: forever }} }}\n"),
+        "cat.yaml:5:24: servers.s.cache.t.ttl: `forever` is not a duration; fix: write a number with a unit, such as `500ms`, `30s`, `2m` or `1h`",
+    );
+    check_err(
+        &format!("{HEAD}    cache: {{ t: {{ tll: 1s }} }}\n"),
+        "cat.yaml:5:19: servers.s.cache.t: unknown field `tll`, expected `ttl`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
     );
 }

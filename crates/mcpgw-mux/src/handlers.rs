@@ -420,6 +420,11 @@ impl Mux {
                 ));
             }
         };
+        // A cached result answers without the server (nor its limits).
+        let cache = self.cache_key(&table, &route, &request, &context);
+        if let Some(result) = cache.as_ref().and_then(|(key, _)| self.cached(&route, key)) {
+            return Ok(CallToolResponse::Complete(result));
+        }
         let mut upstream = request;
         let what = tool_call(&upstream.name);
         upstream.meta = None;
@@ -443,7 +448,11 @@ impl Mux {
             ok,
             began.elapsed(),
         );
-        self.tool_response(route.server, &route.upstream, &what, outcome?)
+        let response = self.tool_response(route.server, &route.upstream, &what, outcome?)?;
+        if let Some(cache) = cache {
+            self.keep(cache, &response);
+        }
+        Ok(response)
     }
 
     async fn get_prompt_decided(

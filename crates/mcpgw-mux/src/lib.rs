@@ -24,6 +24,7 @@
 
 mod admission;
 mod audit;
+mod cache;
 mod changes;
 mod forward;
 mod handlers;
@@ -93,6 +94,8 @@ pub(crate) struct Shared {
     metrics: metrics::Metrics,
     /// The catalog's rate limits, when it declares any.
     limits: Option<limits::Limits>,
+    /// The results of the tools the catalog caches, when it caches any.
+    results: Option<cache::Results>,
     /// Starts the instances of `scope: session` servers.
     instances: OnceLock<Arc<dyn Instances>>,
     /// The number the next client session gets.
@@ -205,6 +208,7 @@ impl Mux {
             profiles: catalog.profiles.clone(),
             metrics: metrics::Metrics::default(),
             limits: limits::Limits::new(catalog),
+            results: cache::Results::new(catalog),
             instances: OnceLock::new(),
             next_session: AtomicU64::new(1),
         });
@@ -361,6 +365,9 @@ impl Mux {
             self.shared
                 .metrics
                 .set_up(&server, state == "ready" || state == "idle");
+        }
+        if let Some(results) = &self.shared.results {
+            self.shared.metrics.set_cache_bytes(results.bytes());
         }
         for slot in &self.shared.slots {
             let (in_flight, queued) = slot.limit.load();

@@ -81,6 +81,9 @@ pub(crate) struct Metrics {
     starts: Family<ServerLabels, Histogram, fn() -> Histogram>,
     in_flight: Family<ServerLabels, Gauge>,
     queued: Family<ServerLabels, Gauge>,
+    cache_hits: Family<ToolLabels, Counter>,
+    cache_misses: Family<ToolLabels, Counter>,
+    cache_bytes: Gauge,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -108,6 +111,9 @@ impl Default for Metrics {
             starts: Family::new_with_constructor(start_histogram),
             in_flight: Family::default(),
             queued: Family::default(),
+            cache_hits: Family::default(),
+            cache_misses: Family::default(),
+            cache_bytes: Gauge::default(),
         }
     }
 }
@@ -165,6 +171,21 @@ impl Metrics {
             "Requests waiting for a place in flight at a server's shared backend",
             self.queued.clone(),
         );
+        registry.register(
+            "mcpgw_result_cache_hits",
+            "tools/call answered from the result cache, by server and tool",
+            self.cache_hits.clone(),
+        );
+        registry.register(
+            "mcpgw_result_cache_misses",
+            "tools/call of a cached tool that the cache could not answer, by server and tool",
+            self.cache_misses.clone(),
+        );
+        registry.register(
+            "mcpgw_result_cache_bytes",
+            "Bytes of tool results the result cache holds",
+            self.cache_bytes.clone(),
+        );
     }
 
     /// A request refused for `reason`.
@@ -220,6 +241,26 @@ impl Metrics {
     /// A finding in a tool result.
     pub(crate) fn result_finding(&self, screened: &Screened) {
         self.result_findings.get_or_create(&labels(screened)).inc();
+    }
+
+    /// A lookup in the result cache for `tool` of `server`, found or not.
+    pub(crate) fn cache_lookup(&self, server: &str, tool: &str, hit: bool) {
+        let labels = ToolLabels {
+            server: server.to_string(),
+            tool: tool.to_string(),
+        };
+        let family = if hit {
+            &self.cache_hits
+        } else {
+            &self.cache_misses
+        };
+        family.get_or_create(&labels).inc();
+    }
+
+    /// The result cache holds `bytes`.
+    pub(crate) fn set_cache_bytes(&self, bytes: u64) {
+        self.cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// Server `server` has `in_flight` requests in flight and `queued`

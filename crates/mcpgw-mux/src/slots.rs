@@ -100,6 +100,9 @@ impl Slots {
         );
         if !again {
             self.shared.audit_server(index, None);
+            if let Some(results) = &self.shared.results {
+                results.check(index, self.shared.slots[index].name.as_str(), &inventory);
+            }
         }
         if let Some(level) = *self.shared.log_level.read() {
             let backend = backend.clone();
