@@ -28,8 +28,8 @@ pub use error::CatalogError;
 pub use names::{SecretName, Separator, ServerName};
 pub use spec::{
     AuditSpec, AuditTo, Catalog, Concurrency, Delivery, GatewaySpec, HealthSpec, Lifecycle,
-    Network, Profile, PullPolicy, Redaction, Relay, Resources, RestartSpec, SECRETS_DIR,
-    ScanPolicy, Scope, SecretRef, ServerSpec, ToolFilter, Volume,
+    Network, OtlpProtocol, Profile, PullPolicy, Redaction, Relay, Resources, RestartSpec,
+    SECRETS_DIR, ScanPolicy, Scope, SecretRef, ServerSpec, ToolFilter, TracingSpec, Volume,
 };
 
 /// The largest catalog file we read. Catalogs are hand-written and small; a

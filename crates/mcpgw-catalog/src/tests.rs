@@ -807,3 +807,47 @@ fn the_audit_trail_defaults_to_the_front_and_resolves_its_file_beside_the_catalo
         );
     }
 }
+
+#[test]
+fn tracing_is_off_a_map_or_left_to_the_environment() {
+    use crate::{OtlpProtocol, TracingSpec};
+    let catalog = check_ok("version: 1\nservers:\n  a:\n    image: a\n");
+    assert_eq!(catalog.gateway.tracing, TracingSpec::default());
+    assert_eq!(catalog.gateway.tracing.enabled, None);
+    let off = check_ok("version: 1\ngateway:\n  tracing: off\nservers:\n  a:\n    image: a\n");
+    assert_eq!(off.gateway.tracing.enabled, Some(false));
+    let on = check_ok(
+        "version: 1\ngateway:\n  tracing: { endpoint: \"http://otel:4317\", protocol: grpc, service_name: edge, sample_ratio: 0.25 }\nservers:\n  a:\n    image: a\n",
+    );
+    let t = &on.gateway.tracing;
+    assert_eq!(t.enabled, Some(true));
+    assert_eq!(t.endpoint.as_deref(), Some("http://otel:4317"));
+    assert_eq!(t.protocol, Some(OtlpProtocol::Grpc));
+    assert_eq!(t.service_name.as_deref(), Some("edge"));
+    assert_eq!(t.sample_ratio, Some(0.25));
+    let dir = tempfile::tempdir().unwrap();
+    for (bad, says) in [
+        ("on", "tracing `on` is not known"),
+        (
+            "{ protocol: http/json }",
+            "OTLP protocol `http/json` is not known",
+        ),
+        (
+            "{ endpoint: otel:4318 }",
+            "is not an http:// or https:// URL",
+        ),
+        (
+            "{ sample_ratio: 2 }",
+            "sample_ratio 2 is not between 0 and 1",
+        ),
+        ("{ exporter: otlp }", "unknown field `exporter`"),
+    ] {
+        let yaml =
+            format!("version: 1\ngateway:\n  tracing: {bad}\nservers:\n  a:\n    image: a\n");
+        let err = parse_in(dir.path(), &yaml).unwrap_err().to_string();
+        assert!(
+            err.contains(says) && err.starts_with("cat.yaml:3:"),
+            "{bad}: {err}"
+        );
+    }
+}

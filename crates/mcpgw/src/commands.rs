@@ -21,6 +21,7 @@ use crate::cli::{Auth, Command, HttpArgs, SecretsArg, Transport};
 use crate::front::{Front, front};
 use crate::redaction::Filter;
 use crate::secrets::{self, Resolved};
+use crate::telemetry::Telemetry;
 
 /// A failed command and the exit code it maps to.
 #[derive(Debug)]
@@ -66,10 +67,29 @@ pub(crate) async fn run(command: Command, engine: Engine) -> Result<(), Failure>
             listen,
             secrets,
             http,
-        } => match transport {
-            Transport::Stdio => serve(&catalog, &secrets, engine).await,
-            Transport::Http => serve_http(&catalog, &listen, &secrets, &http, engine).await,
-        },
+        } => {
+            let catalog = load(&catalog)?;
+            let telemetry = crate::telemetry::init(Some(&catalog.gateway.tracing))?;
+            let served = match transport {
+                Transport::Stdio => serve(catalog, &secrets, engine, &telemetry).await,
+                Transport::Http => {
+                    serve_http(catalog, &listen, &secrets, &http, engine, &telemetry).await
+                }
+            };
+            telemetry.shutdown().await;
+            served
+        }
+        other => {
+            crate::telemetry::init(None)?;
+            once(other, engine).await
+        }
+    }
+}
+
+/// Runs a command other than `mcpgw run`.
+async fn once(command: Command, engine: Engine) -> Result<(), Failure> {
+    match command {
+        Command::Run { .. } => unreachable!("`mcpgw run` is served by `run`"),
         Command::Validate { catalog } => validate(&catalog),
         Command::Tools { catalog, secrets } => tools(&catalog, &secrets, engine).await,
         Command::Call {
@@ -221,13 +241,14 @@ pub(crate) fn print_stdout(text: &str) {
 }
 
 async fn serve_http(
-    path: &Path,
+    catalog: Catalog,
     listen: &str,
     secrets: &SecretsArg,
     http: &HttpArgs,
     engine: Engine,
+    telemetry: &Telemetry,
 ) -> Result<(), Failure> {
-    let catalog = load(path)?;
+    let path = catalog.path.as_path();
     let listen: std::net::SocketAddr = listen.parse().map_err(|e| {
         Failure::usage(anyhow!(
             "--listen `{listen}` is not an address: {e}; fix: give IP:PORT, such as 127.0.0.1:8811"
@@ -265,6 +286,13 @@ async fn serve_http(
     };
     let resolved = secrets::resolve(&catalog, None, secrets).await?;
     let runtime = connect(engine).await?;
+    tracing::info!(
+        catalog = %path.display(),
+        servers = catalog.servers.len(),
+        instance = runtime.instance(),
+        tracing = telemetry.tracing(),
+        "mcpgw serving over HTTP"
+    );
     let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
     let (gateway, mux) = supervise(runtime, &catalog, None, &resolved, None)?;
     mux.serve_many_sessions();
@@ -280,14 +308,19 @@ async fn serve_http(
     outcome.map_err(Failure::from)
 }
 
-async fn serve(path: &Path, secrets: &SecretsArg, engine: Engine) -> Result<(), Failure> {
-    let catalog = load(path)?;
+async fn serve(
+    catalog: Catalog,
+    secrets: &SecretsArg,
+    engine: Engine,
+    telemetry: &Telemetry,
+) -> Result<(), Failure> {
     let resolved = secrets::resolve(&catalog, None, secrets).await?;
     let runtime = connect(engine).await?;
     tracing::info!(
-        catalog = %path.display(),
+        catalog = %catalog.path.display(),
         servers = catalog.servers.len(),
         instance = runtime.instance(),
+        tracing = telemetry.tracing(),
         "mcpgw serving over stdio"
     );
     let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
