@@ -156,6 +156,8 @@ pub struct GatewaySpec {
     pub scan_results: ScanPolicy,
     /// The audit trail.
     pub audit: AuditSpec,
+    /// How the HTTP front authenticates clients beyond its token store.
+    pub auth: crate::auth::AuthSpec,
 }
 
 /// What the gateway does with a message to a client that carries the value
@@ -402,6 +404,7 @@ impl Default for GatewaySpec {
             scan: ScanPolicy::Block,
             scan_results: ScanPolicy::Warn,
             audit: AuditSpec::default(),
+            auth: crate::auth::AuthSpec::default(),
         }
     }
 }
@@ -419,6 +422,7 @@ struct RawGateway {
     scan: Option<ScanPolicy>,
     scan_results: Option<ScanPolicy>,
     audit: Option<AuditSpec>,
+    auth: Option<crate::auth::AuthSpec>,
 }
 
 impl<'de> Deserialize<'de> for GatewaySpec {
@@ -438,6 +442,7 @@ impl<'de> Deserialize<'de> for GatewaySpec {
             scan: raw.scan.unwrap_or(defaults.scan),
             scan_results: raw.scan_results.unwrap_or(defaults.scan_results),
             audit: raw.audit.unwrap_or_default(),
+            auth: raw.auth.unwrap_or_default(),
         })
     }
 }
