@@ -27,12 +27,14 @@ pub struct AuthSpec {
 /// `gateway.auth.oauth`: JWT access tokens from one issuer.
 #[derive(Debug, Clone)]
 pub struct OAuthSpec {
-    /// The authorization server's issuer identifier; its metadata is
+    /// The authorization server's issuer identifier, exactly as written
+    /// (tokens' `iss` is compared with it as a string); its metadata is
     /// discovered from it (RFC 8414, else OpenID Connect discovery).
-    pub issuer: url::Url,
-    /// This gateway's resource URL (RFC 8707, RFC 9728): the audience
-    /// every accepted token must name, as clients reach `/mcp`.
-    pub resource: url::Url,
+    pub issuer: String,
+    /// This gateway's resource URL (RFC 8707, RFC 9728), exactly as
+    /// written: the audience every accepted token must name, as clients
+    /// reach `/mcp`.
+    pub resource: String,
     /// Scopes every token must carry (all of them); a token without one
     /// is refused with 403 `insufficient_scope`.
     pub scopes: Vec<String>,
@@ -223,9 +225,11 @@ fn known_profile(name: &str) -> Result<(), String> {
 }
 
 /// A URL an OAuth party is reached at: absolute, no fragment, `https`
-/// unless the host is loopback (a test or a sidecar).
+/// unless the host is loopback (a test or a sidecar). Kept as written:
+/// parsing would normalise it (a trailing `/`), and identifiers are
+/// compared as strings.
 #[derive(Debug)]
-struct HttpsUrl(url::Url);
+struct HttpsUrl(String);
 
 impl TryFrom<String> for HttpsUrl {
     type Error = String;
@@ -255,7 +259,7 @@ impl TryFrom<String> for HttpsUrl {
                 "remove everything from `?` or `#` on",
             ));
         }
-        Ok(Self(url))
+        Ok(Self(text))
     }
 }
 deserialize_checked!(HttpsUrl, str);
