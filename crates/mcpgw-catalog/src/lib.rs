@@ -124,7 +124,15 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Catalog, Catalo
     let profiles = profile_names(text);
     let mut raw = match document(text, base_dir, profiles.clone()) {
         Ok(raw) => raw,
-        Err(first) => return Err(every_problem(text, path, base_dir, profiles, &first)),
+        Err(first) => {
+            return Err(every_problem(
+                text,
+                path,
+                base_dir,
+                profiles.as_ref(),
+                &first,
+            ));
+        }
     };
     if let spec::AuditTo::File(file) = &mut raw.gateway.audit.to
         && file.is_relative()
@@ -169,12 +177,12 @@ fn every_problem(
     text: &str,
     path: &Path,
     base_dir: &Path,
-    profiles: Option<BTreeSet<String>>,
+    profiles: Option<&BTreeSet<String>>,
     first: &yaml_serde::Error,
 ) -> CatalogError {
     let mut problems = vec![CatalogError::from_yaml(path, first)];
     for section in sections::sections(text).unwrap_or_default() {
-        let Err(err) = document(&section.document(text), base_dir, profiles.clone()) else {
+        let Err(err) = document(&section.document(text), base_dir, profiles.cloned()) else {
             continue;
         };
         let problem = CatalogError::from_yaml(path, &err);
