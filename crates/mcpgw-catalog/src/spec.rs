@@ -158,6 +158,8 @@ pub struct GatewaySpec {
     pub audit: AuditSpec,
     /// OpenTelemetry traces.
     pub tracing: TracingSpec,
+    /// How the HTTP front authenticates clients beyond its token store.
+    pub auth: crate::auth::AuthSpec,
 }
 
 /// What the gateway does with a message to a client that carries the value
@@ -520,6 +522,7 @@ impl Default for GatewaySpec {
             scan_results: ScanPolicy::Warn,
             audit: AuditSpec::default(),
             tracing: TracingSpec::default(),
+            auth: crate::auth::AuthSpec::default(),
         }
     }
 }
@@ -538,6 +541,7 @@ struct RawGateway {
     scan_results: Option<ScanPolicy>,
     audit: Option<AuditSpec>,
     tracing: Option<TracingSpec>,
+    auth: Option<crate::auth::AuthSpec>,
 }
 
 impl<'de> Deserialize<'de> for GatewaySpec {
@@ -558,6 +562,7 @@ impl<'de> Deserialize<'de> for GatewaySpec {
             scan_results: raw.scan_results.unwrap_or(defaults.scan_results),
             audit: raw.audit.unwrap_or_default(),
             tracing: raw.tracing.unwrap_or_default(),
+            auth: raw.auth.unwrap_or_default(),
         })
     }
 }

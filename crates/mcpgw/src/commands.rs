@@ -254,35 +254,39 @@ async fn serve_http(
             "--listen `{listen}` is not an address: {e}; fix: give IP:PORT, such as 127.0.0.1:8811"
         ))
     })?;
-    let tokens = match http.auth {
-        Auth::None if !listen.ip().is_loopback() => {
+    let wants = |auth| http.auth.contains(&auth);
+    if wants(Auth::None) && http.auth.len() > 1 {
+        return Err(Failure::usage(anyhow!(
+            "--auth none cannot be combined with another method; fix: give `token`, `oauth` or `token,oauth`"
+        )));
+    }
+    if wants(Auth::None) && !listen.ip().is_loopback() {
+        return Err(Failure::usage(anyhow!(
+            "refusing to listen on {listen} without authentication: anyone who reaches it could use every server; fix: add `--auth token` (create tokens with `mcpgw token create NAME`) or `--auth oauth` (see gateway.auth.oauth), or listen on 127.0.0.1"
+        )));
+    }
+    let tokens = if wants(Auth::Token) {
+        Some(token_store(http, &catalog, path)?)
+    } else {
+        None
+    };
+    let oauth = if wants(Auth::Oauth) {
+        let Some(spec) = &catalog.gateway.auth.oauth else {
             return Err(Failure::usage(anyhow!(
-                "refusing to listen on {listen} without authentication: anyone who reaches it could use every server; fix: add `--auth token` (create tokens with `mcpgw token create NAME`), or listen on 127.0.0.1"
+                "--auth oauth, but {} has no `gateway.auth.oauth`; fix: name the issuer and this gateway's resource URL there (README, \"Behind an identity provider\")",
+                path.display()
             )));
-        }
-        Auth::None => None,
-        Auth::Token => {
-            let store_path = http.tokens.path();
-            let tokens = crate::tokens::Tokens::load(&store_path)?;
-            if tokens.is_empty() {
-                return Err(Failure::usage(anyhow!(
-                    "--auth token, but {} holds no token; fix: `mcpgw token create NAME`",
-                    store_path.display()
-                )));
-            }
-            for stored in tokens.entries() {
-                if let Some(profile) = &stored.profile
-                    && !catalog.profiles.contains_key(profile)
-                {
-                    return Err(Failure::usage(anyhow!(
-                        "token `{}` is bound to profile `{profile}`, which {} does not define; fix: add it under `profiles:`, or revoke the token",
-                        stored.name,
-                        path.display()
-                    )));
-                }
-            }
-            Some(crate::tokens::LiveTokens::new(store_path, tokens))
-        }
+        };
+        let oauth = crate::oauth::OAuth::discover(spec).await?;
+        tracing::info!(
+            issuer = %spec.issuer,
+            resource = %spec.resource,
+            metadata = %oauth.metadata_url(),
+            "accepting OAuth access tokens"
+        );
+        Some(oauth)
+    } else {
+        None
     };
     let resolved = secrets::resolve(&catalog, None, secrets).await?;
     let runtime = connect(engine).await?;
@@ -299,6 +303,7 @@ async fn serve_http(
     let options = crate::http::HttpOptions {
         listen,
         tokens,
+        oauth,
         allowed_hosts: http.allow_hosts.clone(),
         allowed_origins: http.allow_origins.clone(),
         max_body: http.max_body,
@@ -306,6 +311,35 @@ async fn serve_http(
     let outcome = crate::http::serve(mux, options, filter, shutdown_signal()).await;
     gateway.shutdown().await;
     outcome.map_err(Failure::from)
+}
+
+/// The token store `--auth token` checks against, refused when it is empty
+/// or binds a token to a profile the catalog lacks.
+fn token_store(
+    http: &HttpArgs,
+    catalog: &Catalog,
+    path: &Path,
+) -> Result<crate::tokens::LiveTokens, Failure> {
+    let store_path = http.tokens.path();
+    let tokens = crate::tokens::Tokens::load(&store_path)?;
+    if tokens.is_empty() {
+        return Err(Failure::usage(anyhow!(
+            "--auth token, but {} holds no token; fix: `mcpgw token create NAME`",
+            store_path.display()
+        )));
+    }
+    for stored in tokens.entries() {
+        if let Some(profile) = &stored.profile
+            && !catalog.profiles.contains_key(profile)
+        {
+            return Err(Failure::usage(anyhow!(
+                "token `{}` is bound to profile `{profile}`, which {} does not define; fix: add it under `profiles:`, or revoke the token",
+                stored.name,
+                path.display()
+            )));
+        }
+    }
+    Ok(crate::tokens::LiveTokens::new(store_path, tokens))
 }
 
 async fn serve(

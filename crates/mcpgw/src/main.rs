@@ -12,6 +12,7 @@ mod commands;
 mod front;
 mod http;
 mod lock;
+mod oauth;
 mod redaction;
 mod scan;
 mod secrets;
