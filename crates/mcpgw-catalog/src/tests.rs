@@ -850,6 +850,8 @@ fn tracing_is_off_a_map_or_left_to_the_environment() {
             "{bad}: {err}"
         );
     }
+}
+
 const OAUTH: &str = "version: 1\ngateway:\n  auth:\n    oauth:\n      issuer: https://idp.example/realms/mcp\n      resource: https://mcp.example/mcp\n";
 
 #[test]
