@@ -26,6 +26,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     mcpgw_secrets::install_panic_hook();
+    install_tls_provider();
     let runtime = match runtime_for(&cli.command).enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
@@ -43,6 +44,14 @@ fn main() -> ExitCode {
             ExitCode::from(err.exit_code())
         }
     }
+}
+
+/// reqwest (the OAuth issuer's metadata and keys, the OTLP exporter) is
+/// built without a TLS provider of its own choosing: ring's, installed once
+/// for the process before any client is built (a second install is
+/// refused, harmlessly).
+pub(crate) fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The async runtime a command runs on.

@@ -96,10 +96,6 @@ impl OAuth {
     /// When the issuer's metadata or keys cannot be had, naming the URLs
     /// tried and what each answered.
     pub(crate) async fn discover(spec: &OAuthSpec) -> anyhow::Result<Self> {
-        // reqwest is built without a TLS provider of its own choosing:
-        // ring's, installed once for the process (a second install is
-        // refused, harmlessly).
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .redirect(reqwest::redirect::Policy::limited(3))

@@ -78,6 +78,7 @@ async fn resource_server() -> (OAuth, Arc<Issuer>) {
     let catalog =
         mcpgw_catalog::parse(&yaml, std::path::Path::new("t.yaml"), &std::env::temp_dir()).unwrap();
     let spec = catalog.gateway.auth.oauth.unwrap();
+    crate::install_tls_provider();
     (OAuth::discover(&spec).await.unwrap(), issuer)
 }
 
