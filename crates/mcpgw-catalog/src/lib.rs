@@ -141,6 +141,10 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Catalog, Catalo
     }
     Ok(Catalog {
         path: path.to_path_buf(),
+        sha256: {
+            use sha2::Digest as _;
+            hex::encode(sha2::Sha256::digest(text.as_bytes()))
+        },
         profiles: raw.profiles(),
         gateway: raw.gateway,
         servers: raw.servers,

@@ -26,6 +26,9 @@ pub use crate::volume::Volume;
 pub struct Catalog {
     /// The file it was read from.
     pub path: PathBuf,
+    /// The SHA-256 of the file's text, in hex: which version of it is in
+    /// force (the audit trail's `config` record names it).
+    pub sha256: String,
     /// Gateway-wide settings.
     pub gateway: GatewaySpec,
     /// Servers in the order the file lists them.

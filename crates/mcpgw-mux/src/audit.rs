@@ -535,7 +535,42 @@ struct ServerEvent<'a> {
     reason: Option<&'a str>,
 }
 
+/// The configuration in force: a `config` record.
+#[derive(Debug, Serialize)]
+struct ConfigEvent<'a> {
+    v: u32,
+    time: String,
+    event: &'static str,
+    catalog: std::borrow::Cow<'a, str>,
+    catalog_sha256: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lockfile: Option<std::borrow::Cow<'a, str>>,
+    servers: Vec<&'a str>,
+    front: &'a str,
+}
+
 impl crate::Shared {
+    /// Records the configuration in force: `catalog`, over `front`.
+    pub(crate) fn audit_config(&self, catalog: &mcpgw_catalog::Catalog, front: &str) {
+        let Some(audit) = self.audit.get() else {
+            return;
+        };
+        let record = ConfigEvent {
+            v: AUDIT_VERSION,
+            time: now(),
+            event: "config",
+            catalog: catalog.path.to_string_lossy(),
+            catalog_sha256: &catalog.sha256,
+            lockfile: catalog
+                .lock
+                .as_deref()
+                .map(std::path::Path::to_string_lossy),
+            servers: catalog.servers.iter().map(|s| s.name.as_str()).collect(),
+            front,
+        };
+        write(audit, self.secrets.get(), &record);
+    }
+
     /// Records that server `index` started (`reason: None`) or exited.
     pub(crate) fn audit_server(&self, index: usize, reason: Option<&str>) {
         let Some(audit) = self.audit.get() else {

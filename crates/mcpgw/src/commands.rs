@@ -155,7 +155,8 @@ fn supervise(
     let (mux, slots) = Mux::new(catalog);
     slots.set_secrets(resolved.redactor().clone());
     if let Some(audit) = audit {
-        slots.set_audit(audit);
+        let front = if audience.is_some() { "stdio" } else { "http" };
+        slots.set_audit(audit, catalog, front);
     }
     let plan = Plan {
         only: only.map(<[usize]>::to_vec),
