@@ -38,7 +38,7 @@ def records(path: pathlib.Path) -> list[dict]:
 
 
 def requests(parsed: list[dict]) -> list[dict]:
-    return [r for r in parsed if r["event"] not in ("server_start", "server_exit")]
+    return [r for r in parsed if r["event"] not in ("config", "server_start", "server_exit")]
 
 
 def canonical_sha256(value) -> str:
@@ -79,6 +79,11 @@ async def test_a_stdio_session_is_recorded_request_by_request(mode, mcpgw_bin, t
     assert API not in audit.read_text()
     assert stat.S_IMODE(audit.stat().st_mode) == 0o600
     parsed = records(audit)
+    # First, the configuration in force.
+    config = parsed[0]
+    assert config["event"] == "config" and config["front"] == "stdio", config
+    assert config["catalog"] == str(catalog) and config["servers"] == ["vault"]
+    assert config["catalog_sha256"] == hashlib.sha256(catalog.read_bytes()).hexdigest()
     assert [r["server"] for r in parsed if r["event"] == "server_start"] == ["vault"]
     decided = [r for r in requests(parsed) if r["event"] != "list"]
     assert [(r["event"], r.get("exposed"), r["decision"], r.get("outcome")) for r in decided] == [
@@ -140,7 +145,9 @@ async def test_http_records_each_token_and_its_profile_at_the_default_path(mode,
     assert API not in log
     audit = state / "mcpgw" / "audit.jsonl"
     assert stat.S_IMODE(audit.stat().st_mode) == 0o600
-    calls = [r for r in records(audit) if r["event"] == "call"]
+    parsed = records(audit)
+    assert parsed[0]["event"] == "config" and parsed[0]["front"] == "http", parsed[0]
+    calls = [r for r in parsed if r["event"] == "call"]
     assert [(r["client"], r.get("profile"), r["exposed"], r["decision"]) for r in calls] == [
         ("alice", None, "two__add", "allowed"),
         ("bob", "echo-only", "two__echo", "allowed"),

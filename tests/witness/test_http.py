@@ -64,8 +64,9 @@ PROFILES = """profiles:
 class Gateway:
     def __init__(self, mcpgw_bin, tmp_path, *extra, env=None, catalog_text=CATALOG):
         catalog = tmp_path / "catalog.yaml"
-        catalog.write_text(catalog_text)
         self.port = free_port()
+        # A catalog may name the gateway's own URL (an OAuth resource).
+        catalog.write_text(catalog_text.replace("{port}", str(self.port)))
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         self.proc = subprocess.Popen(
             [mcpgw_bin, "run", "--catalog", str(catalog), "--transport", "http",

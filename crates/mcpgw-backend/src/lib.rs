@@ -719,7 +719,7 @@ impl Backend {
             idle: Duration::from_secs(10),
             max_total: Duration::from_secs(10),
         };
-        if let Err(err) = self.request(request, deadline, None, None).await {
+        if let Err(err) = self.request(request, deadline, None, None, None).await {
             tracing::debug!(server = %self.server, "logging/setLevel failed: {err}");
         }
     }
@@ -736,7 +736,7 @@ impl Backend {
                 SubscribeRequestParams::new(uri),
             ));
             return self
-                .request(request, SUBSCRIBE_DEADLINE, None, None)
+                .request(request, SUBSCRIBE_DEADLINE, None, None, None)
                 .await
                 .map(|_| ());
         }
@@ -770,7 +770,9 @@ impl Backend {
             let request = ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(
                 UnsubscribeRequestParams::new(uri),
             ));
-            let _ = self.request(request, SUBSCRIBE_DEADLINE, None, None).await;
+            let _ = self
+                .request(request, SUBSCRIBE_DEADLINE, None, None, None)
+                .await;
         } else if let Some(stop) = self.resource_streams.lock().remove(uri) {
             stop.cancel();
         }
@@ -804,6 +806,8 @@ impl Backend {
     /// them, each before the answer. A `2026-07-28` backend is told, with
     /// the request, what the client it is sent `on_behalf` of can answer
     /// (narrowed to the catalog's `relay`) and the log level it wants.
+    /// `carried` is what else the request's `_meta` carries (the trace
+    /// context of its span).
     ///
     /// The deadline is kept here, not by rmcp: rmcp's own answers a timed
     /// out request only once its cancellation is written, which a server
@@ -821,17 +825,18 @@ impl Backend {
         deadline: Deadline,
         progress: Option<mpsc::Sender<ProgressNotificationParam>>,
         on_behalf: Option<&OnBehalf>,
+        carried: Option<RequestMetaObject>,
     ) -> Result<ServerResult, ServiceError> {
         let mut options = PeerRequestOptions::no_options();
+        options.meta = carried;
         if let Some(client) = on_behalf
             && !self.protocol.has_initialize()
         {
-            let mut meta = RequestMetaObject::new();
+            let meta = options.meta.get_or_insert_with(RequestMetaObject::new);
             meta.set_client_capabilities(self.relays.capabilities(Some(&client.capabilities)));
             if let Some(level) = client.log_level {
                 meta.set_log_level(level);
             }
-            options.meta = Some(meta);
         }
         let started = tokio::time::Instant::now();
         let handle = self.peer.send_request_with_option(request, options).await?;
@@ -898,7 +903,9 @@ impl Backend {
             idle: timeout,
             max_total: timeout,
         };
-        self.request(ping, deadline, None, None).await.map(|_| ())
+        self.request(ping, deadline, None, None, None)
+            .await
+            .map(|_| ())
     }
 
     /// Ends the session: the service task stops and the transport (and so

@@ -97,7 +97,7 @@ async fn hang_cancelled(backend: &Backend, want: u64) -> u64 {
     let mut seen = 0;
     for _ in 0..100 {
         let stats = backend
-            .request(call("stats"), LONG, None, None)
+            .request(call("stats"), LONG, None, None, None)
             .await
             .unwrap();
         let rmcp::model::ServerResult::CallToolResult(stats) = stats else {
@@ -119,7 +119,7 @@ async fn hang_cancelled(backend: &Backend, want: u64) -> u64 {
 async fn dropping_a_request_cancels_it_at_the_backend() {
     let client_io = mcpgw_testserver::in_memory(mcpgw_testserver::TestServer::new(0));
     let backend = open("t", client_io, Duration::from_secs(5)).await.unwrap();
-    let hang = backend.request(call("hang"), LONG, None, None);
+    let hang = backend.request(call("hang"), LONG, None, None, None);
     assert!(
         tokio::time::timeout(Duration::from_millis(300), hang)
             .await
@@ -143,7 +143,7 @@ async fn requests_abandoned_at_once_are_all_cancelled_at_the_server() {
     let backend = open("t", client_io, Duration::from_secs(5)).await.unwrap();
     const ABANDONED: u64 = 20;
     for _ in 0..ABANDONED {
-        let hang = backend.request(call("hang"), LONG, None, None);
+        let hang = backend.request(call("hang"), LONG, None, None, None);
         // Polled once (the request is queued), then dropped.
         assert!(tokio::time::timeout(Duration::ZERO, hang).await.is_err());
     }

@@ -13,6 +13,7 @@
 //! [`raw`] hold exactly what the user wrote (`deny_unknown_fields`); the
 //! validated types in [`spec`] are what the rest of the gateway sees.
 
+mod auth;
 mod de;
 mod error;
 mod limits;
@@ -23,15 +24,17 @@ mod spec;
 mod units;
 mod volume;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+pub use auth::{AuthSpec, Claim, OAuthSpec, ProfileRule};
 pub use error::CatalogError;
 pub use limits::{ClientLimits, Rate, RateLimit, ServerLimits, ToolLimits};
 pub use names::{SecretName, Separator, ServerName};
 pub use spec::{
     AuditSpec, AuditTo, Catalog, Concurrency, Delivery, GatewaySpec, HealthSpec, Lifecycle,
-    Network, Profile, PullPolicy, Redaction, Relay, Resources, RestartSpec, SECRETS_DIR,
-    ScanPolicy, Scope, SecretRef, ServerSpec, ToolFilter, Volume,
+    Network, OtlpProtocol, Profile, PullPolicy, Redaction, Relay, Resources, RestartSpec,
+    SECRETS_DIR, ScanPolicy, Scope, SecretRef, ServerSpec, ToolFilter, TracingSpec, Volume,
 };
 
 /// The largest catalog file we read. Catalogs are hand-written and small; a
@@ -120,9 +123,18 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Catalog, Catalo
     if text.len() as u64 > MAX_CATALOG_BYTES {
         return Err(CatalogError::too_large(path, text.len() as u64));
     }
-    let mut raw = match document(text, base_dir) {
+    let profiles = profile_names(text);
+    let mut raw = match document(text, base_dir, profiles.clone()) {
         Ok(raw) => raw,
-        Err(first) => return Err(every_problem(text, path, base_dir, &first)),
+        Err(first) => {
+            return Err(every_problem(
+                text,
+                path,
+                base_dir,
+                profiles.as_ref(),
+                &first,
+            ));
+        }
     };
     if let spec::AuditTo::File(file) = &mut raw.gateway.audit.to
         && file.is_relative()
@@ -131,6 +143,10 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Catalog, Catalo
     }
     Ok(Catalog {
         path: path.to_path_buf(),
+        sha256: {
+            use sha2::Digest as _;
+            hex::encode(sha2::Sha256::digest(text.as_bytes()))
+        },
         profiles: raw.profiles(),
         gateway: raw.gateway,
         servers: raw.servers,
@@ -138,9 +154,27 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Catalog, Catalo
     })
 }
 
-fn document(text: &str, base_dir: &Path) -> Result<spec::Document, yaml_serde::Error> {
-    let context = volume::Context::new(base_dir.to_path_buf());
+fn document(
+    text: &str,
+    base_dir: &Path,
+    profiles: Option<BTreeSet<String>>,
+) -> Result<spec::Document, yaml_serde::Error> {
+    let context = volume::Context::new(base_dir.to_path_buf(), profiles);
     volume::with_context(context, || yaml_serde::from_str(text))
+}
+
+/// The names under `profiles:`, read leniently before the real parse so
+/// that a section referring to them (`gateway.auth`) can be checked where
+/// it is written, whatever the order of the sections; `None` when the
+/// file is not a mapping (its own error says so).
+fn profile_names(text: &str) -> Option<BTreeSet<String>> {
+    #[derive(serde::Deserialize)]
+    struct Names {
+        #[serde(default)]
+        profiles: Option<std::collections::BTreeMap<String, serde::de::IgnoredAny>>,
+    }
+    let names: Names = yaml_serde::from_str(text).ok()?;
+    Some(names.profiles.unwrap_or_default().into_keys().collect())
 }
 
 /// The whole file's first error, and those each section finds on its own,
@@ -149,11 +183,12 @@ fn every_problem(
     text: &str,
     path: &Path,
     base_dir: &Path,
+    profiles: Option<&BTreeSet<String>>,
     first: &yaml_serde::Error,
 ) -> CatalogError {
     let mut problems = vec![CatalogError::from_yaml(path, first)];
     for section in sections::sections(text).unwrap_or_default() {
-        let Err(err) = document(&section.document(text), base_dir) else {
+        let Err(err) = document(&section.document(text), base_dir, profiles.cloned()) else {
             continue;
         };
         let problem = CatalogError::from_yaml(path, &err);

@@ -8,7 +8,9 @@
 //! parse (`version: 1`, one placeholder server) appended after its end.
 //! Only errors inside the section's own lines count, so the scaffolding
 //! never reports anything. Sections are independent: no check in the
-//! catalog spans two of them (profiles name tools by pattern, not servers).
+//! catalog spans two of them (profiles name tools by pattern, not servers;
+//! `gateway.auth` names profiles, known to every section from a lenient
+//! read of the whole file first, see `profile_names` in `lib.rs`).
 //!
 //! The split is made from the YAML event stream (`saphyr-parser`, which
 //! gives every event its line), and only where it is safe: block mappings

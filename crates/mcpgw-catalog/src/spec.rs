@@ -27,6 +27,9 @@ pub use crate::volume::Volume;
 pub struct Catalog {
     /// The file it was read from.
     pub path: PathBuf,
+    /// The SHA-256 of the file's text, in hex: which version of it is in
+    /// force (the audit trail's `config` record names it).
+    pub sha256: String,
     /// Gateway-wide settings.
     pub gateway: GatewaySpec,
     /// Servers in the order the file lists them.
@@ -162,6 +165,10 @@ pub struct GatewaySpec {
     pub scan_results: ScanPolicy,
     /// The audit trail.
     pub audit: AuditSpec,
+    /// OpenTelemetry traces.
+    pub tracing: TracingSpec,
+    /// How the HTTP front authenticates clients beyond its token store.
+    pub auth: crate::auth::AuthSpec,
     /// Every client's own rate limit (a profile's replaces it).
     pub limits: ClientLimits,
     /// The most bytes of tool results the result cache holds.
@@ -281,6 +288,121 @@ impl<'de> Deserialize<'de> for AuditSpec {
             arguments: raw.arguments.is_some_and(|a| a.0),
             max_size: raw.max_size.map_or(defaults.max_size, |s| s.0),
             keep: raw.keep.map_or(defaults.keep, |k| k.0),
+        })
+    }
+}
+
+/// OpenTelemetry traces (`gateway.tracing`): where spans are exported.
+/// Each setting left out falls back on the standard `OTEL_*` environment
+/// variables.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TracingSpec {
+    /// `Some(false)`: `tracing: off`, whatever the environment says;
+    /// `Some(true)`: the catalog has a `tracing` map, so tracing is on;
+    /// `None`: the catalog is silent, and tracing is on when the
+    /// environment names an OTLP endpoint.
+    pub enabled: Option<bool>,
+    /// The OTLP collector's base URL (`/v1/traces` is added over HTTP).
+    pub endpoint: Option<String>,
+    /// `http/protobuf` or `grpc`.
+    pub protocol: Option<OtlpProtocol>,
+    /// The `service.name` spans are exported under.
+    pub service_name: Option<String>,
+    /// The share of new traces sampled, 0 to 1; a trace the client
+    /// sampled (or not) is followed as it decided.
+    pub sample_ratio: Option<f64>,
+}
+
+/// How spans travel to the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// OTLP/HTTP with protobuf bodies (port 4318), the standard default.
+    HttpProtobuf,
+    /// OTLP/gRPC (port 4317).
+    Grpc,
+}
+
+impl TryFrom<String> for OtlpProtocol {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "http/protobuf" => Ok(Self::HttpProtobuf),
+            "grpc" => Ok(Self::Grpc),
+            other => Err(invalid(
+                format_args!("OTLP protocol `{other}` is not known"),
+                "use `http/protobuf` (the default) or `grpc`",
+            )),
+        }
+    }
+}
+deserialize_checked!(OtlpProtocol, str);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTracing {
+    endpoint: Option<String>,
+    protocol: Option<OtlpProtocol>,
+    service_name: Option<String>,
+    sample_ratio: Option<f64>,
+}
+
+/// `tracing: off`, or a map of settings: the map's own errors keep their
+/// place in the file (an untagged enum would lose them).
+struct TracingVisitor;
+
+impl<'de> serde::de::Visitor<'de> for TracingVisitor {
+    type Value = Option<RawTracing>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("`off` or a map with `endpoint`, `protocol`, `service_name`, `sample_ratio`")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<Self::Value, E> {
+        if word == "off" {
+            return Ok(None);
+        }
+        Err(E::custom(invalid(
+            format_args!("tracing `{word}` is not known"),
+            "write `off`, or a map with `endpoint`, `protocol`, `service_name`, `sample_ratio`",
+        )))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        RawTracing::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+    }
+}
+
+impl<'de> Deserialize<'de> for TracingSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let Some(raw) = d.deserialize_any(TracingVisitor)? else {
+            return Ok(Self {
+                enabled: Some(false),
+                ..Self::default()
+            });
+        };
+        if let Some(endpoint) = &raw.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(D::Error::custom(invalid(
+                format_args!("tracing endpoint `{endpoint}` is not an http:// or https:// URL"),
+                "name the collector's base URL, such as `http://localhost:4318` (or `http://localhost:4317` with `protocol: grpc`)",
+            )));
+        }
+        if let Some(ratio) = raw.sample_ratio
+            && !(0.0..=1.0).contains(&ratio)
+        {
+            return Err(D::Error::custom(invalid(
+                format_args!("tracing sample_ratio {ratio} is not between 0 and 1"),
+                "write a share such as `1` (every trace, the default) or `0.1`",
+            )));
+        }
+        Ok(Self {
+            enabled: Some(true),
+            endpoint: raw.endpoint,
+            protocol: raw.protocol,
+            service_name: raw.service_name,
+            sample_ratio: raw.sample_ratio,
         })
     }
 }
@@ -412,6 +534,8 @@ impl Default for GatewaySpec {
             scan: ScanPolicy::Block,
             scan_results: ScanPolicy::Warn,
             audit: AuditSpec::default(),
+            tracing: TracingSpec::default(),
+            auth: crate::auth::AuthSpec::default(),
             limits: ClientLimits::default(),
             cache_bytes: 64 << 20,
         }
@@ -431,6 +555,8 @@ struct RawGateway {
     scan: Option<ScanPolicy>,
     scan_results: Option<ScanPolicy>,
     audit: Option<AuditSpec>,
+    tracing: Option<TracingSpec>,
+    auth: Option<crate::auth::AuthSpec>,
     limits: Option<ClientLimits>,
     cache: Option<RawGatewayCache>,
 }
@@ -458,6 +584,8 @@ impl<'de> Deserialize<'de> for GatewaySpec {
             scan: raw.scan.unwrap_or(defaults.scan),
             scan_results: raw.scan_results.unwrap_or(defaults.scan_results),
             audit: raw.audit.unwrap_or_default(),
+            tracing: raw.tracing.unwrap_or_default(),
+            auth: raw.auth.unwrap_or_default(),
             limits: raw.limits.unwrap_or_default(),
             cache_bytes: raw
                 .cache

@@ -924,3 +924,130 @@ fn cached_tools_and_the_caches_size() {
         "cat.yaml:5:19: servers.s.cache.t: unknown field `tll`, expected `ttl`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
     );
 }
+
+#[test]
+fn tracing_is_off_a_map_or_left_to_the_environment() {
+    use crate::{OtlpProtocol, TracingSpec};
+    let catalog = check_ok("version: 1\nservers:\n  a:\n    image: a\n");
+    assert_eq!(catalog.gateway.tracing, TracingSpec::default());
+    assert_eq!(catalog.gateway.tracing.enabled, None);
+    let off = check_ok("version: 1\ngateway:\n  tracing: off\nservers:\n  a:\n    image: a\n");
+    assert_eq!(off.gateway.tracing.enabled, Some(false));
+    let on = check_ok(
+        "version: 1\ngateway:\n  tracing: { endpoint: \"http://otel:4317\", protocol: grpc, service_name: edge, sample_ratio: 0.25 }\nservers:\n  a:\n    image: a\n",
+    );
+    let t = &on.gateway.tracing;
+    assert_eq!(t.enabled, Some(true));
+    assert_eq!(t.endpoint.as_deref(), Some("http://otel:4317"));
+    assert_eq!(t.protocol, Some(OtlpProtocol::Grpc));
+    assert_eq!(t.service_name.as_deref(), Some("edge"));
+    assert_eq!(t.sample_ratio, Some(0.25));
+    let dir = tempfile::tempdir().unwrap();
+    for (bad, says) in [
+        ("on", "tracing `on` is not known"),
+        (
+            "{ protocol: http/json }",
+            "OTLP protocol `http/json` is not known",
+        ),
+        (
+            "{ endpoint: otel:4318 }",
+            "is not an http:// or https:// URL",
+        ),
+        (
+            "{ sample_ratio: 2 }",
+            "sample_ratio 2 is not between 0 and 1",
+        ),
+        ("{ exporter: otlp }", "unknown field `exporter`"),
+    ] {
+        let yaml =
+            format!("version: 1\ngateway:\n  tracing: {bad}\nservers:\n  a:\n    image: a\n");
+        let err = parse_in(dir.path(), &yaml).unwrap_err().to_string();
+        assert!(
+            err.contains(says) && err.starts_with("cat.yaml:3:"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+const OAUTH: &str = "version: 1\ngateway:\n  auth:\n    oauth:\n      issuer: https://idp.example/realms/mcp\n      resource: https://mcp.example/mcp\n";
+
+#[test]
+fn oauth_is_read_with_safe_defaults_and_its_rules_in_order() {
+    let cat = check_ok(&format!(
+        "{OAUTH}      scopes: [mcp]\n      profiles:\n        admin: {{ scope: mcp.admin }}\n        ci: {{ claim: groups, value: ci }}\n      default_profile: ci\n{}profiles:\n  admin: {{ tools: ['*'] }}\n  ci: {{ tools: [s__echo] }}\n",
+        &HEAD["version: 1\n".len()..]
+    ));
+    let oauth = cat.gateway.auth.oauth.expect("oauth is configured");
+    assert_eq!(oauth.issuer.as_str(), "https://idp.example/realms/mcp");
+    assert_eq!(oauth.resource.as_str(), "https://mcp.example/mcp");
+    assert_eq!(oauth.algorithms, ["RS256", "PS256", "ES256", "EdDSA"]);
+    assert_eq!(oauth.leeway.as_secs(), 30);
+    assert_eq!(oauth.scopes_supported(), ["mcp", "mcp.admin"]);
+    assert_eq!(
+        oauth.profiles,
+        [
+            ProfileRule {
+                profile: "admin".into(),
+                when: Claim::Scope("mcp.admin".into())
+            },
+            ProfileRule {
+                profile: "ci".into(),
+                when: Claim::Value {
+                    name: "groups".into(),
+                    value: "ci".into()
+                }
+            },
+        ]
+    );
+    assert_eq!(oauth.default_profile.as_deref(), Some("ci"));
+    assert!(check_ok(HEAD).gateway.auth.oauth.is_none());
+}
+
+#[test]
+fn oauth_mistakes_are_named_where_they_are_written() {
+    let servers = &HEAD["version: 1\n".len()..];
+    for (extra, expect) in [
+        (
+            "      algorithms: [RS256, HS256]\n",
+            "cat.yaml:7:27: gateway.auth.oauth.algorithms[1]: `HS256` is a shared-secret algorithm: with it, anyone holding the issuer's public key could sign tokens; fix: use asymmetric algorithms: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA",
+        ),
+        (
+            "      algorithms: [none]\n",
+            "cat.yaml:7:20: gateway.auth.oauth.algorithms[0]: `none` means no signature; fix: use asymmetric algorithms: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA",
+        ),
+        (
+            "      default_profile: nobody\n",
+            "cat.yaml:7:24: gateway.auth.oauth.default_profile: profile `nobody` is not defined; fix: add `nobody` under `profiles:`, or name a profile defined there",
+        ),
+        (
+            "      profiles:\n        ghost: { scope: x }\n",
+            "cat.yaml:8:9: gateway.auth.oauth.profiles: profile `ghost` is not defined; fix: add `ghost` under `profiles:`, or name a profile defined there",
+        ),
+        (
+            "      profiles:\n        ci: { scope: x, claim: groups, value: ci }\n",
+            "cat.yaml:8:9: gateway.auth.oauth.profiles: a profile rule names either a scope or a claim and its value; fix: write `{ scope: NAME }` or `{ claim: groups, value: NAME }`",
+        ),
+        (
+            "      scopes: [\"a b\"]\n",
+            "cat.yaml:7:16: gateway.auth.oauth.scopes[0]: `a b` is not a scope; fix: write one scope per entry, without spaces or quotes",
+        ),
+        (
+            "      introspect: true\n",
+            "cat.yaml:7:7: gateway.auth.oauth: unknown field `introspect`, expected one of `issuer`, `resource`, `scopes`, `algorithms`, `leeway`, `jwks_refresh`, `profiles`, `default_profile`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+        ),
+    ] {
+        let yaml = format!("{OAUTH}{extra}{servers}profiles:\n  ci: {{ tools: ['*'] }}\n");
+        check_err(&yaml, expect);
+    }
+    check_err(
+        &format!(
+            "{}{servers}",
+            OAUTH.replace("https://mcp.example/mcp", "http://mcp.example/mcp")
+        ),
+        "cat.yaml:6:17: gateway.auth.oauth.resource: `http://mcp.example/mcp` is not an https URL; fix: use `https://`; plain `http://` is accepted only on a loopback host",
+    );
+    check_ok(&format!(
+        "{}{servers}",
+        OAUTH.replace("https://mcp.example/mcp", "http://127.0.0.1:8811/mcp")
+    ));
+}

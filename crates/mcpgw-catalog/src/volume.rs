@@ -8,29 +8,49 @@
 //!
 //! Resolution needs the catalog's directory, which serde cannot pass down to
 //! a nested `Deserialize`, so [`with_context`] sets it for the duration of one
-//! parse on the current thread.
+//! parse on the current thread. The same context carries the profile names
+//! the whole file defines, for the checks of `gateway.auth` (`auth.rs`) that
+//! refer to them from another section.
 
 use std::cell::RefCell;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::invalid;
 
-/// What volume resolution needs to know about the file being parsed.
+/// What checks inside serde need to know about the file being parsed.
 #[derive(Debug, Clone)]
 pub(crate) struct Context {
     base_dir: PathBuf,
     home: Option<PathBuf>,
+    /// The profiles the whole file defines; `None` when that could not be
+    /// read (the file's own error is then reported).
+    profiles: Option<std::collections::BTreeSet<String>>,
 }
 
 impl Context {
-    pub(crate) fn new(base_dir: PathBuf) -> Self {
+    pub(crate) fn new(
+        base_dir: PathBuf,
+        profiles: Option<std::collections::BTreeSet<String>>,
+    ) -> Self {
         Self {
             base_dir,
             home: std::env::var_os("HOME")
                 .filter(|h| !h.is_empty())
                 .map(PathBuf::from),
+            profiles,
         }
     }
+}
+
+/// Whether the file being parsed defines profile `name`; `None` when that
+/// is not known.
+pub(crate) fn profile_defined(name: &str) -> Option<bool> {
+    CONTEXT.with(|c| {
+        c.borrow()
+            .as_ref()
+            .and_then(|c| c.profiles.as_ref())
+            .map(|p| p.contains(name))
+    })
 }
 
 thread_local! {
@@ -108,7 +128,7 @@ impl TryFrom<String> for Volume {
     fn try_from(spec: String) -> Result<Self, String> {
         let context = CONTEXT
             .with(|c| c.borrow().clone())
-            .unwrap_or_else(|| Context::new(PathBuf::from(".")));
+            .unwrap_or_else(|| Context::new(PathBuf::from("."), None));
         parse(&spec, &context)
     }
 }
@@ -237,6 +257,10 @@ crate::de::deserialize_checked!(Volume, str);
 #[cfg(test)]
 impl Context {
     pub(crate) fn for_test(base_dir: PathBuf, home: Option<PathBuf>) -> Self {
-        Self { base_dir, home }
+        Self {
+            base_dir,
+            home,
+            profiles: None,
+        }
     }
 }

@@ -20,6 +20,7 @@ use bollard::Docker;
 use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures::StreamExt;
 use mcpgw_catalog::{PullPolicy, ServerSpec};
+use tracing::Instrument as _;
 
 use crate::DockerError;
 
@@ -51,6 +52,27 @@ impl Present {
 /// Ensures `spec.image` is present (and the pinned one, when pinned).
 /// `podman`: Podman serves the API (see the module's notes).
 pub(crate) async fn ensure(
+    docker: &Docker,
+    podman: bool,
+    spec: &ServerSpec,
+) -> Result<Present, DockerError> {
+    ensure_unspanned(docker, podman, spec)
+        .instrument(span("image.ensure", spec))
+        .await
+}
+
+/// The span of image work for `spec` (traces only).
+fn span(name: &'static str, spec: &ServerSpec) -> tracing::Span {
+    tracing::info_span!(
+        target: mcpgw_supervisor::TRACE_TARGET,
+        "image",
+        otel.name = name,
+        container.image.name = %spec.image,
+        mcp.server.name = %spec.name,
+    )
+}
+
+async fn ensure_unspanned(
     docker: &Docker,
     podman: bool,
     spec: &ServerSpec,
@@ -218,6 +240,12 @@ fn missing(spec: &ServerSpec, reason: &str) -> DockerError {
 }
 
 async fn pull(docker: &Docker, spec: &ServerSpec) -> Result<(), String> {
+    pull_unspanned(docker, spec)
+        .instrument(span("image.pull", spec))
+        .await
+}
+
+async fn pull_unspanned(docker: &Docker, spec: &ServerSpec) -> Result<(), String> {
     let (image, tag) = split_tag(&spec.image);
     tracing::info!(server = %spec.name, image = %spec.image, "pulling image");
     let options = CreateImageOptionsBuilder::default()

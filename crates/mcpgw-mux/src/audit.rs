@@ -26,7 +26,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::{ClientProfile, Mux};
+use tracing::Instrument as _;
+
+use crate::{ClientProfile, Mux, trace};
 
 /// The record format's version, the `v` of every record.
 pub const AUDIT_VERSION: u32 = 1;
@@ -84,8 +86,7 @@ pub enum Decision {
 }
 
 /// How a request that was allowed ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Answered.
     Ok,
@@ -98,6 +99,26 @@ pub enum Outcome {
     Cancelled,
     /// The server died during it.
     ServerFailed,
+}
+
+impl Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl Outcome {
+    /// The word records and spans use.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::Timeout => "timeout",
+            Self::Cancelled => "cancelled",
+            Self::ServerFailed => "server_failed",
+        }
+    }
 }
 
 /// What the handling learnt about one request, noted on its context.
@@ -177,40 +198,25 @@ pub(crate) fn outcome(context: &RequestContext<RoleServer>, outcome: Outcome) {
     });
 }
 
-/// What a request asks, for its record.
+/// What a request asks, for its record and its span.
 #[derive(Debug)]
 pub(crate) struct Asked {
     event: &'static str,
     method: &'static str,
     exposed: Option<String>,
+    /// What only the record needs, when a trail is kept.
+    recorded: Option<Recorded>,
+}
+
+#[derive(Debug)]
+struct Recorded {
     request_bytes: usize,
     arguments: Option<Value>,
 }
 
-impl Asked {
-    /// A request for `event` (`call`, `get_prompt`, …) by `method`, naming
-    /// `exposed`, with these `params`; `arguments` for a call.
-    pub(crate) fn new(
-        event: &'static str,
-        method: &'static str,
-        exposed: Option<String>,
-        params: &impl Serialize,
-        arguments: Option<&rmcp::model::JsonObject>,
-    ) -> Self {
-        Self {
-            event,
-            method,
-            exposed,
-            request_bytes: serde_json::to_vec(params).map_or(0, |v| v.len()),
-            arguments: arguments.map(|a| Value::Object(a.clone())),
-        }
-    }
-}
-
 /// A request being handled, its record still to be written.
 #[derive(Debug)]
-pub(crate) struct Pending {
-    asked: Asked,
+struct Pending {
     began: Instant,
     time: String,
     client: String,
@@ -218,7 +224,6 @@ pub(crate) struct Pending {
     session: String,
     request_id: Option<Value>,
     protocol_version: Option<String>,
-    noted: Noted,
 }
 
 /// An answer, as the trail measures it.
@@ -274,15 +279,60 @@ impl Answer for rmcp::model::CallToolResponse {
     }
 }
 
+/// How a request was answered: the decision, and how an allowed one ended.
+fn verdict<T: Answer>(facts: &Facts, answer: &Result<T, ErrorData>) -> (Decision, Option<Outcome>) {
+    match answer {
+        Ok(result) => (
+            facts.decision.unwrap_or(Decision::Allowed),
+            Some(facts.outcome.unwrap_or(if result.flagged() {
+                Outcome::Error
+            } else {
+                Outcome::Ok
+            })),
+        ),
+        Err(_) => {
+            let decision = facts.decision.unwrap_or(if facts.server.is_some() {
+                Decision::Allowed
+            } else {
+                Decision::Invalid
+            });
+            let outcome =
+                (decision == Decision::Allowed).then(|| facts.outcome.unwrap_or(Outcome::Error));
+            (decision, outcome)
+        }
+    }
+}
+
 impl Mux {
-    /// Whether an audit trail is kept (so what a request asks is worth
-    /// writing down).
-    pub(crate) fn auditing(&self) -> bool {
-        self.shared.audit.get().is_some()
+    /// What a request for `event` (`call`, `get_prompt`, …) by `method`,
+    /// naming `exposed`, with these `params` (and `arguments`, for a call)
+    /// asks; `None` when neither an audit trail nor a trace is kept, so
+    /// that nothing is worth writing down.
+    pub(crate) fn asked(
+        &self,
+        event: &'static str,
+        method: &'static str,
+        exposed: Option<&str>,
+        params: &impl Serialize,
+        arguments: Option<&rmcp::model::JsonObject>,
+    ) -> Option<Asked> {
+        let auditing = self.shared.audit.get().is_some();
+        if !auditing && !trace::on() {
+            return None;
+        }
+        Some(Asked {
+            event,
+            method,
+            exposed: exposed.map(str::to_string),
+            recorded: auditing.then(|| Recorded {
+                request_bytes: serde_json::to_vec(params).map_or(0, |v| v.len()),
+                arguments: arguments.map(|a| Value::Object(a.clone())),
+            }),
+        })
     }
 
-    /// Runs `handle` on a request, recording it when `asked` says what it
-    /// asks (only when the trail is kept, [`Mux::auditing`]).
+    /// Runs `handle` on a request, in its span and recorded, when `asked`
+    /// says what it asks ([`Mux::asked`]).
     pub(crate) async fn audited<T: Answer, F>(
         &self,
         asked: Option<Asked>,
@@ -292,78 +342,53 @@ impl Mux {
     where
         F: std::future::Future<Output = Result<T, ErrorData>>,
     {
-        let pending = asked.and_then(|asked| self.audit_begin(asked, &mut context));
-        let answer = handle(context).await;
-        self.audit_end(pending, &answer);
+        let Some(asked) = asked else {
+            return handle(context).await;
+        };
+        let noted = Noted::default();
+        context.extensions.insert(noted.clone());
+        let span = trace::request(
+            trace::Request {
+                method: asked.method,
+                target: asked.exposed.as_deref(),
+            },
+            &context,
+        );
+        let pending = asked.recorded.is_some().then(|| pending(&context));
+        let answer = handle(context).instrument(span.clone()).await;
+        let facts = std::mem::take(&mut *noted.0.lock());
+        let (decision, outcome) = verdict(&facts, &answer);
+        let server = facts.server.map(|i| self.shared.slots[i].name.as_str());
+        trace::end(&span, server, decision, outcome);
+        if let Some(pending) = pending {
+            self.audit_end(asked, pending, facts, (decision, outcome), &answer, &span);
+        }
         answer
     }
 
-    /// Starts the record of a request, noting it on `context` for the
-    /// handling to add to.
-    fn audit_begin(
+    /// Writes the record of `pending`, answered with `answer`.
+    fn audit_end<T: Answer>(
         &self,
         asked: Asked,
-        context: &mut RequestContext<RoleServer>,
-    ) -> Option<Pending> {
-        self.shared.audit.get()?;
-        let noted = Noted::default();
-        context.extensions.insert(noted.clone());
-        let (client, profile, session) = client(context);
-        Some(Pending {
-            asked,
-            began: Instant::now(),
-            time: now(),
-            client,
-            profile: profile.map(str::to_string),
-            session,
-            request_id: serde_json::to_value(&context.id).ok(),
-            protocol_version: context.protocol_version().map(|v| v.to_string()),
-            noted,
-        })
-    }
-
-    /// Writes the record of `pending`, answered with `answer`.
-    fn audit_end<T: Answer>(&self, pending: Option<Pending>, answer: &Result<T, ErrorData>) {
-        let (Some(pending), Some(audit)) = (pending, self.shared.audit.get()) else {
+        pending: Pending,
+        facts: Facts,
+        (decision, outcome): (Decision, Option<Outcome>),
+        answer: &Result<T, ErrorData>,
+        span: &tracing::Span,
+    ) {
+        let (Some(audit), Some(recorded)) = (self.shared.audit.get(), asked.recorded) else {
             return;
         };
-        let facts = std::mem::take(&mut *pending.noted.0.lock());
         let redactor = self.shared.secrets.get();
         let redactions = |text: &str| redactor.map_or(0, |r| r.found(text).len());
-        let (decision, outcome, result_bytes, mut found, error) = match answer {
+        let (result_bytes, mut found, error) = match answer {
             Ok(result) => {
                 let body = result.body();
-                let outcome = facts.outcome.unwrap_or(if result.flagged() {
-                    Outcome::Error
-                } else {
-                    Outcome::Ok
-                });
-                (
-                    facts.decision.unwrap_or(Decision::Allowed),
-                    Some(outcome),
-                    Some(body.len()),
-                    redactions(&body),
-                    None,
-                )
+                (Some(body.len()), redactions(&body), None)
             }
-            Err(err) => {
-                let decision = facts.decision.unwrap_or(if facts.server.is_some() {
-                    Decision::Allowed
-                } else {
-                    Decision::Invalid
-                });
-                let outcome = (decision == Decision::Allowed)
-                    .then(|| facts.outcome.unwrap_or(Outcome::Error));
-                (decision, outcome, None, 0, Some(err.message.to_string()))
-            }
+            Err(err) => (None, 0, Some(err.message.to_string())),
         };
-        let Asked {
-            event,
-            method,
-            exposed,
-            request_bytes,
-            arguments: call_arguments,
-        } = pending.asked;
+        let call_arguments = recorded.arguments;
         let arguments_sha256 = call_arguments.as_ref().map(mcpgw_catalog::lock::digest);
         let arguments = match audit.arguments {
             Arguments::Redacted => call_arguments.map(|args| {
@@ -378,27 +403,42 @@ impl Mux {
         let record = Record {
             v: AUDIT_VERSION,
             time: pending.time,
-            event,
+            event: asked.event,
             client: pending.client,
             profile: pending.profile.as_deref(),
             session: pending.session,
             request_id: pending.request_id,
             protocol_version: pending.protocol_version,
-            method,
-            exposed,
+            method: asked.method,
+            exposed: asked.exposed,
             server: facts.server.map(|i| self.shared.slots[i].name.as_str()),
             upstream: facts.upstream,
             decision,
             outcome,
             duration_ms: pending.began.elapsed().as_secs_f64() * 1000.0,
-            request_bytes,
+            request_bytes: recorded.request_bytes,
             result_bytes,
             redactions: found,
             arguments_sha256,
             arguments,
             error,
+            trace_id: trace::trace_id(span),
         };
         write(audit, redactor, &record);
+    }
+}
+
+/// Starts the record of a request.
+fn pending(context: &RequestContext<RoleServer>) -> Pending {
+    let (client, profile, session) = client(context);
+    Pending {
+        began: Instant::now(),
+        time: now(),
+        client,
+        profile: profile.map(str::to_string),
+        session,
+        request_id: serde_json::to_value(&context.id).ok(),
+        protocol_version: context.protocol_version().map(|v| v.to_string()),
     }
 }
 
@@ -441,6 +481,8 @@ struct Record<'a> {
     arguments: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
 }
 
 /// Who sent a request: the one client that the audit trail names, the rate
@@ -531,7 +573,42 @@ struct ServerEvent<'a> {
     reason: Option<&'a str>,
 }
 
+/// The configuration in force: a `config` record.
+#[derive(Debug, Serialize)]
+struct ConfigEvent<'a> {
+    v: u32,
+    time: String,
+    event: &'static str,
+    catalog: std::borrow::Cow<'a, str>,
+    catalog_sha256: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lockfile: Option<std::borrow::Cow<'a, str>>,
+    servers: Vec<&'a str>,
+    front: &'a str,
+}
+
 impl crate::Shared {
+    /// Records the configuration in force: `catalog`, over `front`.
+    pub(crate) fn audit_config(&self, catalog: &mcpgw_catalog::Catalog, front: &str) {
+        let Some(audit) = self.audit.get() else {
+            return;
+        };
+        let record = ConfigEvent {
+            v: AUDIT_VERSION,
+            time: now(),
+            event: "config",
+            catalog: catalog.path.to_string_lossy(),
+            catalog_sha256: &catalog.sha256,
+            lockfile: catalog
+                .lock
+                .as_deref()
+                .map(std::path::Path::to_string_lossy),
+            servers: catalog.servers.iter().map(|s| s.name.as_str()).collect(),
+            front,
+        };
+        write(audit, self.secrets.get(), &record);
+    }
+
     /// Records that server `index` started (`reason: None`) or exited.
     pub(crate) fn audit_server(&self, index: usize, reason: Option<&str>) {
         let Some(audit) = self.audit.get() else {

@@ -19,12 +19,13 @@ use rmcp::ErrorData;
 use rmcp::model::ResultType;
 use rmcp::model::{CallToolResponse, CallToolResult, ClientRequest, InputResponses, ServerResult};
 use rmcp::service::{RequestContext, RoleServer, ServiceError};
+use tracing::Instrument as _;
 
 use crate::audit::{self, Decision, Outcome};
 use crate::relay::{ClientRelay, ProgressRelay, next_report};
 use crate::session::Instance;
 use crate::slots::{Activity, Limit, Slot, SlotState};
-use crate::{Mux, profile, relay, rounds, screen};
+use crate::{Mux, profile, relay, rounds, screen, trace};
 
 impl Mux {
     pub(crate) fn backend(&self, index: usize) -> Result<Backend, ErrorData> {
@@ -162,7 +163,11 @@ impl Mux {
         let sender = progress.as_ref().map(ProgressRelay::sender);
         // Only a `2026-07-28` backend is told whom a request is for.
         let on_behalf = (!backend.protocol().has_initialize()).then(|| self.on_behalf(context));
-        let request = backend.request(request, slot.deadline, sender, on_behalf.as_ref());
+        let span = trace::backend(slot.name.as_str(), &request);
+        let carried = trace::carried(&span, context);
+        let request = backend
+            .request(request, slot.deadline, sender, on_behalf.as_ref(), carried)
+            .instrument(span.clone());
         tokio::pin!(request);
         let outcome = loop {
             tokio::select! {
@@ -176,6 +181,7 @@ impl Mux {
                 // the backend too. rmcp sends the client no response.
                 () = context.ct.cancelled() => {
                     audit::outcome(context, Outcome::Cancelled);
+                    trace::end_backend(&span, Some(Outcome::Cancelled));
                     return Err(ErrorData::internal_error(format!("{what} was cancelled by the client"), None));
                 }
             }
@@ -184,18 +190,22 @@ impl Mux {
             relay.drain().await;
         }
         match outcome {
-            Ok(result) => Ok(result),
+            Ok(result) => {
+                let flagged =
+                    matches!(&result, ServerResult::CallToolResult(r) if r.is_error == Some(true));
+                trace::end_backend(&span, flagged.then_some(Outcome::Error));
+                Ok(result)
+            }
             Err(err) => {
-                audit::outcome(
-                    context,
-                    match err {
-                        ServiceError::Timeout { .. } => Outcome::Timeout,
-                        ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
-                            Outcome::ServerFailed
-                        }
-                        _ => Outcome::Error,
-                    },
-                );
+                let ended = match err {
+                    ServiceError::Timeout { .. } => Outcome::Timeout,
+                    ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
+                        Outcome::ServerFailed
+                    }
+                    _ => Outcome::Error,
+                };
+                audit::outcome(context, ended);
+                trace::end_backend(&span, Some(ended));
                 Err(self.call_failure(index, what, Some(&backend), err).await)
             }
         }

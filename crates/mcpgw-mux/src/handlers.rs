@@ -22,7 +22,7 @@ use rmcp::service::{RequestContext, RoleServer, SubscriptionContext};
 use rmcp::{ErrorData, ServerHandler};
 use tokio::sync::broadcast;
 
-use crate::audit::{self, Asked, Decision};
+use crate::audit::{self, Decision};
 use crate::changes::{ListChange, next_change};
 use crate::forward::*;
 use crate::paging::page;
@@ -56,9 +56,7 @@ impl ServerHandler for Mux {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let asked = self
-            .auditing()
-            .then(|| Asked::new("list", "tools/list", None, &request, None));
+        let asked = self.asked("list", "tools/list", None, &request, None);
         Box::pin(self.audited(asked, context, |c| self.list_tools_decided(request, c))).await
     }
 
@@ -67,15 +65,13 @@ impl ServerHandler for Mux {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let asked = self.auditing().then(|| {
-            Asked::new(
-                "call",
-                "tools/call",
-                Some(request.name.to_string()),
-                &request,
-                request.arguments.as_ref(),
-            )
-        });
+        let asked = self.asked(
+            "call",
+            "tools/call",
+            Some(&request.name),
+            &request,
+            request.arguments.as_ref(),
+        );
         Box::pin(self.audited(asked, context, |c| self.call_tool_decided(request, c))).await
     }
 
@@ -84,9 +80,7 @@ impl ServerHandler for Mux {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let asked = self
-            .auditing()
-            .then(|| Asked::new("list", "prompts/list", None, &request, None));
+        let asked = self.asked("list", "prompts/list", None, &request, None);
         Box::pin(self.audited(asked, context, |c| self.list_prompts_decided(request, c))).await
     }
 
@@ -95,15 +89,13 @@ impl ServerHandler for Mux {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        let asked = self.auditing().then(|| {
-            Asked::new(
-                "get_prompt",
-                "prompts/get",
-                Some(request.name.clone()),
-                &request,
-                None,
-            )
-        });
+        let asked = self.asked(
+            "get_prompt",
+            "prompts/get",
+            Some(&request.name),
+            &request,
+            None,
+        );
         Box::pin(self.audited(asked, context, |c| self.get_prompt_decided(request, c))).await
     }
 
@@ -112,9 +104,7 @@ impl ServerHandler for Mux {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let asked = self
-            .auditing()
-            .then(|| Asked::new("list", "resources/list", None, &request, None));
+        let asked = self.asked("list", "resources/list", None, &request, None);
         Box::pin(self.audited(asked, context, |c| self.list_resources_decided(request, c))).await
     }
 
@@ -123,9 +113,7 @@ impl ServerHandler for Mux {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let asked = self
-            .auditing()
-            .then(|| Asked::new("list", "resources/templates/list", None, &request, None));
+        let asked = self.asked("list", "resources/templates/list", None, &request, None);
         Box::pin(self.audited(asked, context, |c| {
             self.list_resource_templates_decided(request, c)
         }))
@@ -260,15 +248,13 @@ impl ServerHandler for Mux {
         request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        let asked = self.auditing().then(|| {
-            Asked::new(
-                "complete",
-                "completion/complete",
-                completed(&request.r#ref),
-                &request,
-                None,
-            )
-        });
+        let asked = self.asked(
+            "complete",
+            "completion/complete",
+            completed(&request.r#ref).as_deref(),
+            &request,
+            None,
+        );
         Box::pin(self.audited(asked, context, |c| self.complete_decided(request, c))).await
     }
 
@@ -277,15 +263,13 @@ impl ServerHandler for Mux {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let asked = self.auditing().then(|| {
-            Asked::new(
-                "read_resource",
-                "resources/read",
-                Some(request.uri.clone()),
-                &request,
-                None,
-            )
-        });
+        let asked = self.asked(
+            "read_resource",
+            "resources/read",
+            Some(&request.uri),
+            &request,
+            None,
+        );
         Box::pin(self.audited(asked, context, |c| self.read_resource_decided(request, c))).await
     }
 }

@@ -38,6 +38,7 @@ pub mod router;
 pub mod screen;
 mod session;
 mod slots;
+pub mod trace;
 
 pub use audit::{
     AUDIT_VERSION, Arguments as AuditArguments, Audit, AuditSink, ClientToken, Decision, Outcome,

@@ -30,6 +30,7 @@ use rmcp::service::{Peer, RoleServer};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument as _;
 
 use crate::relay::ASK_TIMEOUT;
 
@@ -153,9 +154,14 @@ impl Rounds {
             asks: ask_tx,
         });
         let (tx, result) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            let _ = tx.send(work.await);
-        });
+        // In the span of the request that started it, so that its backend
+        // request's span is that one's child.
+        let task = tokio::spawn(
+            async move {
+                let _ = tx.send(work.await);
+            }
+            .in_current_span(),
+        );
         Call {
             result,
             asks,

@@ -163,9 +163,11 @@ impl Slots {
             .started(self.shared.slots[index].name.as_str(), took);
     }
 
-    /// Installs the audit trail. Set once.
-    pub fn set_audit(&self, audit: crate::Audit) {
+    /// Installs the audit trail, and records the configuration in force:
+    /// `catalog`, served over `front` (`stdio`, `http`). Set once.
+    pub fn set_audit(&self, audit: crate::Audit, catalog: &mcpgw_catalog::Catalog, front: &str) {
         let _ = self.shared.audit.set(audit);
+        self.shared.audit_config(catalog, front);
     }
 
     /// Server `index` is down, for `reason` (shown to clients that call it).

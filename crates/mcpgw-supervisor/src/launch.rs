@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use crate::runtime::{Container, ErrorKind, Runtime, launch};
 use crate::stderr::StderrTail;
@@ -98,6 +99,31 @@ impl Launcher {
     /// failure, the report carries the container's exit state and the
     /// tail of its stderr, and the container is gone.
     pub(crate) async fn start(
+        &self,
+        index: usize,
+        spec: &ServerSpec,
+        session: Option<u64>,
+    ) -> Result<Started, Failure> {
+        let span = tracing::info_span!(
+            target: crate::TRACE_TARGET,
+            "server",
+            otel.name = "mcpgw.server.start",
+            mcp.server.name = %spec.name,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let started = self
+            .start_in_span(index, spec, session)
+            .instrument(span.clone())
+            .await;
+        if let Err(failure) = &started {
+            span.record("error.type", failure.kind.as_str());
+            span.record("otel.status_code", "ERROR");
+        }
+        started
+    }
+
+    async fn start_in_span(
         &self,
         index: usize,
         spec: &ServerSpec,

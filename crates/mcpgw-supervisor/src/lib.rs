@@ -35,6 +35,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The `tracing` target of the spans exported to OpenTelemetry (the
+/// mux's `trace` module describes them).
+pub use mcpgw_mux::trace::TARGET as TRACE_TARGET;
 pub use runtime::{
     BoxFuture, Container, Created, ErrorKind, ExitState, Runtime, RuntimeError, Stdio, launch,
 };

@@ -17,6 +17,7 @@ use std::time::Duration;
 use mcpgw_catalog::ServerSpec;
 use mcpgw_secrets::Injection;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::Instrument as _;
 
 use crate::StderrTail;
 
@@ -119,9 +120,26 @@ pub async fn launch(
     secrets: &Injection,
     session: Option<u64>,
 ) -> Result<Container, RuntimeError> {
-    let created = runtime.create(spec, secrets, session).await?;
+    let step = |name: &'static str| {
+        tracing::info_span!(
+            target: crate::TRACE_TARGET,
+            "container",
+            otel.name = name,
+            container.runtime = runtime.engine(),
+            container.image.name = %spec.image,
+            mcp.server.name = %spec.name,
+        )
+    };
+    let created = runtime
+        .create(spec, secrets, session)
+        .instrument(step("container.create"))
+        .await?;
     let attached = match runtime.attach(&created).await {
-        Ok(stdio) => runtime.start(&created).await.map(|()| stdio),
+        Ok(stdio) => runtime
+            .start(&created)
+            .instrument(step("container.start"))
+            .await
+            .map(|()| stdio),
         Err(err) => Err(err),
     };
     match attached {
@@ -178,6 +196,18 @@ pub enum ErrorKind {
     Permanent,
     /// The engine could not be reached: not the server's fault.
     EngineDown,
+}
+
+impl ErrorKind {
+    /// The word spans use.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::Permanent => "permanent",
+            Self::EngineDown => "engine_down",
+        }
+    }
 }
 
 /// A runtime operation that failed: the engine's own error, classified.

@@ -112,6 +112,12 @@ impl TestServer {
                 &["text"],
             ),
             tool(
+                "meta",
+                "Returns the `_meta` of its own request, as received (trace context and all).",
+                &json!({}),
+                &[],
+            ),
+            tool(
                 "add",
                 "Adds `a` and `b`; the sum is also in structuredContent.",
                 &json!({"a": {"type": "number"}, "b": {"type": "number"}}),
@@ -412,6 +418,12 @@ impl TestServer {
                     tokio::time::sleep(Duration::from_millis(delay)).await;
                 }
                 Ok(text(arg_str(args, "text")?))
+            }
+            "meta" => {
+                let meta = serde_json::to_value(&context.meta).unwrap_or_default();
+                let mut result = text(meta.to_string());
+                result.structured_content = Some(meta);
+                Ok(result)
             }
             "stats" => {
                 let calls = self.calls.lock().clone();

@@ -199,10 +199,12 @@ pub(crate) enum Store {
 /// Options of the HTTP front.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct HttpArgs {
-    /// `token`: every request needs a bearer token from the token store
-    /// (required to listen beyond loopback); `none`: loopback only.
-    #[arg(long, value_enum, default_value_t = Auth::None)]
-    pub(crate) auth: Auth,
+    /// `token`: every request needs a bearer token from the token store;
+    /// `oauth`: an OAuth access token from the issuer in the catalog's
+    /// `gateway.auth.oauth`; `token,oauth`: either. One of them is
+    /// required to listen beyond loopback; `none`: loopback only.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
+    pub(crate) auth: Vec<Auth>,
     #[command(flatten)]
     pub(crate) tokens: TokensArg,
     /// A further `Host` the gateway answers to (loopback names and the
@@ -224,6 +226,8 @@ pub(crate) enum Auth {
     None,
     /// Bearer tokens from the token store.
     Token,
+    /// OAuth 2.1 access tokens (JWTs) from the catalog's issuer.
+    Oauth,
 }
 
 /// Where bearer tokens are stored.

@@ -21,6 +21,7 @@ use crate::cli::{Auth, Command, HttpArgs, SecretsArg, Transport};
 use crate::front::{Front, front};
 use crate::redaction::Filter;
 use crate::secrets::{self, Resolved};
+use crate::telemetry::Telemetry;
 
 /// A failed command and the exit code it maps to.
 #[derive(Debug)]
@@ -66,10 +67,29 @@ pub(crate) async fn run(command: Command, engine: Engine) -> Result<(), Failure>
             listen,
             secrets,
             http,
-        } => match transport {
-            Transport::Stdio => serve(&catalog, &secrets, engine).await,
-            Transport::Http => serve_http(&catalog, &listen, &secrets, &http, engine).await,
-        },
+        } => {
+            let catalog = load(&catalog)?;
+            let telemetry = crate::telemetry::init(Some(&catalog.gateway.tracing))?;
+            let served = match transport {
+                Transport::Stdio => serve(catalog, &secrets, engine, &telemetry).await,
+                Transport::Http => {
+                    serve_http(catalog, &listen, &secrets, &http, engine, &telemetry).await
+                }
+            };
+            telemetry.shutdown().await;
+            served
+        }
+        other => {
+            crate::telemetry::init(None)?;
+            once(other, engine).await
+        }
+    }
+}
+
+/// Runs a command other than `mcpgw run`.
+async fn once(command: Command, engine: Engine) -> Result<(), Failure> {
+    match command {
+        Command::Run { .. } => unreachable!("`mcpgw run` is served by `run`"),
         Command::Validate { catalog } => validate(&catalog),
         Command::Tools { catalog, secrets } => tools(&catalog, &secrets, engine).await,
         Command::Call {
@@ -135,7 +155,8 @@ fn supervise(
     let (mux, slots) = Mux::new(catalog);
     slots.set_secrets(resolved.redactor().clone());
     if let Some(audit) = audit {
-        slots.set_audit(audit);
+        let front = if audience.is_some() { "stdio" } else { "http" };
+        slots.set_audit(audit, catalog, front);
     }
     let plan = Plan {
         only: only.map(<[usize]>::to_vec),
@@ -221,56 +242,69 @@ pub(crate) fn print_stdout(text: &str) {
 }
 
 async fn serve_http(
-    path: &Path,
+    catalog: Catalog,
     listen: &str,
     secrets: &SecretsArg,
     http: &HttpArgs,
     engine: Engine,
+    telemetry: &Telemetry,
 ) -> Result<(), Failure> {
-    let catalog = load(path)?;
+    let path = catalog.path.as_path();
     let listen: std::net::SocketAddr = listen.parse().map_err(|e| {
         Failure::usage(anyhow!(
             "--listen `{listen}` is not an address: {e}; fix: give IP:PORT, such as 127.0.0.1:8811"
         ))
     })?;
-    let tokens = match http.auth {
-        Auth::None if !listen.ip().is_loopback() => {
+    let wants = |auth| http.auth.contains(&auth);
+    if wants(Auth::None) && http.auth.len() > 1 {
+        return Err(Failure::usage(anyhow!(
+            "--auth none cannot be combined with another method; fix: give `token`, `oauth` or `token,oauth`"
+        )));
+    }
+    if wants(Auth::None) && !listen.ip().is_loopback() {
+        return Err(Failure::usage(anyhow!(
+            "refusing to listen on {listen} without authentication: anyone who reaches it could use every server; fix: add `--auth token` (create tokens with `mcpgw token create NAME`) or `--auth oauth` (see gateway.auth.oauth), or listen on 127.0.0.1"
+        )));
+    }
+    let tokens = if wants(Auth::Token) {
+        Some(token_store(http, &catalog, path)?)
+    } else {
+        None
+    };
+    let oauth = if wants(Auth::Oauth) {
+        let Some(spec) = &catalog.gateway.auth.oauth else {
             return Err(Failure::usage(anyhow!(
-                "refusing to listen on {listen} without authentication: anyone who reaches it could use every server; fix: add `--auth token` (create tokens with `mcpgw token create NAME`), or listen on 127.0.0.1"
+                "--auth oauth, but {} has no `gateway.auth.oauth`; fix: name the issuer and this gateway's resource URL there (README, \"Behind an identity provider\")",
+                path.display()
             )));
-        }
-        Auth::None => None,
-        Auth::Token => {
-            let store_path = http.tokens.path();
-            let tokens = crate::tokens::Tokens::load(&store_path)?;
-            if tokens.is_empty() {
-                return Err(Failure::usage(anyhow!(
-                    "--auth token, but {} holds no token; fix: `mcpgw token create NAME`",
-                    store_path.display()
-                )));
-            }
-            for stored in tokens.entries() {
-                if let Some(profile) = &stored.profile
-                    && !catalog.profiles.contains_key(profile)
-                {
-                    return Err(Failure::usage(anyhow!(
-                        "token `{}` is bound to profile `{profile}`, which {} does not define; fix: add it under `profiles:`, or revoke the token",
-                        stored.name,
-                        path.display()
-                    )));
-                }
-            }
-            Some(crate::tokens::LiveTokens::new(store_path, tokens))
-        }
+        };
+        let oauth = crate::oauth::OAuth::discover(spec).await?;
+        tracing::info!(
+            issuer = %spec.issuer,
+            resource = %spec.resource,
+            metadata = %oauth.metadata_url(),
+            "accepting OAuth access tokens"
+        );
+        Some(oauth)
+    } else {
+        None
     };
     let resolved = secrets::resolve(&catalog, None, secrets).await?;
     let runtime = connect(engine).await?;
+    tracing::info!(
+        catalog = %path.display(),
+        servers = catalog.servers.len(),
+        instance = runtime.instance(),
+        tracing = telemetry.tracing(),
+        "mcpgw serving over HTTP"
+    );
     let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
     let (gateway, mux) = supervise(runtime, &catalog, None, &resolved, None)?;
     mux.serve_many_sessions();
     let options = crate::http::HttpOptions {
         listen,
         tokens,
+        oauth,
         allowed_hosts: http.allow_hosts.clone(),
         allowed_origins: http.allow_origins.clone(),
         max_body: http.max_body,
@@ -280,14 +314,48 @@ async fn serve_http(
     outcome.map_err(Failure::from)
 }
 
-async fn serve(path: &Path, secrets: &SecretsArg, engine: Engine) -> Result<(), Failure> {
-    let catalog = load(path)?;
+/// The token store `--auth token` checks against, refused when it is empty
+/// or binds a token to a profile the catalog lacks.
+fn token_store(
+    http: &HttpArgs,
+    catalog: &Catalog,
+    path: &Path,
+) -> Result<crate::tokens::LiveTokens, Failure> {
+    let store_path = http.tokens.path();
+    let tokens = crate::tokens::Tokens::load(&store_path)?;
+    if tokens.is_empty() {
+        return Err(Failure::usage(anyhow!(
+            "--auth token, but {} holds no token; fix: `mcpgw token create NAME`",
+            store_path.display()
+        )));
+    }
+    for stored in tokens.entries() {
+        if let Some(profile) = &stored.profile
+            && !catalog.profiles.contains_key(profile)
+        {
+            return Err(Failure::usage(anyhow!(
+                "token `{}` is bound to profile `{profile}`, which {} does not define; fix: add it under `profiles:`, or revoke the token",
+                stored.name,
+                path.display()
+            )));
+        }
+    }
+    Ok(crate::tokens::LiveTokens::new(store_path, tokens))
+}
+
+async fn serve(
+    catalog: Catalog,
+    secrets: &SecretsArg,
+    engine: Engine,
+    telemetry: &Telemetry,
+) -> Result<(), Failure> {
     let resolved = secrets::resolve(&catalog, None, secrets).await?;
     let runtime = connect(engine).await?;
     tracing::info!(
-        catalog = %path.display(),
+        catalog = %catalog.path.display(),
         servers = catalog.servers.len(),
         instance = runtime.instance(),
+        tracing = telemetry.tracing(),
         "mcpgw serving over stdio"
     );
     let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);

@@ -3,8 +3,11 @@
 //! and `/metrics`, routed by axum and served by hyper.
 //!
 //! Every request to `/mcp` passes, in order: no token in the query string
-//! (400); the bearer token, when authentication is on (401 with
-//! `WWW-Authenticate`); the body limit (413) and the body's idle timeout
+//! (400); the bearer token, when authentication is on: one of the token
+//! store's, else an OAuth access token (`oauth.rs`) (401 with
+//! `WWW-Authenticate`, naming the protected resource metadata under OAuth,
+//! which `/.well-known/oauth-protected-resource` serves; 403 for a token
+//! lacking a scope); the body limit (413) and the body's idle timeout
 //! (408), both tower-http layers; no JSON-RPC batch (400 with `-32600`).
 //! rmcp then checks `Host` (loopback names, the listen address and
 //! `--allow-host`) and `Origin` (only `--allow-origin`; any other, `null`
@@ -44,6 +47,7 @@ use tower::{Service as _, ServiceBuilder};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutError};
 
+use crate::oauth::{OAuth, Refusal};
 use crate::redaction::Filter;
 use crate::tokens::LiveTokens;
 
@@ -72,8 +76,10 @@ const BODY_IDLE: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub(crate) struct HttpOptions {
     pub(crate) listen: SocketAddr,
-    /// `Some` when authentication is on.
+    /// `Some` when token-store authentication is on.
     pub(crate) tokens: Option<LiveTokens>,
+    /// `Some` when OAuth access tokens are accepted.
+    pub(crate) oauth: Option<OAuth>,
     pub(crate) allowed_hosts: Vec<String>,
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) max_body: usize,
@@ -87,6 +93,7 @@ struct Gate {
     registry: Registry,
     open_sessions: Gauge,
     tokens: Option<LiveTokens>,
+    oauth: Option<OAuth>,
     max_body: usize,
     filter: Filter,
 }
@@ -101,10 +108,11 @@ pub(crate) async fn serve(
 ) -> anyhow::Result<()> {
     let sessions = CancellationToken::new();
     let listen = options.listen;
-    let authentication = if options.tokens.is_some() {
-        "on"
-    } else {
-        "off"
+    let authentication = match (&options.tokens, &options.oauth) {
+        (None, None) => "off",
+        (Some(_), None) => "tokens",
+        (None, Some(_)) => "OAuth",
+        (Some(_), Some(_)) => "tokens and OAuth",
     };
     let app = app(mux, options, filter, sessions.clone());
     let listener = tokio::net::TcpListener::bind(listen)
@@ -217,6 +225,7 @@ fn app(mux: Mux, options: HttpOptions, filter: Filter, sessions: CancellationTok
         registry,
         open_sessions,
         tokens: options.tokens,
+        oauth: options.oauth,
         max_body: options.max_body,
         filter,
     });
@@ -239,6 +248,14 @@ fn app(mux: Mux, options: HttpOptions, filter: Filter, sessions: CancellationTok
             any(metrics).layer(from_fn_with_state(gate.clone(), authenticate)),
         )
         .route("/mcp", mcp)
+        .route(
+            "/.well-known/oauth-protected-resource",
+            any(resource_metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            any(resource_metadata),
+        )
         .fallback(async || plain(StatusCode::NOT_FOUND, "not found; MCP is served at /mcp"))
         .with_state(gate)
 }
@@ -299,30 +316,53 @@ async fn no_token_in_url(request: Request, next: Next) -> Response {
 }
 
 /// With authentication on, passes only a request with a valid bearer
-/// token, carrying the token's name (for the audit trail) and its
-/// profile (if it has one) to the mux.
+/// token: one of the store's, carrying its name (for the audit trail) and
+/// its profile (if it has one) to the mux; else, under OAuth, an access
+/// token, carrying its subject and the profile its claims select.
 async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
-    if let Some(tokens) = &gate.tokens {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let tokens = tokens.current();
-        let Some(stored) = presented.and_then(|t| tokens.check(t)) else {
-            let challenge = [(header::WWW_AUTHENTICATE, "Bearer realm=\"mcpgw\"")];
-            let reason = "a valid bearer token is required (Authorization: Bearer <token>)";
-            return (challenge, plain(StatusCode::UNAUTHORIZED, reason)).into_response();
-        };
-        tracing::debug!(token = %stored.name, "authenticated");
-        let extensions = request.extensions_mut();
-        extensions.insert(mcpgw_mux::ClientToken(stored.name.clone()));
-        if let Some(profile) = &stored.profile {
-            extensions.insert(mcpgw_mux::ClientProfile(profile.clone()));
+    if gate.tokens.is_none() && gate.oauth.is_none() {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    let (name, profile) = match (presented, &gate.tokens, &gate.oauth) {
+        (Some(token), tokens, oauth) => {
+            let stored = tokens
+                .as_ref()
+                .and_then(|t| t.current().check(&token).cloned());
+            match (stored, oauth) {
+                (Some(stored), _) => (stored.name, stored.profile),
+                (None, Some(oauth)) => match oauth.check(&token).await {
+                    Ok(identity) => (identity.name(), identity.profile),
+                    Err(refusal) => return gate.refuse(Some(&refusal)),
+                },
+                (None, None) => return gate.refuse(None),
+            }
         }
+        (None, ..) => return gate.refuse(None),
+    };
+    tracing::debug!(client = %name, "authenticated");
+    let extensions = request.extensions_mut();
+    extensions.insert(mcpgw_mux::ClientToken(name));
+    if let Some(profile) = profile {
+        extensions.insert(mcpgw_mux::ClientProfile(profile));
     }
     next.run(request).await
+}
+
+/// The RFC 9728 protected resource metadata; 404 without OAuth.
+async fn resource_metadata(State(gate): State<Arc<Gate>>) -> Response {
+    match &gate.oauth {
+        Some(oauth) => json(StatusCode::OK, oauth.metadata()),
+        None => plain(
+            StatusCode::NOT_FOUND,
+            "not found; this gateway is not an OAuth resource server (--auth oauth)",
+        ),
+    }
 }
 
 /// tower-http's body limit refuses a declared length over the limit with
@@ -421,6 +461,44 @@ async fn mcp(State(gate): State<Arc<Gate>>, request: Request) -> Response {
 }
 
 impl Gate {
+    /// The answer to a request without a usable token (`None`) or with
+    /// one `refusal` names: 401, or 403 for a lacking scope, with the
+    /// challenge that tells a client where to get a token.
+    fn refuse(&self, refusal: Option<&Refusal>) -> Response {
+        let (status, challenge, reason) = match (&self.oauth, refusal) {
+            (None, _) => (
+                StatusCode::UNAUTHORIZED,
+                "Bearer realm=\"mcpgw\"".to_string(),
+                "a valid bearer token is required (Authorization: Bearer <token>)".to_string(),
+            ),
+            (Some(oauth), None) => (
+                StatusCode::UNAUTHORIZED,
+                oauth.challenge(None),
+                format!(
+                    "a bearer token is required; get one from the authorization server named at {}",
+                    oauth.metadata_url()
+                ),
+            ),
+            (Some(oauth), Some(refusal @ Refusal::Invalid(reason))) => (
+                StatusCode::UNAUTHORIZED,
+                oauth.challenge(Some(refusal)),
+                reason.clone(),
+            ),
+            (Some(oauth), Some(refusal @ Refusal::Insufficient { reason, .. })) => (
+                StatusCode::FORBIDDEN,
+                oauth.challenge(Some(refusal)),
+                reason.clone(),
+            ),
+        };
+        let challenge = header::HeaderValue::from_str(&challenge)
+            .unwrap_or_else(|_| header::HeaderValue::from_static("Bearer realm=\"mcpgw\""));
+        (
+            [(header::WWW_AUTHENTICATE, challenge)],
+            plain(status, &reason),
+        )
+            .into_response()
+    }
+
     /// The response with every JSON-RPC message passed through the filter.
     fn filtered(&self, response: http::Response<McpBody>) -> http::Response<McpBody> {
         if self.filter.is_noop() {
@@ -536,6 +614,7 @@ mod tests {
         let options = HttpOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             tokens: None,
+            oauth: None,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             max_body,

@@ -1,5 +1,5 @@
-//! `mcpgw`: the command-line entry point. Parses arguments, sets up logging
-//! to stderr, runs one command and maps its outcome to an exit code
+//! `mcpgw`: the command-line entry point. Parses arguments, runs one
+//! command (which sets up logging, `telemetry.rs`) and maps its outcome to an exit code
 //! (0 success, 2 usage or catalog error, 1 anything else).
 //!
 //! Business logic lives in the library crates; this binary wires them.
@@ -12,9 +12,11 @@ mod commands;
 mod front;
 mod http;
 mod lock;
+mod oauth;
 mod redaction;
 mod scan;
 mod secrets;
+mod telemetry;
 mod tokens;
 
 use std::process::ExitCode;
@@ -24,11 +26,11 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     mcpgw_secrets::install_panic_hook();
-    init_tracing();
+    install_tls_provider();
     let runtime = match runtime_for(&cli.command).enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
-            tracing::error!("cannot start the async runtime: {err}");
+            report(&format_args!("cannot start the async runtime: {err}"));
             return ExitCode::from(1);
         }
     };
@@ -42,6 +44,14 @@ fn main() -> ExitCode {
             ExitCode::from(err.exit_code())
         }
     }
+}
+
+/// reqwest (the OAuth issuer's metadata and keys, the OTLP exporter) is
+/// built without a TLS provider of its own choosing: ring's, installed once
+/// for the process before any client is built (a second install is
+/// refused, harmlessly).
+pub(crate) fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The async runtime a command runs on.
@@ -80,16 +90,4 @@ fn report(err: &impl std::fmt::Display) {
         "error"
     };
     let _ = writeln!(redaction::RedactingStderr, "{label}: {err:#}");
-}
-
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("MCPGW_LOG").unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| redaction::RedactingStderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
 }
