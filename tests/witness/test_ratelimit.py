@@ -34,7 +34,7 @@ servers:
   pc:
     image: mcpgw/testserver:dev
     pull: never
-    limits: { per_client: { rate: 1/h, burst: 3 } }
+    limits: { per_client: { rate: 1/h, burst: 3 }, tools: { nope: { rate: 1/h } } }
   tl:
     image: mcpgw/testserver:dev
     pull: never
@@ -142,7 +142,8 @@ async def test_http_limits_per_client_per_tool_and_per_server(mode, mcpgw_bin, t
         # alice 3 and bob 1 (per_client), carol 1 (tool), 3 (server).
         assert 'mcpgw_refused_requests_total{reason="rate_limited"} 8' in metrics, metrics
     finally:
-        gw.stop()
+        log = gw.stop()
+    assert "servers.pc.limits.tools.nope: the server offers no tool `nope`" in log, log
     calls = [json.loads(line) for line in audit.read_text().splitlines()]
     limited = [(r["client"], r["exposed"]) for r in calls
                if r["event"] == "call" and r["decision"] == "rate_limited"]

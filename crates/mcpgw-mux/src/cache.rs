@@ -144,12 +144,21 @@ impl Results {
         self.cache.weighted_size()
     }
 
-    /// The tools of `inventory` (server `server`, named `name`) that the
-    /// catalog caches but whose definitions do not allow it, logged.
+    /// Logs the tools the catalog caches on server `server` (named `name`)
+    /// that `inventory` does not offer, or whose definitions do not allow
+    /// it.
     pub(crate) fn check(&self, server: usize, name: &str, inventory: &Inventory) {
         let Some(ttls) = self.ttls.get(server) else {
             return;
         };
+        for tool in ttls.keys() {
+            if !inventory.tools.iter().any(|t| t.name == tool.as_str()) {
+                tracing::error!(
+                    server = %name,
+                    "servers.{name}.cache.{tool}: the server offers no tool `{tool}`, so nothing is cached for it; fix: name one of its tools as it names them (`mcpgw tools` lists them)"
+                );
+            }
+        }
         for tool in &inventory.tools {
             if ttls.contains_key(tool.name.as_ref()) && !cacheable(tool) {
                 tracing::error!(

@@ -332,6 +332,27 @@ impl Limits {
             .sum()
     }
 
+    /// Logs each tool that server `server` (named `name`) has a limit for
+    /// but does not offer in `inventory`: a misspelt name limits nothing.
+    pub(crate) fn report_unknown_tools(
+        &self,
+        server: usize,
+        name: &str,
+        inventory: &mcpgw_backend::Inventory,
+    ) {
+        let Some(buckets) = self.servers.get(server) else {
+            return;
+        };
+        for tool in buckets.tools.keys() {
+            if !inventory.tools.iter().any(|t| t.name == tool.as_str()) {
+                tracing::error!(
+                    server = %name,
+                    "servers.{name}.limits.tools.{tool}: the server offers no tool `{tool}`, so this limit applies to nothing; fix: name one of its tools as it names them (`mcpgw tools` lists them)"
+                );
+            }
+        }
+    }
+
     /// The client of `context`, as `audit::caller` names it.
     fn who<'a>(&'a self, context: &'a RequestContext<RoleServer>) -> Who<'a> {
         let caller = audit::caller(context);

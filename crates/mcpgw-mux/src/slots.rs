@@ -100,9 +100,7 @@ impl Slots {
         );
         if !again {
             self.shared.audit_server(index, None);
-            if let Some(results) = &self.shared.results {
-                results.check(index, self.shared.slots[index].name.as_str(), &inventory);
-            }
+            self.check_catalog_tools(index, &inventory);
         }
         if let Some(level) = *self.shared.log_level.read() {
             let backend = backend.clone();
@@ -115,6 +113,18 @@ impl Slots {
                 inventory: Arc::new(inventory),
             },
         );
+    }
+
+    /// Logs what the catalog says about server `index`'s tools (limits,
+    /// caching) that its `inventory` belies: each time it comes up anew.
+    fn check_catalog_tools(&self, index: usize, inventory: &Inventory) {
+        let name = self.shared.slots[index].name.as_str();
+        if let Some(results) = &self.shared.results {
+            results.check(index, name, inventory);
+        }
+        if let Some(limits) = &self.shared.limits {
+            limits.report_unknown_tools(index, name, inventory);
+        }
     }
 
     /// Where server `index`'s server-to-client requests go: the client
@@ -131,6 +141,7 @@ impl Slots {
     /// Server `index` has `scope: session`; its first instance offered
     /// `inventory` and is gone. Each client session starts its own.
     pub fn per_session(&self, index: usize, inventory: Inventory) {
+        self.check_catalog_tools(index, &inventory);
         self.set(
             index,
             SlotState::PerSession {
