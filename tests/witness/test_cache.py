@@ -6,7 +6,8 @@ another profile never gets another view's result, while two clients of one
 profile share theirs; a tool the catalog marks but whose definition is not
 idempotent is never cached, and the gateway says so. What reached the
 server is read from /metrics (`mcpgw_tool_calls_total` counts forwarded
-calls)."""
+calls). And the cache hints (SEP-2549) of the lists a `2026-07-28` client
+gets: `private` for a profile's view, `public` for the whole."""
 
 import re
 import subprocess
@@ -77,6 +78,14 @@ async def test_a_cached_tool_reaches_its_server_once_per_ttl_and_view(mode, mcpg
     utc = {"timezone": "UTC"}
     try:
         async with client_for("alice") as alice, client_for("bob") as bob, client_for("carol") as carol:
+            # SEP-2549 hints, for `2026-07-28` clients: a profile's list is
+            # its own (private), the whole list anyone's (public).
+            listed = {name: await c.list_tools() for name, c in [("alice", alice), ("bob", bob)]}
+            # (A handshake-era result has no such fields; the SDK reads
+            # their absence as 0 and private, so legacy mode shows nothing.)
+            if mode == "auto":
+                assert (listed["alice"].ttl_ms, listed["alice"].cache_scope) == (60000, "public")
+                assert (listed["bob"].ttl_ms, listed["bob"].cache_scope) == (60000, "private")
             first = text(await alice.call_tool("time__get_current_time", utc))
             again = text(await alice.call_tool("time__get_current_time", utc))
             assert again == first, "the same result, from the cache"

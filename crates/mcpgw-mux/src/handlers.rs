@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use mcpgw_backend::Backend;
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
-    CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams,
-    GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequest,
-    ReadResourceRequestParams, ReadResourceResponse, Reference, ResourceTemplate,
-    ServerCapabilities, ServerConfig, ServerResult,
+    CacheScope, CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest,
+    CompleteRequest, CompleteRequestParams, CompleteResult, GetPromptRequest,
+    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference,
+    ResourceTemplate, ServerCapabilities, ServerConfig, ServerResult,
 };
 use rmcp::model::{
     SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
@@ -500,6 +500,7 @@ impl Mux {
         match Box::pin(self.forward_rounds(index, &what, request, &context, resume)).await? {
             ServerResult::ReadResourceResult(mut result) => {
                 complete(&mut result.result_type);
+                read_hints(&context, &mut result.ttl_ms, &mut result.cache_scope);
                 Ok(ReadResourceResponse::Complete(result))
             }
             ServerResult::InputRequiredResult(result) => {
@@ -588,6 +589,7 @@ impl Mux {
         let (page, next) = page(tools, request.as_ref())?;
         let mut result = ListToolsResult::with_all_items(page);
         result.next_cursor = next;
+        self.list_hints(&context, &mut result.ttl_ms, &mut result.cache_scope);
         Ok(result)
     }
 
@@ -606,6 +608,7 @@ impl Mux {
         let (page, next) = page(prompts, request.as_ref())?;
         let mut result = ListPromptsResult::with_all_items(page);
         result.next_cursor = next;
+        self.list_hints(&context, &mut result.ttl_ms, &mut result.cache_scope);
         Ok(result)
     }
 
@@ -624,6 +627,7 @@ impl Mux {
         let (page, next) = page(resources, request.as_ref())?;
         let mut result = ListResourcesResult::with_all_items(page);
         result.next_cursor = next;
+        self.list_hints(&context, &mut result.ttl_ms, &mut result.cache_scope);
         Ok(result)
     }
 
@@ -641,8 +645,53 @@ impl Mux {
         let (page, next) = page(&templates, request.as_ref())?;
         let mut result = ListResourceTemplatesResult::with_all_items(page);
         result.next_cursor = next;
+        self.list_hints(&context, &mut result.ttl_ms, &mut result.cache_scope);
         Ok(result)
     }
+}
+
+/// How long a `2026-07-28` client may keep a list (SEP-2549), in
+/// milliseconds. The gateway's lists change only with a `list_changed`,
+/// which `subscriptions/listen` carries to the client; this bounds how long
+/// a client that does not listen keeps a stale list.
+pub(crate) const LIST_TTL_MS: u64 = 60_000;
+
+impl Mux {
+    /// Sets a list's cache hints (SEP-2549) for a `2026-07-28` client:
+    /// [`LIST_TTL_MS`], and `private` when a profile narrows its view (the
+    /// list is then that view's), else `public`. Handshake-era clients get
+    /// none: their protocol has no such fields.
+    fn list_hints(
+        &self,
+        context: &RequestContext<RoleServer>,
+        ttl_ms: &mut Option<u64>,
+        scope: &mut Option<CacheScope>,
+    ) {
+        if relay::is_handshake(&context.peer) {
+            return;
+        }
+        *ttl_ms = Some(LIST_TTL_MS);
+        *scope = Some(match self.view(context) {
+            View::All => CacheScope::Public,
+            View::Only(_) => CacheScope::Private,
+        });
+    }
+}
+
+/// A read's cache hints for a `2026-07-28` client: the server's own when it
+/// gave them (the gateway keeps no copy of a resource, so its freshness is
+/// the server's to say), else `0` (stale at once) and `public` (only
+/// clients without a profile read resources).
+fn read_hints(
+    context: &RequestContext<RoleServer>,
+    ttl_ms: &mut Option<u64>,
+    scope: &mut Option<CacheScope>,
+) {
+    if relay::is_handshake(&context.peer) {
+        return;
+    }
+    ttl_ms.get_or_insert(0);
+    scope.get_or_insert(CacheScope::Public);
 }
 
 /// The name a completion asks about: its prompt, or its template's URI.

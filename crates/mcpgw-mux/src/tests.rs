@@ -168,6 +168,44 @@ async fn serves_a_stateless_client() {
     check_gateway(&client).await;
 }
 
+/// SEP-2549: a `2026-07-28` client's lists and reads carry cache hints
+/// (without a profile, `public`); a handshake-era client's carry none.
+#[tokio::test]
+async fn lists_and_reads_carry_cache_hints_for_a_stateless_client() {
+    use rmcp::model::CacheScope;
+    let stateless = gateway(ClientLifecycleMode::Discover {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+    })
+    .await;
+    let tools = stateless.list_tools(None).await.unwrap();
+    assert_eq!(
+        (tools.ttl_ms, tools.cache_scope),
+        (Some(handlers::LIST_TTL_MS), Some(CacheScope::Public))
+    );
+    let prompts = stateless.list_prompts(None).await.unwrap();
+    assert_eq!(prompts.ttl_ms, Some(handlers::LIST_TTL_MS));
+    let resources = stateless.list_resources(None).await.unwrap();
+    assert_eq!(resources.cache_scope, Some(CacheScope::Public));
+    let templates = stateless.list_resource_templates(None).await.unwrap();
+    assert_eq!(templates.ttl_ms, Some(handlers::LIST_TTL_MS));
+    let read = stateless
+        .read_resource(ReadResourceRequestParams::new(
+            mcpgw_testserver::RESOURCE_URI,
+        ))
+        .await
+        .unwrap();
+    // What the server said of its resource (rmcp's defaults: stale at
+    // once, private) passes through: the gateway keeps no copy of it.
+    assert_eq!(
+        (read.ttl_ms, read.cache_scope),
+        (Some(0), Some(CacheScope::Private))
+    );
+
+    let handshake = gateway(ClientLifecycleMode::Initialize).await;
+    let tools = handshake.list_tools(None).await.unwrap();
+    assert_eq!((tools.ttl_ms, tools.cache_scope), (None, None));
+}
+
 #[tokio::test]
 async fn merged_lists_are_paged_and_keep_every_field() {
     let catalog = mcpgw_catalog::parse(
