@@ -77,7 +77,8 @@ pub(crate) const CLIENTS: &[Client] = &[
     },
     // https://code.claude.com/docs/en/mcp#mcp-installation-scopes: user
     // scope is `mcpServers` at the top of ~/.claude.json, project scope is
-    // `.mcp.json` at the project root.
+    // `.mcp.json` at the project root. (Its default `local` scope, under
+    // `projects.<dir>` in ~/.claude.json, is not offered.)
     Client {
         id: "claude-code",
         title: "Claude Code",
@@ -100,7 +101,9 @@ pub(crate) const CLIENTS: &[Client] = &[
     },
     // https://code.visualstudio.com/docs/copilot/reference/mcp-configuration:
     // `servers`, a stdio entry needs `"type": "stdio"`; .vscode/mcp.json in
-    // the workspace, or mcp.json in the user profile (Code/User).
+    // the workspace, or mcp.json in the user profile, which is the default
+    // profile's Code/User folder (~/.config, ~/Library/Application Support
+    // or %APPDATA%: https://code.visualstudio.com/docs/configure/profiles).
     Client {
         id: "vscode",
         title: "VS Code",
@@ -111,7 +114,9 @@ pub(crate) const CLIENTS: &[Client] = &[
         syntax: Syntax::Jsonc,
     },
     // https://docs.windsurf.com/windsurf/cascade/mcp:
-    // ~/.codeium/windsurf/mcp_config.json, `mcpServers`.
+    // ~/.codeium/windsurf/mcp_config.json, `mcpServers`, `command` and
+    // `args` for stdio (the JetBrains plugin's ~/.codeium/mcp_config.json
+    // is another file, not written here).
     Client {
         id: "windsurf",
         title: "Windsurf",
