@@ -300,14 +300,14 @@ fn connect(
     })?;
     // A client handed a broken catalog fails at every start, far from here.
     crate::commands::load(&catalog)?;
-    let exe = std::env::current_exe()
-        .and_then(std::fs::canonicalize)
-        .context("cannot find the path of this mcpgw binary")?;
+    // Not canonicalized: a binary reached through a symlink (a package
+    // manager's `bin/`) keeps working after an upgrade moves its target.
+    let exe = std::env::current_exe().context("cannot find the path of this mcpgw binary")?;
     let path = client.path(scope)?;
     let doc = client.read(&path)?;
     let entry = client.entry(&exe, &catalog);
     let previous = doc.entry(name)?;
-    if previous.as_ref() == Some(&entry.value()) {
+    if doc.holds(name, &entry)? {
         print_stdout(&format!(
             "already connected: `{name}` in {} runs {} with {}; nothing written\n",
             path.display(),

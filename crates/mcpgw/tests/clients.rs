@@ -501,3 +501,34 @@ fn connecting_with_another_catalog_updates_the_entry_in_place() {
     );
     lines_survive(&before, &after);
 }
+
+#[test]
+fn a_symlinked_file_is_replaced_behind_its_link() {
+    // Dotfile managers link ~/.cursor/mcp.json into a repository: the link
+    // stays, the file it points to is edited, and its backup sits beside it.
+    let world = World::new();
+    let case = &CASES[3];
+    let real = world.path("dotfiles/mcp.json");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    let before = fixture(case.fixture);
+    std::fs::write(&real, &before).unwrap();
+    let link = world.path(case.file);
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    ok(&world.connect(case, &[]));
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let after = std::fs::read_to_string(&real).unwrap();
+    assert_eq!(
+        parse(&after)[case.key]["mcpgw"],
+        expected_entry(&world, case)
+    );
+    assert_eq!(
+        std::fs::read_to_string(world.path("dotfiles/mcp.json.bak")).unwrap(),
+        before
+    );
+}

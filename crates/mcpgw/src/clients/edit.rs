@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow, bail};
 use jsonc_parser::ParseOptions;
-use jsonc_parser::cst::{CstInputValue, CstObject, CstRootNode};
+use jsonc_parser::cst::{CstInputValue, CstObject, CstObjectProp, CstRootNode};
 use serde_json::Value;
 
 /// What a client's parser accepts.
@@ -35,6 +35,7 @@ pub(crate) struct Entry(pub(crate) Vec<(&'static str, Value)>);
 
 impl Entry {
     /// The entry as a JSON value, to compare with what a file holds.
+    #[cfg(test)]
     pub(crate) fn value(&self) -> Value {
         Value::Object(
             self.0
@@ -76,6 +77,9 @@ pub(crate) struct Document {
     key: &'static str,
     /// Whether the file existed.
     existed: bool,
+    /// Whether the text ends with a newline, or there was none: what is
+    /// written ends the same way.
+    final_newline: bool,
 }
 
 impl Document {
@@ -133,6 +137,7 @@ impl Document {
             root,
             key,
             existed,
+            final_newline: text.trim().is_empty() || text.ends_with('\n'),
         })
     }
 
@@ -168,8 +173,17 @@ impl Document {
             .and_then(|value| value.to_serde_value()))
     }
 
-    /// Adds the entry `name`, or replaces the one there, leaving every
-    /// other byte of the file as it was.
+    /// Whether the entry `name` holds every key of `entry` with its value
+    /// (keys the user added to it besides, such as `env`, are theirs).
+    pub(crate) fn holds(&self, name: &str, entry: &Entry) -> anyhow::Result<bool> {
+        let Some(Value::Object(present)) = self.entry(name)? else {
+            return Ok(false);
+        };
+        Ok(entry.0.iter().all(|(k, v)| present.get(*k) == Some(v)))
+    }
+
+    /// Adds the entry `name`, or sets its keys in the one there (keeping
+    /// the others), leaving every other byte of the file as it was.
     pub(crate) fn set(&self, name: &str, entry: &Entry) -> anyhow::Result<()> {
         let servers = match self.servers()? {
             Some(servers) => servers,
@@ -179,11 +193,28 @@ impl Document {
                 .object_value_or_create(self.key)
                 .ok_or_else(|| anyhow!("cannot add `{}` to {}", self.key, self.path.display()))?,
         };
-        match servers.get(name) {
-            Some(prop) => prop.set_value(entry.input()),
-            None => {
-                servers.append(name, entry.input());
+        let existing = servers.get(name);
+        match existing
+            .as_ref()
+            .and_then(CstObjectProp::value)
+            .and_then(|v| v.as_object())
+        {
+            Some(object) => {
+                for (key, value) in &entry.0 {
+                    match object.get(key) {
+                        Some(prop) => prop.set_value(input(value)),
+                        None => {
+                            object.append(key, input(value));
+                        }
+                    }
+                }
             }
+            None => match existing {
+                Some(prop) => prop.set_value(entry.input()),
+                None => {
+                    servers.append(name, entry.input());
+                }
+            },
         }
         Ok(())
     }
@@ -200,7 +231,7 @@ impl Document {
     /// The text of the document with its edits.
     pub(crate) fn text(&self) -> String {
         let mut text = self.root.to_string();
-        if !self.existed && !text.ends_with('\n') {
+        if self.final_newline && !text.ends_with('\n') {
             text.push('\n');
         }
         text
@@ -323,6 +354,22 @@ mod tests {
         assert_eq!(
             parsed,
             json!({ "z": 1, "mcpServers": { "b": {}, "mcpgw": entry().value() }, "a": 2 })
+        );
+    }
+
+    #[test]
+    fn an_update_keeps_the_keys_the_user_added() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        let before = "{\n  \"mcpServers\": {\n    \"mcpgw\": {\n      \"command\": \"/old/mcpgw\",\n      \"env\": { \"MCPGW_LOG\": \"debug\" }\n    }\n  }\n}\n";
+        std::fs::write(&path, before).unwrap();
+        let doc = Document::read(&path, Syntax::Json, "mcpServers").unwrap();
+        assert!(!doc.holds("mcpgw", &entry()).unwrap());
+        doc.set("mcpgw", &entry()).unwrap();
+        assert!(doc.holds("mcpgw", &entry()).unwrap());
+        assert_eq!(
+            doc.text(),
+            "{\n  \"mcpServers\": {\n    \"mcpgw\": {\n      \"command\": \"/bin/mcpgw\",\n      \"env\": { \"MCPGW_LOG\": \"debug\" },\n      \"args\": [\"run\", \"--catalog\", \"/c.yaml\"]\n    }\n  }\n}\n"
         );
     }
 
