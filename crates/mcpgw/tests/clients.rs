@@ -348,18 +348,21 @@ fn a_file_that_does_not_parse_is_left_untouched_with_its_position() {
 
 #[test]
 fn a_comment_in_a_plain_json_file_is_refused_not_dropped() {
-    let world = World::new();
-    let case = &CASES[0];
-    let path = world.path(case.file);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let text = "{\n  // mine\n  \"mcpServers\": {}\n}\n";
-    std::fs::write(&path, text).unwrap();
-    let out = world.connect(case, &[]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(err.contains(&format!("{}:2:", path.display())), "{err}");
-    assert!(err.contains("plain JSON"), "{err}");
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    // These clients read strict JSON; the JSONC ones keep comments (above).
+    let strict = ["claude-desktop", "claude-code", "windsurf"];
+    for case in CASES.iter().filter(|c| strict.contains(&c.client)) {
+        let world = World::new();
+        let path = world.path(case.file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let text = format!("{{\n  // mine\n  \"{}\": {{}}\n}}\n", case.key);
+        std::fs::write(&path, &text).unwrap();
+        let out = world.connect(case, &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", case.client);
+        let err = stderr(&out);
+        assert!(err.contains(&format!("{}:2:3: ", path.display())), "{err}");
+        assert!(err.contains("a comment or a trailing comma"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
 }
 
 #[test]

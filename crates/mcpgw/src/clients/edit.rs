@@ -110,16 +110,14 @@ impl Document {
         if syntax == Syntax::Json && !text.trim().is_empty() {
             serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|err| {
                 let message = err.to_string();
-                let cause = message
-                    .rsplit_once(" at line ")
-                    .map_or(message.as_str(), |(cause, _)| cause);
-                at(
-                    err.line(),
-                    err.column(),
-                    &format_args!(
-                        "{cause} (this client reads plain JSON: no comments, no trailing commas)"
-                    ),
-                )
+                let cause = if CstRootNode::parse(&text, &ParseOptions::default()).is_ok() {
+                    "a comment or a trailing comma, which this client's plain JSON does not allow"
+                } else {
+                    message
+                        .rsplit_once(" at line ")
+                        .map_or(message.as_str(), |(cause, _)| cause)
+                };
+                at(err.line(), err.column(), &cause)
             })?;
         }
         let root = CstRootNode::parse(&text, &ParseOptions::default())
