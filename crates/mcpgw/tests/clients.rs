@@ -389,9 +389,24 @@ fn print_shows_the_file_and_writes_nothing() {
     let out = ok(&world.connect(case, &["--print"]));
     assert_eq!(parse(&out)[case.key]["mcpgw"], expected_entry(&world, case));
     assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
-    let mut backup = path.into_os_string();
+    let mut backup = path.clone().into_os_string();
     backup.push(".bak");
     assert!(!Path::new(&backup).exists());
+
+    // And the other way: connected, `disconnect --print` shows the file
+    // without the entry, and leaves the entry where it is.
+    ok(&world.connect(case, &[]));
+    let connected = std::fs::read_to_string(&path).unwrap();
+    let out = ok(&world.mcpgw(&[
+        "client",
+        "disconnect",
+        case.client,
+        "--scope",
+        case.scope,
+        "--print",
+    ]));
+    assert_eq!(out, before);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), connected);
 }
 
 #[test]

@@ -342,6 +342,15 @@ mod tests {
     }
 
     #[test]
+    fn windows_line_endings_are_kept() {
+        check(
+            Syntax::Json,
+            "{\r\n  \"mcpServers\": {\r\n    \"a\": {}\r\n  }\r\n}\r\n",
+            "{\r\n  \"mcpServers\": {\r\n    \"a\": {},\r\n    \"mcpgw\": {\r\n      \"command\": \"/bin/mcpgw\",\r\n      \"args\": [\"run\", \"--catalog\", \"/c.yaml\"]\r\n    }\r\n  }\r\n}\r\n",
+        );
+    }
+
+    #[test]
     fn a_one_line_file_stays_valid() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.json");
