@@ -179,24 +179,30 @@ fn app_data() -> anyhow::Result<PathBuf> {
 /// A project-scope file: relative to the current directory, which is the
 /// project's root when the client opens it there.
 fn project_path(rel: &str) -> anyhow::Result<PathBuf> {
-    Ok(std::env::current_dir()
-        .context("cannot read the current directory")?
-        .join(rel))
+    Ok(under(
+        std::env::current_dir().context("cannot read the current directory")?,
+        rel,
+    ))
 }
 
 impl Place {
     fn path(self) -> anyhow::Result<PathBuf> {
-        match self {
-            Self::Home(rel) => Ok(home()?.join(rel)),
-            Self::AppData(rel) if cfg!(windows) => Ok(app_data()?.join(rel)),
+        let (base, rel) = match self {
+            Self::Home(rel) => (home()?, rel),
+            Self::AppData(rel) | Self::XdgConfig(rel) if cfg!(windows) => (app_data()?, rel),
             Self::AppData(rel) if cfg!(target_os = "macos") => {
-                Ok(home()?.join("Library/Application Support").join(rel))
+                (home()?.join("Library").join("Application Support"), rel)
             }
-            Self::AppData(rel) => Ok(xdg_config()?.join(rel)),
-            Self::XdgConfig(rel) if cfg!(windows) => Ok(app_data()?.join(rel)),
-            Self::XdgConfig(rel) => Ok(xdg_config()?.join(rel)),
-        }
+            Self::AppData(rel) | Self::XdgConfig(rel) => (xdg_config()?, rel),
+        };
+        Ok(under(base, rel))
     }
+}
+
+/// `base` joined with the `/`-separated `rel`, one component at a time, so
+/// the path uses the platform's separator.
+fn under(base: PathBuf, rel: &str) -> PathBuf {
+    rel.split('/').fold(base, |path, part| path.join(part))
 }
 
 impl Client {
