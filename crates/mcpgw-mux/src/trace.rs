@@ -47,50 +47,41 @@ fn propagator() -> TraceContextPropagator {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Request<'a> {
     /// The MCP method (`tools/call`, …).
-    pub(crate) method: &'static str,
+    pub(crate) method: &'a str,
     /// The tool's or prompt's exposed name, or the resource's URI.
     pub(crate) target: Option<&'a str>,
 }
 
 /// The span of a client request; disabled when tracing is off.
 pub(crate) fn request(asked: Request<'_>, context: &RequestContext<RoleServer>) -> Span {
+    if !on() {
+        return Span::none();
+    }
+    let d = described(asked);
+    let parts = context.extensions.get::<http::request::Parts>();
+    let session = parts
+        .and_then(|p| p.headers.get("mcp-session-id"))
+        .and_then(|v| v.to_str().ok());
+    // Every attribute given as the span opens: each one recorded later
+    // would be another trip through the subscriber.
     let span = tracing::info_span!(
         target: TARGET,
         "mcp.server",
-        otel.name = Empty,
+        otel.name = d.name,
         otel.kind = "server",
         otel.status_code = Empty,
         mcp.method.name = asked.method,
-        mcp.protocol.version = Empty,
-        mcp.session.id = Empty,
-        mcp.resource.uri = Empty,
+        mcp.protocol.version = context.protocol_version().map(|v| v.to_string()),
+        mcp.session.id = session,
+        mcp.resource.uri = d.uri,
         mcp.server.name = Empty,
-        jsonrpc.request.id = Empty,
-        gen_ai.operation.name = Empty,
-        gen_ai.tool.name = Empty,
-        gen_ai.prompt.name = Empty,
-        network.transport = Empty,
+        jsonrpc.request.id = %context.id,
+        gen_ai.operation.name = d.operation,
+        gen_ai.tool.name = d.tool,
+        gen_ai.prompt.name = d.prompt,
+        network.transport = if parts.is_some() { "tcp" } else { "pipe" },
         error.type = Empty,
     );
-    if span.is_disabled() {
-        return span;
-    }
-    describe(&span, asked);
-    span.record("jsonrpc.request.id", context.id.to_string());
-    if let Some(version) = context.protocol_version() {
-        span.record("mcp.protocol.version", version.to_string());
-    }
-    let parts = context.extensions.get::<http::request::Parts>();
-    span.record(
-        "network.transport",
-        if parts.is_some() { "tcp" } else { "pipe" },
-    );
-    if let Some(session) = parts
-        .and_then(|p| p.headers.get("mcp-session-id"))
-        .and_then(|v| v.to_str().ok())
-    {
-        span.record("mcp.session.id", session);
-    }
     // The client's own context: in `_meta` first, as SEP-414 asks; the
     // HTTP request's headers otherwise.
     let parent = if context.meta.get("traceparent").is_some() {
@@ -109,59 +100,68 @@ pub(crate) fn request(asked: Request<'_>, context: &RequestContext<RoleServer>) 
 /// The span of a request forwarded to server `server`, a child of the
 /// client request's span; disabled when tracing is off.
 pub(crate) fn backend(server: &str, request: &ClientRequest) -> Span {
-    let span = tracing::info_span!(
-        target: TARGET,
-        "mcp.client",
-        otel.name = Empty,
-        otel.kind = "client",
-        otel.status_code = Empty,
-        mcp.method.name = Empty,
-        mcp.resource.uri = Empty,
-        mcp.server.name = server,
-        gen_ai.operation.name = Empty,
-        gen_ai.tool.name = Empty,
-        gen_ai.prompt.name = Empty,
-        network.transport = "pipe",
-        error.type = Empty,
-    );
-    if span.is_disabled() {
-        return span;
+    if !on() {
+        return Span::none();
     }
     let (method, target) = match request {
         ClientRequest::CallToolRequest(r) => ("tools/call", Some(r.params.name.as_ref())),
         ClientRequest::GetPromptRequest(r) => ("prompts/get", Some(r.params.name.as_str())),
         ClientRequest::ReadResourceRequest(r) => ("resources/read", Some(r.params.uri.as_str())),
         ClientRequest::CompleteRequest(_) => ("completion/complete", None),
-        _ => ("", None),
+        _ => (request.method(), None),
     };
-    span.record("mcp.method.name", request.method());
-    describe(&span, Request { method, target });
-    span
+    let d = described(Request { method, target });
+    tracing::info_span!(
+        target: TARGET,
+        "mcp.client",
+        otel.name = d.name,
+        otel.kind = "client",
+        otel.status_code = Empty,
+        mcp.method.name = method,
+        mcp.resource.uri = d.uri,
+        mcp.server.name = server,
+        gen_ai.operation.name = d.operation,
+        gen_ai.tool.name = d.tool,
+        gen_ai.prompt.name = d.prompt,
+        network.transport = "pipe",
+        error.type = Empty,
+    )
 }
 
-/// Names `span` as the conventions ask, `{mcp.method.name} {target}` for
-/// a tool or a prompt, and records what it is for.
-fn describe(span: &Span, asked: Request<'_>) {
-    let named = |target: &str| format!("{} {target}", asked.method);
+/// A span's name and what it is for, as the conventions ask: named
+/// `{mcp.method.name} {target}` for a tool or a prompt, the method alone
+/// otherwise (a URI is of high cardinality: an attribute, not the name).
+#[derive(Debug)]
+struct Described<'a> {
+    name: String,
+    operation: Option<&'static str>,
+    tool: Option<&'a str>,
+    prompt: Option<&'a str>,
+    uri: Option<&'a str>,
+}
+
+fn described(asked: Request<'_>) -> Described<'_> {
+    let mut d = Described {
+        name: asked.method.to_string(),
+        operation: None,
+        tool: None,
+        prompt: None,
+        uri: None,
+    };
     match (asked.method, asked.target) {
         ("tools/call", Some(tool)) => {
-            span.record("otel.name", named(tool));
-            span.record("gen_ai.operation.name", "execute_tool");
-            span.record("gen_ai.tool.name", tool);
+            d.name = format!("{} {tool}", asked.method);
+            d.operation = Some("execute_tool");
+            d.tool = Some(tool);
         }
         ("prompts/get", Some(prompt)) => {
-            span.record("otel.name", named(prompt));
-            span.record("gen_ai.prompt.name", prompt);
+            d.name = format!("{} {prompt}", asked.method);
+            d.prompt = Some(prompt);
         }
-        ("resources/read", Some(uri)) => {
-            // A URI is of high cardinality: an attribute, not in the name.
-            span.record("otel.name", asked.method);
-            span.record("mcp.resource.uri", uri);
-        }
-        (method, _) => {
-            span.record("otel.name", method);
-        }
+        ("resources/read", Some(uri)) => d.uri = Some(uri),
+        _ => {}
     }
+    d
 }
 
 /// The `_meta` a request forwarded within `span` carries to its backend:

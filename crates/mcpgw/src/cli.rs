@@ -124,6 +124,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: SecretAction,
     },
+    /// Add mcpgw to a desktop client's MCP configuration, or take it out.
+    Client {
+        #[command(subcommand)]
+        action: ClientAction,
+    },
 
     /// List the containers of mcpgw gateways on this engine, and whether
     /// each one's gateway is still running.
@@ -270,4 +275,68 @@ pub(crate) enum TokenAction {
         #[command(flatten)]
         tokens: TokensArg,
     },
+}
+
+/// The client names `mcpgw client` accepts, from the table in `clients.rs`.
+fn client_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(crate::clients::ids())
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientAction {
+    /// Write mcpgw into CLIENT's MCP configuration as a stdio server that
+    /// runs this binary with CATALOG (both as absolute paths). Every other
+    /// key, server and comment in the file is kept; the previous file is
+    /// kept as `FILE.bak`.
+    Connect {
+        /// The client.
+        #[arg(value_parser = client_names())]
+        client: String,
+        /// The catalog YAML the client's mcpgw serves.
+        #[arg(long, short)]
+        catalog: PathBuf,
+        #[command(flatten)]
+        target: ClientTarget,
+        /// Print the file as it would be written, and write nothing.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Remove mcpgw from CLIENT's MCP configuration, keeping the rest.
+    Disconnect {
+        /// The client.
+        #[arg(value_parser = client_names())]
+        client: String,
+        #[command(flatten)]
+        target: ClientTarget,
+        /// Print the file as it would be written, and write nothing.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Show each client's configuration files, whether each exists, and
+    /// whether mcpgw is in it.
+    Ls {
+        /// The server name to look for.
+        #[arg(long, default_value = "mcpgw")]
+        name: String,
+    },
+}
+
+/// Which entry of which of a client's files `mcpgw client` edits.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ClientTarget {
+    /// The server's name in the client's configuration.
+    #[arg(long, default_value = "mcpgw")]
+    pub(crate) name: String,
+    /// `user`: the client's own file in your home directory; `project`:
+    /// the file in the current directory (Claude Code, Cursor, VS Code).
+    #[arg(long, value_enum, default_value_t = Scope::User)]
+    pub(crate) scope: Scope,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Scope {
+    /// The client's file for every project.
+    User,
+    /// The file in the current directory, for this project.
+    Project,
 }

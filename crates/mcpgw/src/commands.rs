@@ -100,6 +100,7 @@ async fn once(command: Command, engine: Engine) -> Result<(), Failure> {
         } => call(&catalog, &name, &arguments, &secrets, engine).await,
         Command::Secret { action } => secrets::command(action).await,
         Command::Token { action } => crate::tokens::command(action),
+        Command::Client { action } => crate::clients::command(action),
         Command::Scan {
             catalog,
             format,

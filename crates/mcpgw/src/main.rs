@@ -8,6 +8,7 @@
 
 mod audit;
 mod cli;
+mod clients;
 mod commands;
 mod front;
 mod http;

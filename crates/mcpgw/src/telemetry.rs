@@ -57,8 +57,17 @@ pub(crate) fn init(tracing: Option<&TracingSpec>) -> anyhow::Result<Telemetry> {
             .with(
                 tracing_opentelemetry::layer()
                     .with_tracer(provider.tracer("mcpgw"))
+                    // What costs time on every poll or span and tells
+                    // nothing here: busy/idle clocks, the target (always
+                    // ours), source locations, threads, and making each
+                    // span the current OpenTelemetry context on entry
+                    // (nothing else here reads it; `trace.rs` asks spans
+                    // for their context directly).
+                    .with_tracked_inactivity(false)
+                    .with_target(false)
                     .with_location(false)
                     .with_threads(false)
+                    .with_context_activation(false)
                     .with_filter(filter_fn(|m| m.target() == mcpgw_mux::trace::TARGET)),
             )
             .init(),
