@@ -84,8 +84,8 @@ async def test_a_cached_tool_reaches_its_server_once_per_ttl_and_view(mode, mcpg
             # (A handshake-era result has no such fields; the SDK reads
             # their absence as 0 and private, so legacy mode shows nothing.)
             if mode == "auto":
-                assert (listed["alice"].ttl_ms, listed["alice"].cache_scope) == (60000, "public")
-                assert (listed["bob"].ttl_ms, listed["bob"].cache_scope) == (60000, "private")
+                assert (listed["alice"].ttl_ms, listed["alice"].cache_scope) == (5000, "public")
+                assert (listed["bob"].ttl_ms, listed["bob"].cache_scope) == (5000, "private")
             first = text(await alice.call_tool("time__get_current_time", utc))
             again = text(await alice.call_tool("time__get_current_time", utc))
             assert again == first, "the same result, from the cache"

@@ -653,8 +653,11 @@ impl Mux {
 /// How long a `2026-07-28` client may keep a list (SEP-2549), in
 /// milliseconds. The gateway's lists change only with a `list_changed`,
 /// which `subscriptions/listen` carries to the client; this bounds how long
-/// a client that does not listen keeps a stale list.
-pub(crate) const LIST_TTL_MS: u64 = 60_000;
+/// a client that does not listen keeps a stale list. Short: a client that
+/// honours it and does not listen (the official SDK over stdio) would
+/// otherwise keep a server's withdrawn tool (a rug pull the scan or the
+/// lockfile withholds) for as long.
+pub(crate) const LIST_TTL_MS: u64 = 5_000;
 
 impl Mux {
     /// Sets a list's cache hints (SEP-2549) for a `2026-07-28` client:
