@@ -19,6 +19,7 @@ mod error;
 mod limits;
 pub mod lock;
 mod names;
+mod remote;
 mod sections;
 mod spec;
 mod units;
@@ -31,6 +32,7 @@ pub use auth::{AuthSpec, Claim, OAuthSpec, ProfileRule};
 pub use error::CatalogError;
 pub use limits::{ClientLimits, Rate, RateLimit, ServerLimits, ToolLimits};
 pub use names::{SecretName, Separator, ServerName};
+pub use remote::{AddressClass, ClientCredentials, HeaderSpec, RemoteSpec};
 pub use spec::{
     AuditSpec, AuditTo, Catalog, Concurrency, Delivery, GatewaySpec, HealthSpec, Lifecycle,
     Network, OtlpProtocol, Profile, PullPolicy, Redaction, Relay, Resources, RestartSpec,

@@ -601,8 +601,12 @@ pub struct ServerSpec {
     /// The server's name, the key it has under `servers`.
     pub name: ServerName,
     /// The image to run, as the catalog names it (with its digest, if
-    /// it names one).
+    /// it names one); empty for a remote server.
     pub image: String,
+    /// How a remote server is reached (`url`); `None` for a container
+    /// server. A remote server has no container: the container-only keys
+    /// keep their defaults, and no image is ever pulled for it.
+    pub remote: Option<crate::remote::RemoteSpec>,
     /// The image's content digest (`sha256:…`) it must have: from
     /// `image: NAME@sha256:…`, else from the lockfile. Checked before the
     /// container is created.
@@ -709,6 +713,14 @@ impl ServerSpec {
     /// the gateway can print them where the user will see them.
     pub fn relaxations(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if let Some(remote) = &self.remote {
+            out.push(format!("remote server at {}", remote.url));
+            if remote.allow_private {
+                out.push(
+                    "allow_private: true (may reach loopback and private addresses)".to_string(),
+                );
+            }
+        }
         match &self.network {
             Network::None => {}
             Network::Bridge => out.push("network: bridge".to_string()),
@@ -746,9 +758,13 @@ struct ServerBody(ServerSpec);
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawServer {
-    image: String,
+    image: Option<String>,
+    url: Option<crate::remote::RemoteUrl>,
     #[serde(default)]
-    pull: PullPolicy,
+    headers: UniqueMap<crate::remote::HeaderName, crate::remote::HeaderSpec>,
+    oauth: Option<crate::remote::RawOAuth>,
+    allow_private: Option<bool>,
+    pull: Option<PullPolicy>,
     entrypoint: Option<Vec<String>>,
     command: Option<Vec<String>>,
     #[serde(default)]
@@ -757,13 +773,10 @@ struct RawServer {
     secrets: UniqueMap<EnvName, SecretRef>,
     #[serde(default)]
     tools: ToolFilter,
-    #[serde(default)]
-    network: Network,
-    #[serde(default)]
-    resources: Resources,
+    network: Option<Network>,
+    resources: Option<Resources>,
     user: Option<String>,
-    #[serde(default)]
-    volumes: Vec<Volume>,
+    volumes: Option<Vec<Volume>>,
     #[serde(default)]
     relay: Relay,
     call_timeout: Option<CatalogDuration>,
@@ -799,7 +812,7 @@ impl<'de> Deserialize<'de> for ServerBody {
         impl<'de> Visitor<'de> for BodyVisitor {
             type Value = ServerBody;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a server mapping with at least `image`")
+                f.write_str("a server mapping with `image` or `url`")
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ServerBody, A::Error> {
                 let raw = RawServer::deserialize(de::value::MapAccessDeserializer::new(map))?;
@@ -814,13 +827,61 @@ impl TryFrom<RawServer> for ServerBody {
     type Error = String;
 
     fn try_from(raw: RawServer) -> Result<Self, String> {
-        if raw.image.trim().is_empty() || raw.image.chars().any(char::is_whitespace) {
-            return Err(invalid(
-                format_args!("image `{}` is not an image reference", raw.image),
-                "name a local or registry image, such as `mcpgw/time:dev`",
-            ));
+        let remote = crate::remote::RawRemote {
+            url: raw.url,
+            headers: raw.headers,
+            oauth: raw.oauth,
+            allow_private: raw.allow_private,
         }
-        let image_digest = image_digest(&raw.image)?;
+        .build()?;
+        let image = match (raw.image, &remote) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "the server has both `image` and `url`",
+                    "keep `image` for a container server, or `url` for a remote one",
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "the server has neither `image` nor `url`",
+                    "add `image` (a container server) or `url` (a remote server's MCP endpoint)",
+                ));
+            }
+            (None, Some(_)) => {
+                let written = [
+                    ("pull", raw.pull.is_some()),
+                    ("entrypoint", raw.entrypoint.is_some()),
+                    ("command", raw.command.is_some()),
+                    ("env", !raw.env.0.is_empty()),
+                    ("secrets", !raw.secrets.0.is_empty()),
+                    ("network", raw.network.is_some()),
+                    ("resources", raw.resources.is_some()),
+                    ("user", raw.user.is_some()),
+                    ("volumes", raw.volumes.is_some()),
+                ];
+                if let Some((key, _)) = written.iter().find(|(_, w)| *w) {
+                    return Err(invalid(
+                        format_args!(
+                            "`{key}` applies only to a container server, and this one has `url`"
+                        ),
+                        format_args!(
+                            "remove `{key}`; a remote server's credentials go in `headers` or `oauth`"
+                        ),
+                    ));
+                }
+                String::new()
+            }
+            (Some(image), None) => {
+                if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
+                    return Err(invalid(
+                        format_args!("image `{image}` is not an image reference"),
+                        "name a local or registry image, such as `mcpgw/time:dev`",
+                    ));
+                }
+                image
+            }
+        };
+        let image_digest = image_digest(&image)?;
         let env: BTreeMap<String, String> =
             raw.env.0.into_iter().map(|(k, v)| (k.0, v.0)).collect();
         let secrets: BTreeMap<String, SecretRef> =
@@ -888,19 +949,20 @@ impl TryFrom<RawServer> for ServerBody {
         }
         Ok(Self(ServerSpec {
             name: ServerName::placeholder(),
-            image: raw.image,
+            image,
+            remote,
             image_digest,
             pins: None,
-            pull: raw.pull,
+            pull: raw.pull.unwrap_or_default(),
             entrypoint: raw.entrypoint,
             command: raw.command,
             env,
             secrets,
             tools: raw.tools,
-            network: raw.network,
-            resources: raw.resources,
+            network: raw.network.unwrap_or_default(),
+            resources: raw.resources.unwrap_or_default(),
             user: raw.user,
-            volumes: raw.volumes,
+            volumes: raw.volumes.unwrap_or_default(),
             relay: raw.relay,
             call_timeout: raw.call_timeout.map(|d| d.0),
             concurrency: raw.concurrency,

@@ -104,7 +104,7 @@ servers:
 fn rejects_structure_errors() {
     check_err(
         "version: 1\nservers:\n  s:\n    image: a\n    imagee: b\n",
-        "cat.yaml:5:5: servers.s: unknown field `imagee`, expected one of `image`, `pull`, `entrypoint`, `command`, `env`, `secrets`, `tools`, `network`, `resources`, `user`, `volumes`, `relay`, `call_timeout`, `concurrency`, `lifecycle`, `idle_timeout`, `scope`, `scan`, `scan_results`, `limits`, `cache`, `privileged`, `pid`, `ipc`, `cap_add`, `devices`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+        "cat.yaml:5:5: servers.s: unknown field `imagee`, expected one of `image`, `url`, `headers`, `oauth`, `allow_private`, `pull`, `entrypoint`, `command`, `env`, `secrets`, `tools`, `network`, `resources`, `user`, `volumes`, `relay`, `call_timeout`, `concurrency`, `lifecycle`, `idle_timeout`, `scope`, `scan`, `scan_results`, `limits`, `cache`, `privileged`, `pid`, `ipc`, `cap_add`, `devices`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
     );
     check_err(
         "version: 1\nextra: 1\nservers: {}\n",
@@ -126,7 +126,7 @@ fn rejects_structure_errors() {
     );
     check_err(
         "version: 1\nservers:\n  s:\n    pull: never\n",
-        "cat.yaml:4:5: servers.s: missing field `image`; fix: add the missing key",
+        "cat.yaml:4:5: servers.s: the server has neither `image` nor `url`; fix: add `image` (a container server) or `url` (a remote server's MCP endpoint)",
     );
     check_err(
         "version: 2\nservers:\n  s:\n    image: a\n",
@@ -626,7 +626,7 @@ profiles:
         shown.ends_with("\nerror: 4 problems in this catalog; nothing was started"),
         "{shown}"
     );
-    assert!(shown.contains("missing field `image`"), "{shown}");
+    assert!(shown.contains("neither `image` nor `url`"), "{shown}");
     assert!(shown.contains("unknown field `netwrok`"), "{shown}");
 }
 
@@ -1050,4 +1050,223 @@ fn oauth_mistakes_are_named_where_they_are_written() {
         "{}{servers}",
         OAUTH.replace("https://mcp.example/mcp", "http://127.0.0.1:8811/mcp")
     ));
+}
+
+const REMOTE: &str = "version: 1\nservers:\n  r:\n";
+
+#[test]
+fn a_remote_server_has_a_url_headers_from_secrets_or_client_credentials() {
+    let cat = check_ok(&format!(
+        "{REMOTE}    url: https://mcp.vendor.example/mcp
+    headers:
+      Authorization: {{ secret: vendor.token, format: \"Bearer {{}}\" }}
+      X-Api-Key: {{ secret: vendor.key }}
+      X-Team: blue
+  o:
+    url: https://mcp.other.example/mcp
+    oauth:
+      client_credentials:
+        token_url: https://idp.example/token
+        client_id: mcpgw
+        client_secret: other.secret
+        scopes: [mcp, mcp.read]
+"
+    ));
+    let r = cat.servers[0].remote.as_ref().expect("remote");
+    assert_eq!(r.url.as_str(), "https://mcp.vendor.example/mcp");
+    assert!(!r.allow_private);
+    assert_eq!(
+        r.headers,
+        [
+            (
+                "Authorization".to_string(),
+                HeaderSpec::Secret {
+                    name: SecretName::try_from("vendor.token".to_string()).unwrap(),
+                    format: "Bearer {}".to_string()
+                }
+            ),
+            (
+                "X-Api-Key".to_string(),
+                HeaderSpec::Secret {
+                    name: SecretName::try_from("vendor.key".to_string()).unwrap(),
+                    format: "{}".to_string()
+                }
+            ),
+            ("X-Team".to_string(), HeaderSpec::Plain("blue".to_string())),
+        ]
+    );
+    assert!(cat.servers[0].image.is_empty());
+    assert_eq!(
+        cat.servers[0].relaxations(),
+        ["remote server at https://mcp.vendor.example/mcp"]
+    );
+    let o = cat.servers[1].remote.as_ref().expect("remote");
+    let cc = o.oauth.as_ref().expect("oauth");
+    assert_eq!(cc.token_url.as_str(), "https://idp.example/token");
+    assert_eq!(cc.client_id, "mcpgw");
+    assert_eq!(cc.client_secret.as_str(), "other.secret");
+    assert_eq!(cc.scopes, ["mcp", "mcp.read"]);
+    let names: Vec<&str> = o.secret_names().iter().map(|n| n.as_str()).collect();
+    assert_eq!(names, ["other.secret"]);
+
+    let local = check_ok(&format!(
+        "{REMOTE}    url: http://127.0.0.1:8000/mcp\n    allow_private: true\n"
+    ));
+    assert_eq!(
+        local.servers[0].relaxations(),
+        [
+            "remote server at http://127.0.0.1:8000/mcp",
+            "allow_private: true (may reach loopback and private addresses)"
+        ]
+    );
+}
+
+#[test]
+fn rejects_bad_remote_entries() {
+    let cases = [
+        (
+            "    image: img:dev\n    url: https://a.example/mcp\n",
+            "cat.yaml:4:5: servers.r: the server has both `image` and `url`; fix: keep `image` for a container server, or `url` for a remote one",
+        ),
+        (
+            "    url: https://a.example/mcp\n    env: { A: b }\n",
+            "cat.yaml:4:5: servers.r: `env` applies only to a container server, and this one has `url`; fix: remove `env`; a remote server's credentials go in `headers` or `oauth`",
+        ),
+        (
+            "    image: img:dev\n    allow_private: true\n",
+            "cat.yaml:4:5: servers.r: `allow_private` applies only to a remote server (one with `url`); fix: add `url`, or remove `allow_private`",
+        ),
+        (
+            "    url: ftp://a.example/mcp\n",
+            "cat.yaml:4:10: servers.r.url: `ftp://a.example/mcp` is not an https URL; fix: write the server's MCP endpoint, such as `https://mcp.vendor.example/mcp`",
+        ),
+        (
+            "    url: https://user:pw@a.example/mcp\n",
+            "cat.yaml:4:10: servers.r.url: `https://user:pw@a.example/mcp` carries credentials in the URL; fix: remove them and send them with `headers` (their values from secrets) or `oauth`",
+        ),
+        (
+            "    url: http://a.example/mcp\n",
+            "cat.yaml:4:5: servers.r: `url` `http://a.example/mcp` is refused: plain `http` is accepted only on loopback with `allow_private: true`; use `https`; fix: name a public https endpoint, or set `allow_private: true` for one on a private network",
+        ),
+        (
+            "    url: http://127.0.0.1:9/mcp\n",
+            "cat.yaml:4:5: servers.r: `url` `http://127.0.0.1:9/mcp` is refused: 127.0.0.1 is a loopback address; set `allow_private: true` on the server if it is meant to be reached there; fix: name a public https endpoint, or set `allow_private: true` for one on a private network",
+        ),
+        (
+            "    url: https://10.1.2.3/mcp\n",
+            "cat.yaml:4:5: servers.r: `url` `https://10.1.2.3/mcp` is refused: 10.1.2.3 is a private address (RFC 1918); set `allow_private: true` on the server if it is meant to be reached there; fix: name a public https endpoint, or set `allow_private: true` for one on a private network",
+        ),
+        (
+            "    url: http://10.1.2.3/mcp\n    allow_private: true\n",
+            "cat.yaml:4:5: servers.r: `url` `http://10.1.2.3/mcp` is refused: 10.1.2.3 is a private address (RFC 1918) and reached over plain `http`; use `https` (plain `http` is accepted only on loopback); fix: name a public https endpoint, or set `allow_private: true` for one on a private network",
+        ),
+        (
+            "    url: http://169.254.169.254/latest\n    allow_private: true\n",
+            "cat.yaml:4:5: servers.r: `url` `http://169.254.169.254/latest` is refused: 169.254.169.254 is a cloud metadata endpoint, never reachable from the gateway; fix: name a public https endpoint, or set `allow_private: true` for one on a private network",
+        ),
+        (
+            "    url: https://[fe80::1]/mcp\n",
+            "cat.yaml:4:5: servers.r: `url` `https://[fe80::1]/mcp` is refused: fe80::1 is a link-local address; set `allow_private: true` on the server if it is meant to be reached there; fix: name a public https endpoint, or set `allow_private: true` for one on a private network",
+        ),
+        (
+            "    url: https://a.example/mcp\n    headers:\n      Mcp-Session-Id: x\n",
+            "cat.yaml:6:7: servers.r.headers: header `Mcp-Session-Id` is set by the gateway's transport; fix: remove it from `headers`",
+        ),
+        (
+            "    url: https://a.example/mcp\n    headers:\n      Bad Name: x\n",
+            "cat.yaml:6:7: servers.r.headers: header name `Bad Name` is not an HTTP header name; fix: use letters, digits and `-`, such as `X-Api-Key`",
+        ),
+        (
+            "    url: https://a.example/mcp\n    headers:\n      X-Key: { secret: k, format: \"Bearer\" }\n",
+            "cat.yaml:6:35: servers.r.headers.X-Key.format: header format `Bearer` does not hold `{}` exactly once; fix: write where the secret's value goes, such as `Bearer {}`",
+        ),
+        (
+            "    url: https://a.example/mcp\n    headers:\n      X-Key: { secret: k, as: file }\n",
+            "cat.yaml:6:27: servers.r.headers.X-Key: unknown field `as`, expected `secret` or `format`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+        ),
+        (
+            "    url: https://a.example/mcp\n    headers: { Authorization: x }\n    oauth: { client_credentials: { token_url: https://i.example/t, client_id: c, client_secret: s } }\n",
+            "cat.yaml:4:5: servers.r: `headers` sets `Authorization` and `oauth` sends a token in it too; fix: keep one of them",
+        ),
+        (
+            "    url: https://a.example/mcp\n    oauth: { client_credentials: { token_url: https://i.example/t, client_id: c } }\n",
+            "cat.yaml:5:34: servers.r.oauth.client_credentials: missing field `client_secret`; fix: add the missing key",
+        ),
+        (
+            "    url: https://a.example/mcp\n    oauth: { client_credentials: { token_url: https://192.168.1.1/t, client_id: c, client_secret: s } }\n",
+            "cat.yaml:4:5: servers.r: `oauth.client_credentials.token_url` `https://192.168.1.1/t` is refused: 192.168.1.1 is a private address (RFC 1918); set `allow_private: true` on the server if it is meant to be reached there; fix: name a public https endpoint, or set `allow_private: true` for one on a private network",
+        ),
+    ];
+    for (body, expect) in cases {
+        check_err(&format!("{REMOTE}{body}"), expect);
+    }
+}
+
+#[test]
+fn the_address_classifier_knows_every_range_the_guard_refuses() {
+    use std::net::IpAddr;
+    let cases = [
+        ("93.184.215.14", AddressClass::Public),
+        ("2606:4700::1111", AddressClass::Public),
+        ("127.0.0.1", AddressClass::Loopback),
+        ("127.9.9.9", AddressClass::Loopback),
+        ("::1", AddressClass::Loopback),
+        ("10.0.0.1", AddressClass::Private),
+        ("172.16.0.1", AddressClass::Private),
+        ("172.31.255.255", AddressClass::Private),
+        ("172.32.0.1", AddressClass::Public),
+        ("192.168.1.1", AddressClass::Private),
+        ("100.64.0.1", AddressClass::Cgnat),
+        ("100.127.255.255", AddressClass::Cgnat),
+        ("100.128.0.1", AddressClass::Public),
+        ("169.254.1.1", AddressClass::LinkLocal),
+        ("fe80::1", AddressClass::LinkLocal),
+        ("fc00::1", AddressClass::UniqueLocal),
+        ("fd12:3456::1", AddressClass::UniqueLocal),
+        ("169.254.169.254", AddressClass::Metadata),
+        ("fd00:ec2::254", AddressClass::Metadata),
+        ("0.0.0.0", AddressClass::Unspecified),
+        ("::", AddressClass::Unspecified),
+        ("224.0.0.1", AddressClass::Multicast),
+        ("255.255.255.255", AddressClass::Multicast),
+        ("ff02::1", AddressClass::Multicast),
+        ("192.0.2.1", AddressClass::Reserved),
+        ("2001:db8::1", AddressClass::Reserved),
+        ("240.0.0.1", AddressClass::Reserved),
+        // IPv4 inside IPv6 is judged as the IPv4 address it reaches.
+        ("::ffff:127.0.0.1", AddressClass::Loopback),
+        ("::ffff:10.0.0.1", AddressClass::Private),
+        ("::ffff:169.254.169.254", AddressClass::Metadata),
+        ("64:ff9b::a00:1", AddressClass::Private),
+        ("64:ff9b::5db8:d70e", AddressClass::Public),
+    ];
+    for (ip, class) in cases {
+        let ip: IpAddr = ip.parse().unwrap();
+        assert_eq!(AddressClass::of(ip), class, "{ip}");
+    }
+}
+
+#[test]
+fn the_guard_admits_private_addresses_only_when_allowed_and_http_only_on_loopback() {
+    let spec = |allow_private: bool| RemoteSpec {
+        url: url::Url::parse("https://a.example/mcp").unwrap(),
+        headers: Vec::new(),
+        oauth: None,
+        allow_private,
+    };
+    let ip = |s: &str| s.parse().unwrap();
+    assert!(spec(false).admits(ip("93.184.215.14"), "https").is_ok());
+    assert!(spec(false).admits(ip("93.184.215.14"), "http").is_err());
+    assert!(spec(false).admits(ip("127.0.0.1"), "https").is_err());
+    assert!(spec(true).admits(ip("127.0.0.1"), "http").is_ok());
+    assert!(spec(true).admits(ip("::ffff:127.0.0.1"), "http").is_ok());
+    assert!(spec(true).admits(ip("10.0.0.1"), "https").is_ok());
+    assert!(spec(true).admits(ip("10.0.0.1"), "http").is_err());
+    assert!(spec(true).admits(ip("169.254.169.254"), "https").is_err());
+    assert!(spec(true).admits(ip("fd00:ec2::254"), "https").is_err());
+    assert!(spec(true).admits(ip("0.0.0.0"), "http").is_err());
+    assert_eq!(
+        spec(false).admits(ip("100.64.1.2"), "https").unwrap_err(),
+        "100.64.1.2 is a carrier-grade NAT address (100.64.0.0/10); set `allow_private: true` on the server if it is meant to be reached there"
+    );
 }
