@@ -127,6 +127,9 @@ class AuthServer(AuthorizationServer):
         self.issuer = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.resource_of_request = None
         self.jwks_fetches = 0
+        # Every access token issued, in order (the tests look for them in
+        # logs, and count refreshes).
+        self.issued = []
         self.rotate()
         self.register_grant(ClientCredentialsGrant)
         self.register_token_generator("client_credentials", _Tokens(self))
@@ -225,9 +228,14 @@ class AuthServer(AuthorizationServer):
                     return self.send(404, {"error": "not_found"})
                 length = int(self.headers.get("Content-Length", 0))
                 form = urllib.parse.parse_qs(self.rfile.read(length).decode())
-                request = _Request(f"{server.issuer}/token", dict(self.headers), form)
+                # authlib looks headers up by their canonical names; HTTP
+                # clients may send them in lower case (reqwest does).
+                headers = {name.title(): value for name, value in self.headers.items()}
+                request = _Request(f"{server.issuer}/token", headers, form)
                 server.resource_of_request = form.get("resource", [None])[0]
                 status, body, headers = server.create_token_response(request)
+                if status == 200:
+                    server.issued.append(body["access_token"])
                 self.send(status, body, headers)
 
         return Handler

@@ -16,6 +16,7 @@
 
 mod guard;
 mod reclaim;
+pub mod remote;
 mod sent;
 
 use std::collections::HashMap;

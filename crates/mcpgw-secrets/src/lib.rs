@@ -33,14 +33,18 @@ pub use source::{DEFAULT_SOURCES, Missing, Resolution, Source, Sources, env_var_
 /// The service name mcpgw's entries carry in the OS keyring.
 pub const KEYRING_SERVICE: &str = "mcpgw";
 
-/// What one container receives: environment variables holding values, and
-/// files (by name, under `/run/secrets/`) holding values.
+/// What one server receives: for a container, environment variables
+/// holding values, and files (by name, under `/run/secrets/`) holding
+/// values; for a remote server, the values its credentials are built from.
 #[derive(Default)]
 pub struct Injection {
     /// `(variable, value)` pairs.
     pub env: Vec<(String, SecretString)>,
     /// `(file name, value)` pairs.
     pub files: Vec<(String, SecretString)>,
+    /// `(secret name, value)` pairs, for a remote server's headers and
+    /// OAuth client secret; never reach a container.
+    pub named: Vec<(String, SecretString)>,
 }
 
 impl std::fmt::Debug for Injection {
@@ -51,6 +55,7 @@ impl std::fmt::Debug for Injection {
         f.debug_struct("Injection")
             .field("env", &names(&self.env))
             .field("files", &names(&self.files))
+            .field("named", &names(&self.named))
             .finish()
     }
 }

@@ -1,7 +1,12 @@
-//! Bringing one server up: container, then MCP session, then inventory, and
-//! the report of why that failed; removing it again; and the two hooks the
-//! mux calls back through (per-session instances, and the diagnosis of a
-//! server that stopped answering).
+//! Bringing one server up: container (or, for a remote server, its HTTP
+//! endpoint), then MCP session, then inventory, and the report of why that
+//! failed; removing it again; and the two hooks the mux calls back through
+//! (per-session instances, and the diagnosis of a server that stopped
+//! answering).
+//!
+//! A remote server is the one variant of "launch": instead of a container's
+//! stdio, `mcpgw-backend`'s `Remote` opens a byte stream to its endpoint,
+//! and the same session, supervision loop and reports run over it.
 //!
 //! It decides nothing about retries: a failure is classified here and
 //! judged by the loop in `supervise.rs`.
@@ -11,6 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mcpgw_backend::remote::{Ended, Remote};
 use mcpgw_backend::{Audience, Backend, Inventory, Relay, Relays};
 use mcpgw_catalog::{Catalog, ServerSpec};
 use mcpgw_mux::{Diagnose, Instances};
@@ -53,8 +59,26 @@ impl Failure {
 pub(crate) struct Started {
     pub(crate) backend: Backend,
     pub(crate) inventory: Inventory,
-    pub(crate) id: String,
-    pub(crate) stderr: StderrTail,
+    pub(crate) instance: Instance,
+}
+
+/// What a started server runs in.
+#[derive(Debug)]
+pub(crate) enum Instance {
+    /// A container: its ID and its stderr.
+    Container { id: String, stderr: StderrTail },
+    /// A remote endpoint's session, and why its bridge ended it.
+    Remote { ended: Ended },
+}
+
+impl Instance {
+    /// The container's ID, for a container.
+    pub(crate) fn container(&self) -> Option<&str> {
+        match self {
+            Self::Container { id, .. } => Some(id),
+            Self::Remote { .. } => None,
+        }
+    }
 }
 
 /// Starts and removes containers, and keeps the list of those running.
@@ -68,6 +92,10 @@ pub(crate) struct Launcher {
     /// The one client, once its first message is read; `None` when the
     /// gateway serves many (HTTP).
     audience: Option<watch::Receiver<Option<Audience>>>,
+    /// Each remote server's endpoint and credentials, by catalog index
+    /// (`None` for a container server); an error when its credentials
+    /// cannot be built, reported at each start.
+    remotes: Arc<[Option<Result<Remote, String>>]>,
 }
 
 impl Launcher {
@@ -77,12 +105,32 @@ impl Launcher {
         secrets: Vec<Injection>,
         audience: Option<watch::Receiver<Option<Audience>>>,
     ) -> Self {
+        let remotes = catalog
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| {
+                let remote = spec.remote.as_ref()?;
+                let named = secrets
+                    .get(index)
+                    .map(|s| s.named.as_slice())
+                    .unwrap_or_default();
+                let secret = |name: &mcpgw_catalog::SecretName| {
+                    named
+                        .iter()
+                        .find(|(n, _)| n == name.as_str())
+                        .map(|(_, v)| v.clone())
+                };
+                Some(Remote::new(spec.name.as_str(), remote, secret).map_err(|e| e.to_string()))
+            })
+            .collect();
         Self {
             runtime,
             containers: Arc::default(),
             init_timeout: catalog.gateway.init_timeout,
             secrets: secrets.into(),
             audience,
+            remotes,
         }
     }
 
@@ -129,6 +177,13 @@ impl Launcher {
         spec: &ServerSpec,
         session: Option<u64>,
     ) -> Result<Started, Failure> {
+        if let Some(remote) = self.remotes.get(index).and_then(Option::as_ref) {
+            let remote = remote.as_ref().map_err(|report| Failure {
+                report: report.clone(),
+                kind: ErrorKind::Permanent,
+            })?;
+            return self.open_remote(spec, remote).await;
+        }
         let none = Injection::default();
         let secrets = self.secrets.get(index).unwrap_or(&none);
         let container = launch(&*self.runtime, spec, secrets, session)
@@ -140,37 +195,106 @@ impl Launcher {
         self.containers.lock().push(container.id.clone());
         tracing::info!(server = %spec.name, container = %container.name, "container started");
         let Container { id, stdio, .. } = container;
-        let audience = self.audience().await;
-        let session = async {
-            let backend = Backend::connect(
-                spec.name.as_str(),
-                stdio.stdout,
-                stdio.stdin,
-                self.init_timeout,
-                Relays {
-                    sampling: spec.relay.sampling,
-                    elicitation: spec.relay.elicitation,
-                    roots: spec.relay.roots,
-                },
-                audience,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            let inventory = backend.inventory().await.map_err(|e| e.to_string())?;
-            Ok::<_, String>((backend, inventory))
-        };
-        match session.await {
+        match self.session(spec, stdio.stdout, stdio.stdin).await {
             Ok((backend, inventory)) => Ok(Started {
                 backend,
                 inventory,
-                id,
-                stderr: stdio.stderr,
+                instance: Instance::Container {
+                    id,
+                    stderr: stdio.stderr,
+                },
             }),
             Err(reason) => {
                 let report = self.report(&id, &stdio.stderr, &reason).await;
                 self.remove(&id).await;
                 Err(Failure::transient(report))
             }
+        }
+    }
+
+    /// A remote server's endpoint, then session, then inventory. Refused
+    /// addresses and missing credentials are permanent failures; an
+    /// endpoint that cannot be reached or a token that cannot be had are
+    /// transient, retried with backoff.
+    async fn open_remote(&self, spec: &ServerSpec, remote: &Remote) -> Result<Started, Failure> {
+        let opened = remote
+            .open(spec.concurrency.in_flight)
+            .await
+            .map_err(|e| Failure {
+                kind: if e.is_permanent() {
+                    ErrorKind::Permanent
+                } else {
+                    ErrorKind::Transient
+                },
+                report: e.to_string(),
+            })?;
+        let ended = opened.ended;
+        match self.session(spec, opened.read, opened.write).await {
+            Ok((backend, inventory)) => {
+                tracing::info!(server = %spec.name, url = %remote.url(), "remote session open");
+                Ok(Started {
+                    backend,
+                    inventory,
+                    instance: Instance::Remote { ended },
+                })
+            }
+            Err(reason) => Err(Failure::transient(Self::remote_report(&ended, &reason))),
+        }
+    }
+
+    /// The MCP session over a server's byte stream, and its inventory.
+    async fn session<R, W>(
+        &self,
+        spec: &ServerSpec,
+        read: R,
+        write: W,
+    ) -> Result<(Backend, Inventory), String>
+    where
+        R: tokio::io::AsyncRead + Send + Unpin + 'static,
+        W: tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let audience = self.audience().await;
+        let backend = Backend::connect(
+            spec.name.as_str(),
+            read,
+            write,
+            self.init_timeout,
+            Relays {
+                sampling: spec.relay.sampling,
+                elicitation: spec.relay.elicitation,
+                roots: spec.relay.roots,
+            },
+            audience,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let inventory = backend.inventory().await.map_err(|e| e.to_string())?;
+        Ok((backend, inventory))
+    }
+
+    /// Why a remote server's session failed: `reason`, and what ended its
+    /// connection when that came first.
+    fn remote_report(ended: &Ended, reason: &str) -> String {
+        match ended.reason() {
+            Some(cause) => format!("{reason} ({cause})"),
+            None => reason.to_string(),
+        }
+    }
+
+    /// Why the server in `instance` failed: `reason`, with a container's
+    /// exit and stderr or a remote's transport failure.
+    pub(crate) async fn report_on(&self, instance: &Instance, reason: &str) -> String {
+        match instance {
+            Instance::Container { id, stderr } => self.report(id, stderr, reason).await,
+            Instance::Remote { ended } => Self::remote_report(ended, reason),
+        }
+    }
+
+    /// Removes what `instance` runs in (a remote session has nothing left
+    /// to remove once closed).
+    pub(crate) async fn remove_instance(&self, instance: &Instance) {
+        if let Instance::Container { id, .. } = instance {
+            self.remove(id).await;
         }
     }
 
@@ -270,7 +394,7 @@ impl Instances for SessionInstances {
                     return;
                 }
             };
-            tracing::info!(server = %spec.name, session, container = %started.id, "session instance ready");
+            tracing::info!(server = %spec.name, session, container = started.instance.container().unwrap_or("(remote)"), "session instance ready");
             started.backend.set_relay(relay);
             let _ = sender.send(Ok(started.backend.clone()));
             tokio::select! {
@@ -279,7 +403,7 @@ impl Instances for SessionInstances {
                 () = started.backend.closed() => tracing::warn!(server = %spec.name, session, "session instance ended: {}", started.backend.end_reason().unwrap_or_else(|| "its session closed".to_string())),
             }
             started.backend.close();
-            this.launcher.remove(&started.id).await;
+            this.launcher.remove_instance(&started.instance).await;
         });
         Box::pin(async move {
             started

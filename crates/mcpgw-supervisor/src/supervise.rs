@@ -68,7 +68,8 @@ impl Starter {
                 return;
             };
             if let Ok(started) = &outcome {
-                self.diagnoser.set(index, Some(started.id.clone()));
+                self.diagnoser
+                    .set(index, started.instance.container().map(str::to_string));
             }
             let failure = match outcome {
                 Ok(started) => {
@@ -85,7 +86,7 @@ impl Starter {
                         // The first instance only teaches the gateway the
                         // server's tools; each client session starts its own.
                         started.backend.close();
-                        self.launcher.remove(&started.id).await;
+                        self.launcher.remove_instance(&started.instance).await;
                         self.diagnoser.set(index, None);
                         self.slots.per_session(index, started.inventory);
                         return;
@@ -99,7 +100,7 @@ impl Starter {
                             tracing::info!(server = %name, "stopping an unused on-demand server; a call will start it again");
                             started.backend.close();
                             self.diagnoser.set(index, None);
-                            self.launcher.remove(&started.id).await;
+                            self.launcher.remove_instance(&started.instance).await;
                             self.slots.idle(index);
                             if self
                                 .shutdown
@@ -116,19 +117,18 @@ impl Starter {
                     let reason = verdict
                         .or_else(|| started.backend.end_reason())
                         .unwrap_or_else(|| "its session ended".to_string());
-                    let report = self
-                        .launcher
-                        .report(&started.id, &started.stderr, &reason)
-                        .await;
+                    let report = self.launcher.report_on(&started.instance, &reason).await;
                     self.diagnoser.set(index, None);
-                    self.launcher.remove(&started.id).await;
+                    self.launcher.remove_instance(&started.instance).await;
                     Failure::transient(report)
                 }
                 Err(failure) => failure,
             };
             // A session that ended because the engine went away is the
-            // engine's failure, not the server's.
+            // engine's failure, not the server's (a remote server has no
+            // engine).
             let kind = if failure.kind == ErrorKind::Transient
+                && spec.remote.is_none()
                 && !self.launcher.runtime().engine_up().await
             {
                 ErrorKind::EngineDown

@@ -223,10 +223,15 @@ fn validate(path: &Path) -> Result<(), Failure> {
                 .collect();
             note.push_str(&format!("; secrets: {}", secrets.join(", ")));
         }
-        out.push_str(&format!(
-            "  {:<20} {:<36} {note}\n",
-            server.name, server.image
-        ));
+        let mut source = server.image.clone();
+        if let Some(remote) = &server.remote {
+            source = remote.url.to_string();
+            let names: Vec<&str> = remote.secret_names().iter().map(|n| n.as_str()).collect();
+            if !names.is_empty() {
+                note.push_str(&format!("; credentials from secrets: {}", names.join(", ")));
+            }
+        }
+        out.push_str(&format!("  {:<20} {:<36} {note}\n", server.name, source));
     }
     print_stdout(&format!(
         "{}: valid, {} server(s)\n{out}",

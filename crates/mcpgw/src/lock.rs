@@ -52,7 +52,10 @@ pub(crate) async fn command(
             let mut pins = pins.ok_or_else(|| {
                 anyhow!("server `{name}` has listed nothing yet; fix: lock again")
             })?;
-            pins.image = runtime.image_digest(spec).await?;
+            // A remote server has no image to pin; its definitions are.
+            if spec.remote.is_none() {
+                pins.image = runtime.image_digest(spec).await?;
+            }
             now.servers.insert(name.to_string(), pins);
         }
         Ok(now)

@@ -46,6 +46,15 @@ impl Resolved {
                 }
             }
         }
+        if let Some(remote) = &spec.remote {
+            for name in remote.secret_names() {
+                if let Some(value) = self.values.get(name.as_str())
+                    && !injection.named.iter().any(|(n, _)| n == name.as_str())
+                {
+                    injection.named.push((name.to_string(), value.clone()));
+                }
+            }
+        }
         injection
     }
 }
@@ -66,6 +75,14 @@ fn users(catalog: &Catalog, only: Option<&[usize]>) -> BTreeMap<String, Vec<Stri
                 .entry(secret.name.to_string())
                 .or_default()
                 .push(format!("`{}` (as {var})", server.name));
+        }
+        if let Some(remote) = &server.remote {
+            for name in remote.secret_names() {
+                users
+                    .entry(name.to_string())
+                    .or_default()
+                    .push(format!("`{}` (for its remote credentials)", server.name));
+            }
         }
     }
     users
