@@ -881,3 +881,113 @@ fn chain(err: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(url: &str, allow_private: bool) -> Arc<RemoteSpec> {
+        Arc::new(RemoteSpec {
+            url: url::Url::parse(url).unwrap(),
+            headers: Vec::new(),
+            oauth: None,
+            allow_private,
+        })
+    }
+
+    fn guard(url: &str, allow_private: bool) -> Guard {
+        let spec = spec(url, allow_private);
+        Guard {
+            scheme: spec.url.scheme().to_string(),
+            spec,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_is_judged_by_the_addresses_it_resolves_to() {
+        let Err(Refusal::Policy(why)) = guard("https://localhost/", false)
+            .admitted("localhost", 443)
+            .await
+        else {
+            panic!("localhost was admitted without allow_private");
+        };
+        assert!(
+            why.starts_with("`localhost` resolves only to refused addresses: "),
+            "{why}"
+        );
+        assert!(
+            why.contains("is a loopback address; set `allow_private: true`"),
+            "{why}"
+        );
+        let admitted = guard("http://localhost/", true)
+            .admitted("localhost", 80)
+            .await
+            .unwrap_or_else(|_| panic!("localhost refused with allow_private"));
+        assert!(!admitted.is_empty());
+        assert!(admitted.iter().all(|a| a.ip().is_loopback()));
+    }
+
+    #[tokio::test]
+    async fn the_check_before_a_session_refuses_for_good_and_names_the_url() {
+        let err = guard("https://127.0.0.1:9/mcp", false)
+            .check(
+                "vendor",
+                &url::Url::parse("https://127.0.0.1:9/mcp").unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.is_permanent());
+        assert_eq!(
+            err.to_string(),
+            "remote server `vendor` is refused: https://127.0.0.1:9/mcp: 127.0.0.1 is a loopback address; set `allow_private: true` on the server if it is meant to be reached there"
+        );
+        let err = guard("https://no-such-host.invalid/", false)
+            .check(
+                "vendor",
+                &url::Url::parse("https://no-such-host.invalid/").unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert!(!err.is_permanent(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_http_client_connects_only_where_the_guard_admits() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let spec = spec("http://localhost:1/mcp", false);
+        let client = guarded_client("vendor", &spec, "http").unwrap();
+        let err = client
+            .get("http://localhost:1/mcp")
+            .send()
+            .await
+            .unwrap_err();
+        let said = chain(&err);
+        assert!(
+            said.contains("`localhost` resolves only to refused addresses"),
+            "{said}"
+        );
+    }
+
+    #[test]
+    fn credentials_need_their_secrets_and_values_that_are_header_values() {
+        let mut with_header = (*spec("https://a.example/mcp", false)).clone();
+        with_header.headers.push((
+            "Authorization".to_string(),
+            HeaderSpec::Secret {
+                name: SecretName::try_from("vendor.token".to_string()).unwrap(),
+                format: "Bearer {}".to_string(),
+            },
+        ));
+        let err = Remote::new("vendor", &with_header, |_| None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "remote server `vendor` needs secret `vendor.token`, which was not resolved"
+        );
+        let err = Remote::new("vendor", &with_header, |_| {
+            Some(SecretString::from("line\nbreak-value-1234".to_string()))
+        })
+        .unwrap_err();
+        assert!(matches!(err, RemoteError::BadHeader { .. }), "{err}");
+        assert!(!err.to_string().contains("break-value"), "{err}");
+    }
+}
