@@ -150,9 +150,12 @@ class AuthServer(AuthorizationServer):
         return self.signing_key.as_pem(is_private=True)
 
     def stop(self):
+        if self.thread is None:
+            return
+        thread, self.thread = self.thread, None
         self.httpd.shutdown()
         self.httpd.server_close()
-        self.thread.join(timeout=10)
+        thread.join(timeout=10)
 
     def token(self, client_id: str, scope: str, resource: str | None = None) -> str:
         """An access token by the client-credentials grant, over HTTP."""

@@ -228,19 +228,27 @@ def authserver():
     server.stop()
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("mode", MODES)
-async def test_a_remote_behind_client_credentials_refreshes_its_token(mode, mcpgw_bin, tmp_path, authserver):
+@pytest.fixture
+def token_remote(tmp_path, authserver):
+    """remote_server.py admitting the authorization server's tokens for
+    its own URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     remote = Remote.__new__(Remote)
     remote.port, remote.url, remote.seen = port, url, tmp_path / "seen"
     remote.args = ("--issuer", authserver.issuer, "--audience", url)
     remote.start()
+    yield remote
+    remote.kill()
+
+
+def token_gateway(mcpgw_bin, tmp_path, authserver, remote):
     catalog = f"""version: 1
+gateway:
+  restart: {{ initial_backoff: 100ms, max_backoff: 500ms, circuit_after: 1000 }}
 servers:
   vendor:
-    url: {url}
+    url: {remote.url}
     allow_private: true
     oauth:
       client_credentials:
@@ -249,8 +257,15 @@ servers:
         client_secret: vendor.client-secret
         scopes: [mcp]
 """
-    gw = Gateway(mcpgw_bin, tmp_path, catalog, env={
+    return Gateway(mcpgw_bin, tmp_path, catalog, env={
         "MCPGW_SECRETS": "env", "MCPGW_SECRET_VENDOR_CLIENT_SECRET": CLIENT_SECRET})
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_remote_behind_client_credentials_refreshes_its_token(mode, mcpgw_bin, tmp_path, authserver, token_remote):
+    remote = token_remote
+    gw = token_gateway(mcpgw_bin, tmp_path, authserver, remote)
     try:
         async with Client(http_client(gw.url), mode=mode) as client:
             await exercise(client)
@@ -262,13 +277,38 @@ servers:
             assert len(authserver.issued) > len(first), "no new token was fetched"
     finally:
         log = gw.stop()
-        remote.kill()
     seen = remote.authorizations()
     assert {f"Bearer {t}" for t in authserver.issued} >= set(seen)
     assert len(set(seen)) >= 2
     assert CLIENT_SECRET not in log
     for issued in authserver.issued:
         assert issued not in log
+
+
+@pytest.mark.anyio
+async def test_a_token_that_cannot_be_renewed_fails_the_server_and_is_retried(mcpgw_bin, tmp_path, authserver, token_remote):
+    gw = token_gateway(mcpgw_bin, tmp_path, authserver, token_remote)
+    try:
+        async with Client(http_client(gw.url), mode="auto") as client:
+            await exercise(client)
+            authserver.stop()
+            # Past the token's life the gateway must fetch another, and
+            # the token endpoint is gone: the call fails (it does not
+            # hang), the server is failed and retried.
+            time.sleep(2.5)
+            with pytest.raises(MCPError) as failed:
+                await client.call_tool("vendor__echo", {"text": "x"})
+            assert "could not be reached" in failed.value.message, failed.value.message
+            gw.wait_for("vendor", "failed")
+            # The restarts that follow say why they fail.
+            deadline = time.monotonic() + 30
+            while "has no access token: the token endpoint http://127.0.0.1:" not in gw.log.read_text():
+                assert time.monotonic() < deadline, "no restart reported the token endpoint"
+                time.sleep(0.1)
+    finally:
+        log = gw.stop()
+    assert "restarting in" in log
+    assert CLIENT_SECRET not in log
 
 
 @pytest.mark.anyio

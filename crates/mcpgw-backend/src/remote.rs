@@ -851,6 +851,8 @@ fn describe(err: &HttpError) -> String {
         ),
         // rmcp gives reqwest's error no `source`: its causes are read here.
         StreamableHttpError::Client(reqwest) => chain(reqwest),
+        // The credentials' own failures (`Authed`) say all there is.
+        StreamableHttpError::Io(io) => io.to_string(),
         other => chain(other),
     }
 }
