@@ -374,7 +374,11 @@ servers:
     headers:
       Authorization: {{ secret: vendor.token, format: "Bearer {{}}" }}
 """)
-    assert mcpgw(mcpgw_bin, "validate", "--catalog", str(catalog)).returncode == 0
+    validated = mcpgw(mcpgw_bin, "validate", "--catalog", str(catalog))
+    assert validated.returncode == 0, validated.stderr
+    # `validate` shows it as a relaxation, with the secrets it is sent.
+    assert f"relaxed: remote server at https://localhost:{header_remote.port}/mcp" in validated.stdout
+    assert "credentials from secrets: vendor.token" in validated.stdout
     called = subprocess.run(
         [mcpgw_bin, "call", "--catalog", str(catalog), "vendor__echo", '{"text": "x"}'],
         capture_output=True, text=True, timeout=120,
