@@ -26,7 +26,7 @@ use crate::audit::{self, Decision};
 use crate::changes::{ListChange, next_change};
 use crate::forward::*;
 use crate::paging::page;
-use crate::router::ToolLookup;
+use crate::router::{ToolLookup, overrides};
 use crate::slots::SlotState;
 use crate::{Mux, View, profile, relay};
 
@@ -404,6 +404,13 @@ impl Mux {
                 ));
             }
         };
+        // Parameters the catalog hides never reach the server (nor the
+        // result cache's key), even from a client that sends them anyway.
+        let mut request = request;
+        let stripped = overrides::strip(request.arguments.as_mut(), &route.hidden_params);
+        if !stripped.is_empty() {
+            tracing::debug!(tool = %route.name, ?stripped, "removed the arguments the catalog hides");
+        }
         // A cached result answers without the server (nor its limits).
         let cache = self.cache_key(&table, &route, &request, &context);
         if let Some(result) = cache.as_ref().and_then(|(key, _)| self.cached(&route, key)) {
