@@ -68,6 +68,12 @@ impl Profile {
     pub fn pinned(&self, name: &str) -> Option<bool> {
         self.pinned.as_ref().map(|p| p.set.is_match(name))
     }
+
+    /// The mode its clients see the tools in, `gateway`'s unless the
+    /// profile says.
+    pub fn mode(&self, gateway: &ToolView) -> ToolMode {
+        self.tool_mode.unwrap_or(gateway.mode)
+    }
 }
 
 /// How clients see the tools (`gateway.tool_mode`, a profile's
@@ -215,13 +221,21 @@ pub struct GatewaySpec {
     /// The most bytes of tool results the result cache holds.
     pub cache_bytes: u64,
     /// How clients without a profile (and profiles that do not say) see
-    /// the tools.
-    pub tool_mode: ToolMode,
+    /// the tools: `gateway.tool_mode` and `gateway.pinned`.
+    pub tool_view: ToolView,
+}
+
+/// How a client sees the tools: the mode, and in `search` mode the tools
+/// listed directly all the same.
+#[derive(Debug, Clone, Default)]
+pub struct ToolView {
+    /// `all` or `search`.
+    pub mode: ToolMode,
     /// The tools listed directly in `search` mode, by exposed name.
     pinned: Option<Patterns>,
 }
 
-impl GatewaySpec {
+impl ToolView {
     /// Whether the exposed tool `name` is listed directly in `search` mode.
     pub fn pinned(&self, name: &str) -> bool {
         self.pinned.as_ref().is_some_and(|p| p.set.is_match(name))
@@ -591,8 +605,7 @@ impl Default for GatewaySpec {
             auth: crate::auth::AuthSpec::default(),
             limits: ClientLimits::default(),
             cache_bytes: 64 << 20,
-            tool_mode: ToolMode::All,
-            pinned: None,
+            tool_view: ToolView::default(),
         }
     }
 }
@@ -648,8 +661,10 @@ impl<'de> Deserialize<'de> for GatewaySpec {
                 .cache
                 .and_then(|c| c.max_size)
                 .map_or(defaults.cache_bytes, |s| s.0),
-            tool_mode: raw.tool_mode.unwrap_or_default(),
-            pinned: raw.pinned,
+            tool_view: ToolView {
+                mode: raw.tool_mode.unwrap_or_default(),
+                pinned: raw.pinned,
+            },
         })
     }
 }

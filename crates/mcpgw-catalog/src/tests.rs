@@ -1126,13 +1126,16 @@ fn a_rename_onto_an_allowed_name_is_fine_when_that_tool_is_renamed_too() {
 
 #[test]
 fn tool_mode_and_pinned_tools() {
-    assert_eq!(check_ok(HEAD).gateway.tool_mode, ToolMode::All);
+    assert_eq!(check_ok(HEAD).gateway.tool_view.mode, ToolMode::All);
     let cat = check_ok(
         "version: 1\ngateway:\n  tool_mode: search\n  pinned: ['time__*']\nservers:\n  s:\n    image: img:dev\nprofiles:\n  ci:\n    tools: ['*']\n    tool_mode: all\n  lab:\n    tools: ['*']\n    pinned: [s__echo]\n",
     );
-    assert_eq!(cat.gateway.tool_mode, ToolMode::Search);
-    assert!(cat.gateway.pinned("time__get_current_time"));
-    assert!(!cat.gateway.pinned("s__echo"));
+    let view = &cat.gateway.tool_view;
+    assert_eq!(view.mode, ToolMode::Search);
+    assert!(view.pinned("time__get_current_time"));
+    assert!(!view.pinned("s__echo"));
+    assert_eq!(cat.profiles["ci"].mode(view), ToolMode::All);
+    assert_eq!(cat.profiles["lab"].mode(view), ToolMode::Search);
     assert_eq!(cat.profiles["ci"].tool_mode, Some(ToolMode::All));
     assert_eq!(cat.profiles["ci"].pinned("s__echo"), None);
     assert_eq!(cat.profiles["lab"].tool_mode, None);

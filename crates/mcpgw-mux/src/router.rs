@@ -134,6 +134,8 @@ pub struct RoutingTable {
     resource_routes: HashMap<String, usize>,
     /// Each template with its server and its matcher, compiled once.
     templates: Vec<(ResourceTemplate, usize, Option<Regex>)>,
+    /// The search mode's index of `tools`, built by the first search.
+    search: std::sync::OnceLock<Arc<crate::search::Index>>,
 }
 
 impl RoutingTable {
@@ -297,6 +299,31 @@ impl RoutingTable {
         } else {
             ToolLookup::Unknown
         }
+    }
+
+    /// The listed tools that best match `query` (BM25, [`crate::search`]),
+    /// best first, at most `limit`, among those for which `keep` holds.
+    /// The index is built on the first search of this table.
+    pub fn find(
+        &self,
+        query: &str,
+        limit: usize,
+        mut keep: impl FnMut(&Tool, &Route) -> bool,
+    ) -> Vec<&Tool> {
+        let index = self
+            .search
+            .get_or_init(|| Arc::new(crate::search::Index::build(&self.tools)));
+        let keep = |i: usize| {
+            let tool = &self.tools[i];
+            self.tool_routes
+                .get(tool.name.as_ref())
+                .is_some_and(|route| keep(tool, route))
+        };
+        index
+            .search(query, limit, keep)
+            .into_iter()
+            .map(|(i, _)| &self.tools[i])
+            .collect()
     }
 
     /// Where the exposed prompt `name` goes.
