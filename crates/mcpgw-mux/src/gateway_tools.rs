@@ -30,7 +30,7 @@ const DEFAULT_LIMIT: usize = 5;
 const MAX_LIMIT: usize = 20;
 
 /// The gateway tools' definitions, as listed in search mode.
-pub(crate) fn definitions() -> [Tool; 2] {
+pub fn definitions() -> [Tool; 2] {
     let object = |value: Value| match value {
         Value::Object(map) => Arc::new(map),
         _ => Arc::new(JsonObject::new()),

@@ -27,7 +27,7 @@ mod audit;
 mod cache;
 mod changes;
 mod forward;
-mod gateway_tools;
+pub mod gateway_tools;
 mod handlers;
 pub mod limits;
 mod metrics;

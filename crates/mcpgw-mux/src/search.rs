@@ -47,10 +47,16 @@ impl Index {
         limit: usize,
         mut keep: impl FnMut(usize) -> bool,
     ) -> Vec<(usize, f32)> {
-        self.engine
+        let mut hits: Vec<(usize, f32)> = self
+            .engine
             .search(&words(query), None)
             .into_iter()
             .map(|hit| (hit.document.id as usize, hit.score))
+            .collect();
+        // Equal scores in list order, whatever order the crate gives them
+        // in: the same table and query rank the same way every time.
+        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        hits.into_iter()
             .filter(|&(i, _)| keep(i))
             .take(limit)
             .collect()
