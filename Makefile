@@ -115,6 +115,7 @@ bench: check-docker
 	$(OUT)/release/mcpgw-bench --gateway $(OUT)/release/mcpgw --write BENCHMARKS.md $(BENCH_ARGS)
 	$(CARGO) bench -p mcpgw-secrets --bench redact
 	$(CARGO) bench -p mcpgw-bench --bench micro
+	$(CARGO) bench -p mcpgw-bench --bench search
 
 # The harness on a tiny workload: it runs, and every call it makes is
 # answered correctly. No timing is checked.

@@ -36,7 +36,8 @@ pub use remote::{AddressClass, ClientCredentials, HeaderSpec, RemoteSpec};
 pub use spec::{
     AuditSpec, AuditTo, Catalog, Concurrency, Delivery, GatewaySpec, HealthSpec, Lifecycle,
     Network, OtlpProtocol, Profile, PullPolicy, Redaction, Relay, Resources, RestartSpec,
-    SECRETS_DIR, ScanPolicy, Scope, SecretRef, ServerSpec, ToolFilter, TracingSpec, Volume,
+    SECRETS_DIR, ScanPolicy, Scope, SecretRef, ServerSpec, ToolFilter, ToolMode, ToolView,
+    TracingSpec, Volume,
 };
 
 /// The largest catalog file we read. Catalogs are hand-written and small; a

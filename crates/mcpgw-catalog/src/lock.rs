@@ -65,6 +65,12 @@ pub struct Pin {
     pub sha256: String,
     /// The definition, pretty-printed JSON with sorted keys.
     pub definition: String,
+    /// When the catalog rewrites the definition (a tool's `rename`,
+    /// `describe`, `hide_params`), the pin of the server's own, recorded
+    /// beside the one clients see: a change upstream that the rewrite
+    /// would mask is drift all the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<Box<Pin>>,
 }
 
 impl Pin {
@@ -74,6 +80,17 @@ impl Pin {
         Self {
             sha256: digest(definition),
             definition: pretty(definition),
+            upstream: None,
+        }
+    }
+
+    /// The pin of `shown`, the catalog's rewrite of the server's
+    /// `original` definition, with the original's beside it.
+    #[must_use]
+    pub fn rewritten(shown: &Value, original: &Value) -> Self {
+        Self {
+            upstream: Some(Box::new(Self::of(original))),
+            ..Self::of(shown)
         }
     }
 
@@ -81,6 +98,26 @@ impl Pin {
     #[must_use]
     pub fn matches(&self, definition: &Value) -> bool {
         digest(definition) == self.sha256
+    }
+
+    /// Whether the server's own definition is the pinned one: `original`
+    /// is `None` when the catalog does not rewrite it, and then the pin
+    /// must not hold one either.
+    #[must_use]
+    pub fn upstream_matches(&self, original: Option<&Value>) -> bool {
+        match (&self.upstream, original) {
+            (None, None) => true,
+            (Some(pin), Some(original)) => pin.matches(original),
+            _ => false,
+        }
+    }
+
+    /// Whether two pins pin the same definitions.
+    #[must_use]
+    pub fn same(&self, other: &Self) -> bool {
+        self.sha256 == other.sha256
+            && self.upstream.as_ref().map(|p| &p.sha256)
+                == other.upstream.as_ref().map(|p| &p.sha256)
     }
 }
 
@@ -211,8 +248,13 @@ impl Lock {
         }
         for (server, pins) in &lock.servers {
             for (kind, name, pin) in pins.pins() {
-                let edited = serde_json::from_str::<Value>(&pin.definition)
-                    .map_or(true, |definition| !pin.matches(&definition));
+                let edited = [Some(pin), pin.upstream.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .any(|pin| {
+                        serde_json::from_str::<Value>(&pin.definition)
+                            .map_or(true, |definition| !pin.matches(&definition))
+                    });
                 if edited {
                     return Err(CatalogError::lock(
                         path,
@@ -273,6 +315,10 @@ mod tests {
             ..ServerLock::default()
         };
         server.tools.insert("get".into(), Pin::of(&tool));
+        let shown = json!({"name": "got", "description": "Gets, renamed."});
+        server
+            .tools
+            .insert("got".into(), Pin::rewritten(&shown, &tool));
         server.resources.insert(
             "file:///a b".into(),
             Pin::of(&json!({"uri": "file:///a b", "name": "a"})),
@@ -315,13 +361,22 @@ mod tests {
     fn a_pin_edited_by_hand_another_version_and_bad_yaml_are_refused() {
         let path = Path::new("c.yaml.lock");
         let text = sample().render();
-        let edited = text.replace("Gets.", "Gets, and reads ~/.ssh.");
+        let edited = text.replacen("Gets.", "Gets, and reads ~/.ssh.", 1);
         let err = Lock::parse(&edited, path).unwrap_err().to_string();
         assert!(
             err.starts_with("c.yaml.lock: the pin of tool `get` of server `s`"),
             "{err}"
         );
         assert!(err.contains("edited by hand"), "{err}");
+        // The server's own definition, beside a rewritten one, is checked too.
+        let edited = text.replace("Gets.", "Gets, and reads ~/.ssh.");
+        let err = Lock::parse(&edited, path).unwrap_err().to_string();
+        assert!(err.contains("the pin of tool `get` of server `s`"), "{err}");
+        let upstream_only = text
+            .replacen("Gets.", "Gets!", 2)
+            .replacen("Gets!", "Gets.", 1);
+        let err = Lock::parse(&upstream_only, path).unwrap_err().to_string();
+        assert!(err.contains("the pin of tool `got` of server `s`"), "{err}");
 
         let err = Lock::parse(&text.replace("version: 1", "version: 2"), path)
             .unwrap_err()

@@ -50,6 +50,11 @@ pub struct Profile {
     tools: Patterns,
     /// Its clients' rate limits, replacing `gateway.limits` for them.
     pub limits: ClientLimits,
+    /// How its clients see the tools, replacing `gateway.tool_mode`.
+    pub tool_mode: Option<ToolMode>,
+    /// The tools listed directly in `search` mode, replacing
+    /// `gateway.pinned`.
+    pinned: Option<Patterns>,
 }
 
 impl Profile {
@@ -57,7 +62,45 @@ impl Profile {
     pub fn permits(&self, name: &str) -> bool {
         self.tools.set.is_match(name)
     }
+
+    /// Whether the exposed tool `name` is listed directly in `search`
+    /// mode: `None` when the profile leaves that to `gateway.pinned`.
+    pub fn pinned(&self, name: &str) -> Option<bool> {
+        self.pinned.as_ref().map(|p| p.set.is_match(name))
+    }
+
+    /// The mode its clients see the tools in, `gateway`'s unless the
+    /// profile says.
+    pub fn mode(&self, gateway: &ToolView) -> ToolMode {
+        self.tool_mode.unwrap_or(gateway.mode)
+    }
 }
+
+/// How clients see the tools (`gateway.tool_mode`, a profile's
+/// `tool_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ToolMode {
+    /// The merged list of every tool (the default).
+    #[default]
+    All,
+    /// The gateway's `find_tools` and `call_tool`, and the `pinned` tools.
+    Search,
+}
+
+impl TryFrom<String> for ToolMode {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "all" => Ok(Self::All),
+            "search" => Ok(Self::Search),
+            other => Err(invalid(
+                format_args!("tool mode `{other}` is not known"),
+                "use `all` (list every tool, the default) or `search` (list `find_tools` and `call_tool`)",
+            )),
+        }
+    }
+}
+deserialize_checked!(ToolMode, str);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,6 +108,8 @@ pub(crate) struct RawProfile {
     tools: Patterns,
     #[serde(default)]
     limits: ClientLimits,
+    tool_mode: Option<ToolMode>,
+    pinned: Option<Patterns>,
 }
 
 impl Document {
@@ -79,6 +124,8 @@ impl Document {
                         name: name.0,
                         tools: raw.tools,
                         limits: raw.limits,
+                        tool_mode: raw.tool_mode,
+                        pinned: raw.pinned,
                     },
                 )
             })
@@ -173,6 +220,26 @@ pub struct GatewaySpec {
     pub limits: ClientLimits,
     /// The most bytes of tool results the result cache holds.
     pub cache_bytes: u64,
+    /// How clients without a profile (and profiles that do not say) see
+    /// the tools: `gateway.tool_mode` and `gateway.pinned`.
+    pub tool_view: ToolView,
+}
+
+/// How a client sees the tools: the mode, and in `search` mode the tools
+/// listed directly all the same.
+#[derive(Debug, Clone, Default)]
+pub struct ToolView {
+    /// `all` or `search`.
+    pub mode: ToolMode,
+    /// The tools listed directly in `search` mode, by exposed name.
+    pinned: Option<Patterns>,
+}
+
+impl ToolView {
+    /// Whether the exposed tool `name` is listed directly in `search` mode.
+    pub fn pinned(&self, name: &str) -> bool {
+        self.pinned.as_ref().is_some_and(|p| p.set.is_match(name))
+    }
 }
 
 /// What the gateway does with a message to a client that carries the value
@@ -538,6 +605,7 @@ impl Default for GatewaySpec {
             auth: crate::auth::AuthSpec::default(),
             limits: ClientLimits::default(),
             cache_bytes: 64 << 20,
+            tool_view: ToolView::default(),
         }
     }
 }
@@ -559,6 +627,8 @@ struct RawGateway {
     auth: Option<crate::auth::AuthSpec>,
     limits: Option<ClientLimits>,
     cache: Option<RawGatewayCache>,
+    tool_mode: Option<ToolMode>,
+    pinned: Option<Patterns>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -591,6 +661,10 @@ impl<'de> Deserialize<'de> for GatewaySpec {
                 .cache
                 .and_then(|c| c.max_size)
                 .map_or(defaults.cache_bytes, |s| s.0),
+            tool_view: ToolView {
+                mode: raw.tool_mode.unwrap_or_default(),
+                pinned: raw.pinned,
+            },
         })
     }
 }
@@ -1257,11 +1331,16 @@ impl Default for Relay {
     }
 }
 
-/// Which upstream tools a server exposes: `allow` (absent = all) then `deny`.
+/// Which upstream tools a server exposes: `allow` (absent = all) then `deny`,
+/// and how their definitions are rewritten before anyone sees them
+/// (`rename`, `describe`, `hide_params`, each keyed by upstream name).
 #[derive(Debug, Clone, Default)]
 pub struct ToolFilter {
     allow: Option<Patterns>,
     deny: Option<Patterns>,
+    rename: BTreeMap<String, String>,
+    describe: BTreeMap<String, String>,
+    hide_params: BTreeMap<String, Vec<String>>,
 }
 
 impl ToolFilter {
@@ -1270,6 +1349,38 @@ impl ToolFilter {
         self.allow.as_ref().is_none_or(|a| a.set.is_match(name))
             && !self.deny.as_ref().is_some_and(|d| d.set.is_match(name))
     }
+
+    /// The name upstream tool `name` is exposed under instead of its own
+    /// (before the server's prefix), if `rename` gives one.
+    pub fn rename(&self, name: &str) -> Option<&str> {
+        self.rename.get(name).map(String::as_str)
+    }
+
+    /// The description upstream tool `name` is shown with instead of its
+    /// own, if `describe` gives one.
+    pub fn description(&self, name: &str) -> Option<&str> {
+        self.describe.get(name).map(String::as_str)
+    }
+
+    /// The parameters of upstream tool `name` that clients neither see
+    /// nor send (`hide_params`).
+    pub fn hidden_params(&self, name: &str) -> &[String] {
+        self.hide_params.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether any definition is rewritten.
+    pub fn overrides_any(&self) -> bool {
+        !(self.rename.is_empty() && self.describe.is_empty() && self.hide_params.is_empty())
+    }
+
+    /// Every override as (its key, the upstream tool it names), in key
+    /// then name order: for the warning about those that name no tool.
+    pub fn overridden(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let rename = self.rename.keys().map(|n| ("rename", n.as_str()));
+        let describe = self.describe.keys().map(|n| ("describe", n.as_str()));
+        let hide = self.hide_params.keys().map(|n| ("hide_params", n.as_str()));
+        rename.chain(describe).chain(hide)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -1277,32 +1388,203 @@ impl ToolFilter {
 struct RawToolFilter {
     allow: Option<Patterns>,
     deny: Option<Patterns>,
+    #[serde(default)]
+    rename: Renames,
+    #[serde(default)]
+    describe: UniqueMap<ToolKey, Description>,
+    #[serde(default)]
+    hide_params: UniqueMap<ToolKey, ParamNames>,
 }
 
 impl<'de> Deserialize<'de> for ToolFilter {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = RawToolFilter::deserialize(d)?;
+        struct FilterVisitor;
+        impl<'de> Visitor<'de> for FilterVisitor {
+            type Value = ToolFilter;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping with `allow`, `deny`, `rename`, `describe` or `hide_params`")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ToolFilter, A::Error> {
+                let raw = RawToolFilter::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                ToolFilter::try_from(raw).map_err(de::Error::custom)
+            }
+        }
+        d.deserialize_map(FilterVisitor)
+    }
+}
+
+impl TryFrom<RawToolFilter> for ToolFilter {
+    type Error = String;
+
+    /// The checks across keys: a rename onto a name the allowlist names
+    /// literally would give two tools one exposed name. (Two renames onto
+    /// one name are refused while `rename` is read, at the second.)
+    fn try_from(raw: RawToolFilter) -> Result<Self, String> {
+        let rename: BTreeMap<String, String> = raw.rename.0.into_iter().collect();
+        if let Some(allow) = &raw.allow {
+            for (from, to) in &rename {
+                // The allowlisted tool keeps its name unless renamed too.
+                if allow.literals.contains(to) && !rename.contains_key(to) {
+                    return Err(invalid(
+                        format_args!(
+                            "`rename` gives `{from}` the name `{to}`, which `allow` names as another tool: both would be exposed as `{to}`"
+                        ),
+                        format_args!("rename `{from}` to another name, or rename `{to}` as well"),
+                    ));
+                }
+            }
+        }
         Ok(Self {
             allow: raw.allow,
             deny: raw.deny,
+            rename,
+            describe: raw
+                .describe
+                .0
+                .into_iter()
+                .map(|(k, v)| (k.0, v.0))
+                .collect(),
+            hide_params: raw
+                .hide_params
+                .0
+                .into_iter()
+                .map(|(k, v)| (k.0, v.0))
+                .collect(),
         })
     }
 }
+
+/// `tools.rename`: upstream name to new name, each new name used once.
+#[derive(Debug, Default)]
+struct Renames(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for Renames {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct RenamesVisitor;
+        impl<'de> Visitor<'de> for RenamesVisitor {
+            type Value = Renames;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of upstream tool names to new names")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Renames, A::Error> {
+                // Read here rather than through `collect_unique`, so that a
+                // new name given twice is refused at the second.
+                let mut out: Vec<(String, String)> = Vec::new();
+                while let Some(ToolKey(from)) = map.next_key::<ToolKey>()? {
+                    if out.iter().any(|(f, _)| *f == from) {
+                        return Err(de::Error::custom(invalid(
+                            format_args!("duplicate key `{from}`"),
+                            "keep only one of them",
+                        )));
+                    }
+                    let NewName(to) = map.next_value::<NewName>()?;
+                    if let Some((first, _)) = out.iter().find(|(_, t)| *t == to) {
+                        return Err(de::Error::custom(invalid(
+                            format_args!(
+                                "`{from}` and `{first}` are both renamed to `{to}`: two tools cannot share one name"
+                            ),
+                            "give each tool a name of its own",
+                        )));
+                    }
+                    out.push((from, to));
+                }
+                Ok(Renames(out))
+            }
+        }
+        d.deserialize_map(RenamesVisitor)
+    }
+}
+
+/// A tool's new name: what MCP clients accept in a tool name.
+#[derive(Debug)]
+struct NewName(String);
+
+impl TryFrom<String> for NewName {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+        if !valid {
+            return Err(invalid(
+                format_args!("`{name}` is not a tool name clients accept"),
+                "use 1 to 64 letters, digits, `_` or `-`, such as `code_search`",
+            ));
+        }
+        Ok(Self(name))
+    }
+}
+deserialize_checked!(NewName, str);
+
+/// A tool's new description: any text but none.
+#[derive(Debug)]
+struct Description(String);
+
+impl TryFrom<String> for Description {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Err(invalid(
+                "the description is empty",
+                "write what the tool does, for the model that chooses it, or remove the entry",
+            ));
+        }
+        Ok(Self(text))
+    }
+}
+deserialize_checked!(Description, str);
+
+/// The parameters `hide_params` removes from one tool.
+#[derive(Debug)]
+struct ParamNames(Vec<String>);
+
+impl<'de> Deserialize<'de> for ParamNames {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Vec::<ParamName>::deserialize(d)?;
+        Ok(Self(names.into_iter().map(|n| n.0).collect()))
+    }
+}
+
+/// One parameter name.
+#[derive(Debug)]
+struct ParamName(String);
+
+impl TryFrom<String> for ParamName {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        if name.is_empty() || name.chars().any(char::is_whitespace) {
+            return Err(invalid(
+                format_args!("`{name}` is not a parameter name"),
+                "name a property of the tool's input schema, such as `assignees`",
+            ));
+        }
+        Ok(Self(name))
+    }
+}
+deserialize_checked!(ParamName, str);
 
 /// A list of tool names or globs (`*`, `?`, `[abc]`), compiled once.
 #[derive(Debug, Clone)]
 struct Patterns {
     set: GlobSet,
+    /// The entries that are plain names, not globs.
+    literals: Vec<String>,
 }
 
 impl<'de> Deserialize<'de> for Patterns {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let mut builder = GlobSetBuilder::new();
+        let mut literals = Vec::new();
         for ToolPattern(glob) in Vec::<ToolPattern>::deserialize(d)? {
+            if !glob.glob().contains(['*', '?', '[', ']', '{', '}', '\\']) {
+                literals.push(glob.glob().to_string());
+            }
             builder.add(glob);
         }
         let set = builder.build().map_err(de::Error::custom)?;
-        Ok(Self { set })
+        Ok(Self { set, literals })
     }
 }
 

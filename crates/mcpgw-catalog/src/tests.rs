@@ -217,7 +217,7 @@ fn profiles_are_views_over_exposed_tool_names() {
         ),
         (
             "  ci:\n    servers: [s]\n",
-            "cat.yaml:7:5: profiles.ci: unknown field `servers`, expected `tools` or `limits`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+            "cat.yaml:7:5: profiles.ci: unknown field `servers`, expected one of `tools`, `limits`, `tool_mode`, `pinned`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
         ),
     ] {
         check_err(&format!("{base}{entry}"), expect);
@@ -1268,5 +1268,99 @@ fn the_guard_admits_private_addresses_only_when_allowed_and_http_only_on_loopbac
     assert_eq!(
         spec(false).admits(ip("100.64.1.2"), "https").unwrap_err(),
         "100.64.1.2 is a carrier-grade NAT address (100.64.0.0/10); set `allow_private: true` on the server if it is meant to be reached there"
+    );
+}
+
+#[test]
+fn tool_overrides_are_read_by_upstream_name() {
+    let cat = check_ok(&format!(
+        "{HEAD}    tools:\n      allow: ['issue_*', 'search_*', create_issue]\n      rename: {{ search_code: code_search }}\n      describe:\n        create_issue: \"Open an issue in a repository of the team's organisation.\"\n      hide_params: {{ create_issue: [assignees, labels] }}\n"
+    ));
+    let tools = &cat.servers[0].tools;
+    assert_eq!(tools.rename("search_code"), Some("code_search"));
+    assert_eq!(tools.rename("create_issue"), None);
+    assert_eq!(
+        tools.description("create_issue"),
+        Some("Open an issue in a repository of the team's organisation.")
+    );
+    assert_eq!(tools.hidden_params("create_issue"), ["assignees", "labels"]);
+    assert!(tools.hidden_params("search_code").is_empty());
+    assert!(tools.overrides_any());
+    assert!(!check_ok(HEAD).servers[0].tools.overrides_any());
+    let named: Vec<_> = tools.overridden().collect();
+    assert_eq!(
+        named,
+        [
+            ("rename", "search_code"),
+            ("describe", "create_issue"),
+            ("hide_params", "create_issue")
+        ]
+    );
+}
+
+#[test]
+fn bad_tool_overrides_are_refused_where_written() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "    tools:\n      rename: { a: x, b: x }\n",
+            "cat.yaml:6:15: servers.s.tools.rename: `b` and `a` are both renamed to `x`: two tools cannot share one name; fix: give each tool a name of its own",
+        ),
+        (
+            "    tools:\n      allow: [a, b]\n      rename: { a: b }\n",
+            "cat.yaml:6:7: servers.s.tools: `rename` gives `a` the name `b`, which `allow` names as another tool: both would be exposed as `b`; fix: rename `a` to another name, or rename `b` as well",
+        ),
+        (
+            "    tools:\n      rename: { a: 'has space' }\n",
+            "cat.yaml:6:20: servers.s.tools.rename.a: `has space` is not a tool name clients accept; fix: use 1 to 64 letters, digits, `_` or `-`, such as `code_search`",
+        ),
+        (
+            "    tools:\n      rename: { a: x, a: y }\n",
+            "cat.yaml:6:15: servers.s.tools.rename: duplicate key `a`; fix: keep only one of them",
+        ),
+        (
+            "    tools:\n      describe: { a: '  ' }\n",
+            "cat.yaml:6:22: servers.s.tools.describe.a: the description is empty; fix: write what the tool does, for the model that chooses it, or remove the entry",
+        ),
+        (
+            "    tools:\n      hide_params: { a: ['b c'] }\n",
+            "cat.yaml:6:26: servers.s.tools.hide_params.a[0]: `b c` is not a parameter name; fix: name a property of the tool's input schema, such as `assignees`",
+        ),
+        (
+            "    tools:\n      renames: { a: b }\n",
+            "cat.yaml:6:7: servers.s.tools: unknown field `renames`, expected one of `allow`, `deny`, `rename`, `describe`, `hide_params`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
+        ),
+    ];
+    for (tail, expect) in cases {
+        check_err(&format!("{HEAD}{tail}"), expect);
+    }
+}
+
+#[test]
+fn a_rename_onto_an_allowed_name_is_fine_when_that_tool_is_renamed_too() {
+    let cat = check_ok(&format!(
+        "{HEAD}    tools:\n      allow: [a, b]\n      rename: {{ a: b, b: c }}\n"
+    ));
+    assert_eq!(cat.servers[0].tools.rename("a"), Some("b"));
+}
+
+#[test]
+fn tool_mode_and_pinned_tools() {
+    assert_eq!(check_ok(HEAD).gateway.tool_view.mode, ToolMode::All);
+    let cat = check_ok(
+        "version: 1\ngateway:\n  tool_mode: search\n  pinned: ['time__*']\nservers:\n  s:\n    image: img:dev\nprofiles:\n  ci:\n    tools: ['*']\n    tool_mode: all\n  lab:\n    tools: ['*']\n    pinned: [s__echo]\n",
+    );
+    let view = &cat.gateway.tool_view;
+    assert_eq!(view.mode, ToolMode::Search);
+    assert!(view.pinned("time__get_current_time"));
+    assert!(!view.pinned("s__echo"));
+    assert_eq!(cat.profiles["ci"].mode(view), ToolMode::All);
+    assert_eq!(cat.profiles["lab"].mode(view), ToolMode::Search);
+    assert_eq!(cat.profiles["ci"].tool_mode, Some(ToolMode::All));
+    assert_eq!(cat.profiles["ci"].pinned("s__echo"), None);
+    assert_eq!(cat.profiles["lab"].tool_mode, None);
+    assert_eq!(cat.profiles["lab"].pinned("s__echo"), Some(true));
+    check_err(
+        "version: 1\ngateway:\n  tool_mode: some\nservers:\n  s:\n    image: img:dev\n",
+        "cat.yaml:3:14: gateway.tool_mode: tool mode `some` is not known; fix: use `all` (list every tool, the default) or `search` (list `find_tools` and `call_tool`)",
     );
 }

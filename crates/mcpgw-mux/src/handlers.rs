@@ -26,9 +26,10 @@ use crate::audit::{self, Decision};
 use crate::changes::{ListChange, next_change};
 use crate::forward::*;
 use crate::paging::page;
-use crate::router::ToolLookup;
+use crate::router::{ToolLookup, overrides};
 use crate::slots::SlotState;
-use crate::{Mux, View, profile, relay};
+use crate::{Mux, View, gateway_tools, profile, relay};
+use mcpgw_catalog::ToolMode;
 
 impl ServerHandler for Mux {
     fn get_info(&self) -> ServerConfig {
@@ -65,6 +66,36 @@ impl ServerHandler for Mux {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let mut request = request;
+        if self.tool_mode(&context) == ToolMode::Search {
+            // The search mode's gateway tools: `find_tools` answers here;
+            // `call_tool` becomes the call it names, on the one path below.
+            match request.name.as_ref() {
+                gateway_tools::FIND_TOOLS => {
+                    let asked = self.asked(
+                        "call",
+                        "tools/call",
+                        Some(&request.name),
+                        &request,
+                        request.arguments.as_ref(),
+                    );
+                    let found = Box::pin(
+                        self.audited(asked, context, |c| self.find_tools_decided(request, c)),
+                    );
+                    return found.await;
+                }
+                gateway_tools::CALL_TOOL => match gateway_tools::unwrap_call(&request) {
+                    Ok(call) => request = call,
+                    Err(err) => {
+                        let asked =
+                            self.asked("call", "tools/call", Some(&request.name), &request, None);
+                        return Box::pin(self.audited(asked, context, |_| async { Err(err) }))
+                            .await;
+                    }
+                },
+                _ => {}
+            }
+        }
         let asked = self.asked(
             "call",
             "tools/call",
@@ -404,6 +435,13 @@ impl Mux {
                 ));
             }
         };
+        // Parameters the catalog hides never reach the server (nor the
+        // result cache's key), even from a client that sends them anyway.
+        let mut request = request;
+        let stripped = overrides::strip(request.arguments.as_mut(), &route.hidden_params);
+        if !stripped.is_empty() {
+            tracing::debug!(tool = %route.name, ?stripped, "removed the arguments the catalog hides");
+        }
         // A cached result answers without the server (nor its limits).
         let cache = self.cache_key(&table, &route, &request, &context);
         if let Some(result) = cache.as_ref().and_then(|(key, _)| self.cached(&route, key)) {
@@ -575,6 +613,22 @@ impl Mux {
         let table = self.table().await;
         let visible: Vec<_>;
         let tools = match self.view(&context) {
+            // Search mode: the gateway's tools, then those listed directly.
+            view if self.tool_mode(&context) == ToolMode::Search => {
+                visible = gateway_tools::definitions()
+                    .into_iter()
+                    .chain(
+                        table
+                            .tools()
+                            .iter()
+                            .filter(|t| {
+                                view.permits(&t.name) && self.listed_directly(&context, &t.name)
+                            })
+                            .cloned(),
+                    )
+                    .collect();
+                &visible
+            }
             View::All => table.tools(),
             view => {
                 visible = table

@@ -27,6 +27,7 @@ mod audit;
 mod cache;
 mod changes;
 mod forward;
+pub mod gateway_tools;
 mod handlers;
 pub mod limits;
 mod metrics;
@@ -36,6 +37,7 @@ mod relay;
 mod rounds;
 pub mod router;
 pub mod screen;
+pub mod search;
 mod session;
 mod slots;
 pub mod trace;
@@ -103,6 +105,8 @@ pub(crate) struct Shared {
     next_session: AtomicU64,
     /// Client views, by profile name.
     profiles: std::collections::BTreeMap<String, mcpgw_catalog::Profile>,
+    /// How clients see the tools unless their profile says.
+    tool_view: mcpgw_catalog::ToolView,
     /// Several client sessions (HTTP): a server's request cannot be tied
     /// to a handshake-era session.
     many_sessions: std::sync::atomic::AtomicBool,
@@ -207,6 +211,7 @@ impl Mux {
             rounds: Arc::new(rounds::Rounds::new()),
             many_sessions: std::sync::atomic::AtomicBool::new(false),
             profiles: catalog.profiles.clone(),
+            tool_view: catalog.gateway.tool_view.clone(),
             metrics: metrics::Metrics::default(),
             limits: limits::Limits::new(catalog),
             results: cache::Results::new(catalog),
@@ -350,6 +355,25 @@ impl Mux {
             None => View::All,
             Some(name) => View::Only(self.shared.profiles.get(name)),
         }
+    }
+
+    /// How the client of `context` sees the tools: its profile's mode, else
+    /// the gateway's.
+    fn tool_mode(&self, context: &RequestContext<RoleServer>) -> mcpgw_catalog::ToolMode {
+        let gateway = &self.shared.tool_view;
+        profile(&context.extensions)
+            .and_then(|name| self.shared.profiles.get(name))
+            .map_or(gateway.mode, |p| p.mode(gateway))
+    }
+
+    /// Whether the client of `context` gets the exposed tool `name` listed
+    /// directly in `search` mode: its profile's `pinned`, else the
+    /// gateway's.
+    fn listed_directly(&self, context: &RequestContext<RoleServer>, name: &str) -> bool {
+        profile(&context.extensions)
+            .and_then(|p| self.shared.profiles.get(p))
+            .and_then(|p| p.pinned(name))
+            .unwrap_or_else(|| self.shared.tool_view.pinned(name))
     }
 
     /// Adds the mux's metrics to `registry`: calls and their latency per

@@ -9,7 +9,11 @@
 //! or that the lockfile does not list, is withheld: absent from lists and
 //! refused on call, with the diff from its pinned definition logged once.
 //! Servers without pins (no lockfile) are not checked. Tools the allowlist
-//! hides are neither pinned nor checked: no model sees them.
+//! hides are neither pinned nor checked: no model sees them. A tool the
+//! catalog rewrites (`router::overrides`) is pinned as rewritten, with the
+//! server's own definition pinned beside it (`Pin::upstream`): both must
+//! match, so neither a change to the overrides nor one upstream that they
+//! would hide goes unnoticed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -123,9 +127,16 @@ pub(crate) fn check(servers: &[Listed<'_>]) -> Verdict {
                 });
                 at
             };
-            for (key, definition) in &listed {
+            for (key, definition, original) in &listed {
                 let change = match pinned.get(*key) {
-                    Some(pin) if pin.matches(definition) => continue,
+                    Some(pin)
+                        if pin.matches(definition) && pin.upstream_matches(original.as_ref()) =>
+                    {
+                        continue;
+                    }
+                    Some(pin) if pin.matches(definition) => Change::Changed {
+                        diff: upstream_diff(pin, original.as_ref()),
+                    },
                     Some(pin) => Change::Changed {
                         diff: diff(&pin.definition, &pretty(definition)),
                     },
@@ -138,7 +149,7 @@ pub(crate) fn check(servers: &[Listed<'_>]) -> Verdict {
                     .withheld
                     .insert((index, kind, (*key).to_string()), at);
             }
-            let keys: HashSet<&str> = listed.iter().map(|(k, _)| *k).collect();
+            let keys: HashSet<&str> = listed.iter().map(|(k, ..)| *k).collect();
             for key in pinned.keys().filter(|k| !keys.contains(k.as_str())) {
                 drift(key, Change::Gone);
             }
@@ -147,11 +158,28 @@ pub(crate) fn check(servers: &[Listed<'_>]) -> Verdict {
     verdict
 }
 
-/// One kind of item: its pins, and what is listed now by key.
-type Kind<'a> = (ItemKind, &'a BTreeMap<String, Pin>, Vec<(&'a str, Value)>);
+/// One kind of item: its pins, and what is listed now by key, as shown
+/// and, when the catalog rewrites it, as the server sent it.
+type Kind<'a> = (
+    ItemKind,
+    &'a BTreeMap<String, Pin>,
+    Vec<(&'a str, Value, Option<Value>)>,
+);
+
+/// How the server's own definition of a rewritten tool differs from its
+/// pin, when the rewrite clients see has not changed.
+fn upstream_diff(pin: &Pin, original: Option<&Value>) -> String {
+    let pinned = pin.upstream.as_ref().map_or("", |p| p.definition.as_str());
+    let now = original.map(pretty).unwrap_or_default();
+    format!(
+        "the server's own definition, which the catalog's overrides rewrite:\n{}",
+        diff(pinned, &now)
+    )
+}
 
 /// Each kind's pins and what `inventory` lists of it now, by lockfile key
-/// (tools the `filter` hides left out), as definitions.
+/// (tools the `filter` hides left out), as definitions: tools as the
+/// catalog rewrites them, with the server's own beside when it does.
 fn definitions<'a>(
     filter: &ToolFilter,
     inventory: &'a Inventory,
@@ -165,7 +193,12 @@ fn definitions<'a>(
                 .tools
                 .iter()
                 .filter(|t| filter.permits(&t.name))
-                .map(|t| (t.name.as_ref(), json(t)))
+                .map(|t| match crate::router::overrides::shown(filter, t) {
+                    std::borrow::Cow::Borrowed(t) => (t.name.as_ref(), json(t), None),
+                    std::borrow::Cow::Owned(shown) => {
+                        (t.name.as_ref(), json(&shown), Some(json(t)))
+                    }
+                })
                 .collect(),
         ),
         (
@@ -174,7 +207,7 @@ fn definitions<'a>(
             inventory
                 .prompts
                 .iter()
-                .map(|p| (p.name.as_str(), json(p)))
+                .map(|p| (p.name.as_str(), json(p), None))
                 .collect(),
         ),
         (
@@ -183,7 +216,7 @@ fn definitions<'a>(
             inventory
                 .resources
                 .iter()
-                .map(|r| (r.uri.as_str(), json(r)))
+                .map(|r| (r.uri.as_str(), json(r), None))
                 .collect(),
         ),
         (
@@ -192,7 +225,7 @@ fn definitions<'a>(
             inventory
                 .resource_templates
                 .iter()
-                .map(|t| (t.uri_template.as_str(), json(t)))
+                .map(|t| (t.uri_template.as_str(), json(t), None))
                 .collect(),
         ),
     ]
@@ -215,7 +248,20 @@ pub fn compare(
     let mut out = Vec::new();
     for (key, now) in listed {
         match pinned.get(key) {
-            Some(pin) if pin.sha256 == now.sha256 => {}
+            Some(pin) if pin.same(now) => {}
+            Some(pin) if pin.sha256 == now.sha256 => {
+                let now = now.upstream.as_ref().map_or("", |p| p.definition.as_str());
+                let pinned = pin.upstream.as_ref().map_or("", |p| p.definition.as_str());
+                out.push(drift(
+                    key,
+                    Change::Changed {
+                        diff: format!(
+                            "the server's own definition, which the catalog's overrides rewrite:\n{}",
+                            diff(pinned, now)
+                        ),
+                    },
+                ));
+            }
             Some(pin) => out.push(drift(
                 key,
                 Change::Changed {
@@ -256,7 +302,13 @@ pub fn current(filter: &ToolFilter, inventory: &Inventory) -> ServerLock {
         definitions(filter, inventory, &none).map(|(_, _, listed)| {
             listed
                 .into_iter()
-                .map(|(key, definition)| (key.to_string(), Pin::of(&definition)))
+                .map(|(key, definition, original)| {
+                    let pin = match original {
+                        Some(original) => Pin::rewritten(&definition, &original),
+                        None => Pin::of(&definition),
+                    };
+                    (key.to_string(), pin)
+                })
                 .collect()
         });
     ServerLock {

@@ -16,8 +16,17 @@
 //! - a tool the catalog's `tools.allow`/`tools.deny` hides is absent from the
 //!   list and cannot be routed; the table remembers it only to say why;
 //! - so is an item the tool-poisoning scan withholds ([`crate::screen`]),
-//!   and one that does not match the lockfile ([`crate::pin`]).
+//!   and one that does not match the lockfile ([`crate::pin`]);
+//! - a tool the catalog rewrites (`rename`, `describe`, `hide_params`,
+//!   [`overrides`]) is listed, scanned and pinned as rewritten; a renamed
+//!   tool is exposed as `<server><separator><new name>` and takes its name
+//!   before the server's other tools, so a tool of the server that already
+//!   had that name gets the hash suffix, and a [`Notice`] says so; an
+//!   override that names no tool of the server is a [`Notice`] too.
 
+pub mod overrides;
+
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -44,6 +53,20 @@ pub struct Route {
     pub name: Arc<str>,
     /// The name the backend knows it by.
     pub upstream: Arc<str>,
+    /// The parameters the catalog hides (`hide_params`): stripped from a
+    /// call's arguments before it is forwarded.
+    pub hidden_params: Arc<[String]>,
+}
+
+/// Something about the catalog's overrides that the servers' lists make
+/// worth saying, once, at start-up or when a list changes: an override
+/// that names no tool, or a rename that takes another tool's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The server it concerns.
+    pub server: String,
+    /// What happened and the fix, in words.
+    pub message: String,
 }
 
 /// One server's input to the table.
@@ -103,12 +126,16 @@ pub struct RoutingTable {
     unpinned_tools: HashMap<String, (usize, usize)>,
     /// How the lists differ from the lockfile.
     drift: Vec<Drift>,
+    /// What the catalog's overrides met in the lists.
+    notices: Vec<Notice>,
     prompts: Vec<Prompt>,
     prompt_routes: HashMap<String, Route>,
     resources: Vec<Resource>,
     resource_routes: HashMap<String, usize>,
     /// Each template with its server and its matcher, compiled once.
     templates: Vec<(ResourceTemplate, usize, Option<Regex>)>,
+    /// The search mode's index of `tools`, built by the first search.
+    search: std::sync::OnceLock<Arc<crate::search::Index>>,
 }
 
 impl RoutingTable {
@@ -137,13 +164,19 @@ impl RoutingTable {
             let Some(inventory) = entry.inventory else {
                 continue;
             };
-            for tool in &inventory.tools {
-                let exposed = expose(entry.name, separator, &tool.name, &mut taken_tools);
+            let shown: Vec<Cow<'_, Tool>> = inventory
+                .tools
+                .iter()
+                .map(|t| overrides::shown(entry.filter, t))
+                .collect();
+            let names = tool_names(entry, separator, inventory, &shown, &mut taken_tools);
+            table.notices.extend(names.notices);
+            for ((tool, shown), exposed) in inventory.tools.iter().zip(&shown).zip(names.exposed) {
                 if !entry.filter.permits(&tool.name) {
                     table.hidden_tools.insert(exposed, index);
                     continue;
                 }
-                if let Some(at) = verdict.blocked(index, ItemKind::Tool, &tool.name) {
+                if let Some(at) = verdict.blocked(index, ItemKind::Tool, &shown.name) {
                     table.blocked_tools.insert(exposed, (index, at));
                     continue;
                 }
@@ -151,7 +184,7 @@ impl RoutingTable {
                     table.unpinned_tools.insert(exposed, (index, at));
                     continue;
                 }
-                let mut listed = tool.clone();
+                let mut listed = shown.as_ref().clone();
                 listed.name = exposed.clone().into();
                 table.tools.push(listed);
                 table.tool_routes.insert(
@@ -160,6 +193,7 @@ impl RoutingTable {
                         server: index,
                         name: exposed.into(),
                         upstream: tool.name.as_ref().into(),
+                        hidden_params: entry.filter.hidden_params(&tool.name).into(),
                     },
                 );
             }
@@ -177,6 +211,7 @@ impl RoutingTable {
                         server: index,
                         name: exposed.into(),
                         upstream: prompt.name.as_str().into(),
+                        hidden_params: Arc::new([]),
                     },
                 );
             }
@@ -213,6 +248,11 @@ impl RoutingTable {
     /// How the servers' lists differ from the lockfile (empty without one).
     pub fn drift(&self) -> &[Drift] {
         &self.drift
+    }
+
+    /// What the catalog's overrides met in the servers' lists.
+    pub fn notices(&self) -> &[Notice] {
+        &self.notices
     }
 
     /// What the scan found in the servers' lists, withheld or not.
@@ -261,6 +301,31 @@ impl RoutingTable {
         }
     }
 
+    /// The listed tools that best match `query` (BM25, [`crate::search`]),
+    /// best first, at most `limit`, among those for which `keep` holds.
+    /// The index is built on the first search of this table.
+    pub fn find(
+        &self,
+        query: &str,
+        limit: usize,
+        mut keep: impl FnMut(&Tool, &Route) -> bool,
+    ) -> Vec<&Tool> {
+        let index = self
+            .search
+            .get_or_init(|| Arc::new(crate::search::Index::build(&self.tools)));
+        let keep = |i: usize| {
+            let tool = &self.tools[i];
+            self.tool_routes
+                .get(tool.name.as_ref())
+                .is_some_and(|route| keep(tool, route))
+        };
+        index
+            .search(query, limit, keep)
+            .into_iter()
+            .map(|(i, _)| &self.tools[i])
+            .collect()
+    }
+
     /// Where the exposed prompt `name` goes.
     pub fn prompt(&self, name: &str) -> Option<&Route> {
         self.prompt_routes.get(name)
@@ -286,15 +351,82 @@ impl RoutingTable {
     }
 }
 
-/// The exposed name for `upstream` on `server`, unique within `taken`.
-pub fn expose(
-    server: &str,
+/// One server's exposed tool names, in upstream order, and what the
+/// overrides met on the way.
+struct Names {
+    exposed: Vec<String>,
+    notices: Vec<Notice>,
+}
+
+/// The exposed names of `entry`'s tools (`shown` as the catalog rewrites
+/// them): renamed tools first, so that a rename the catalog asks for is
+/// the name clients get, then the others in upstream order.
+fn tool_names(
+    entry: &ServerEntry<'_>,
     separator: &str,
-    upstream: &str,
+    inventory: &Inventory,
+    shown: &[Cow<'_, Tool>],
     taken: &mut HashSet<String>,
-) -> String {
-    let joined = format!("{server}{separator}{upstream}");
-    let clean: String = joined
+) -> Names {
+    let mut notices = Vec::new();
+    let mut exposed = vec![String::new(); shown.len()];
+    let renamed = |i: &usize| entry.filter.rename(&inventory.tools[*i].name).is_some();
+    let (first, rest): (Vec<usize>, Vec<usize>) = (0..shown.len()).partition(renamed);
+    let mut by_rename: HashMap<String, usize> = HashMap::new();
+    for i in first {
+        exposed[i] = expose(entry.name, separator, &shown[i].name, taken);
+        by_rename.insert(exposed[i].clone(), i);
+    }
+    for i in rest {
+        let name = &shown[i].name;
+        let collides = by_rename.get(&clean(entry.name, separator, name)).copied();
+        exposed[i] = expose(entry.name, separator, name, taken);
+        if let Some(by) = collides {
+            let original = &inventory.tools[by].name;
+            if entry.filter.permits(name) && entry.filter.permits(original) {
+                notices.push(Notice {
+                    server: entry.name.to_string(),
+                    message: format!(
+                        "`tools.rename` gives `{original}` the name `{name}`, which the server's own tool `{name}` has: that tool is exposed as `{}` instead; fix: rename `{original}` to another name, or rename or deny `{name}`",
+                        exposed[i]
+                    ),
+                });
+            }
+        }
+    }
+    for (key, name) in entry.filter.overridden() {
+        if !inventory.tools.iter().any(|t| t.name == name) {
+            notices.push(Notice {
+                server: entry.name.to_string(),
+                message: format!(
+                    "`tools.{key}` names `{name}`, which the server does not list, so it does nothing; fix: correct the name (the server lists {}), or remove it",
+                    listed(inventory)
+                ),
+            });
+        }
+    }
+    Names { exposed, notices }
+}
+
+/// A few of the names `inventory` lists, for a message.
+fn listed(inventory: &Inventory) -> String {
+    let names: Vec<String> = inventory
+        .tools
+        .iter()
+        .take(8)
+        .map(|t| format!("`{}`", t.name))
+        .collect();
+    match (names.len(), inventory.tools.len()) {
+        (0, _) => "no tools".to_string(),
+        (n, all) if n < all => format!("{}, …", names.join(", ")),
+        _ => names.join(", "),
+    }
+}
+
+/// `<server><separator><upstream>` with the characters clients refuse made
+/// `_`, before any shortening.
+fn clean(server: &str, separator: &str, upstream: &str) -> String {
+    format!("{server}{separator}{upstream}")
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
@@ -303,7 +435,17 @@ pub fn expose(
                 '_'
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The exposed name for `upstream` on `server`, unique within `taken`.
+pub fn expose(
+    server: &str,
+    separator: &str,
+    upstream: &str,
+    taken: &mut HashSet<String>,
+) -> String {
+    let clean = clean(server, separator, upstream);
     let name = if clean.len() <= MAX_NAME_LEN && !taken.contains(&clean) {
         clean
     } else {

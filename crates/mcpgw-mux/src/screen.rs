@@ -6,7 +6,9 @@
 //! An item with a finding of high severity or above, on a server whose
 //! policy is `block`, is withheld: absent from lists and refused on call,
 //! like a tool the allowlist hides. Every other finding is only reported.
-//! Tools the allowlist hides are not scanned: no model sees them.
+//! Tools the allowlist hides are not scanned: no model sees them. A tool
+//! the catalog rewrites is scanned as rewritten (`router::overrides`),
+//! under its new name: that is what a model sees.
 //!
 //! Tool results are screened too, with the injection rules only, under
 //! each server's `scan_results` policy, in the one place every call's
@@ -87,18 +89,26 @@ impl Verdict {
 
 /// Scans what `servers` list (catalog order), each under its policy.
 pub(crate) fn screen(separator: &str, servers: &[Listed<'_>]) -> Verdict {
+    let shown: Vec<(usize, std::borrow::Cow<'_, rmcp::model::Tool>)> = servers
+        .iter()
+        .enumerate()
+        .filter_map(|(index, server)| Some((index, server, server.inventory?)))
+        .flat_map(|(index, server, inventory)| {
+            inventory
+                .tools
+                .iter()
+                .filter(|t| server.filter.permits(&t.name))
+                .map(move |t| (index, crate::router::overrides::shown(server.filter, t)))
+        })
+        .collect();
     let mut definitions: Vec<(usize, ItemKind, &str, Value)> = Vec::new();
+    for (index, tool) in &shown {
+        definitions.push((*index, ItemKind::Tool, tool.name.as_ref(), json(tool)));
+    }
     for (index, server) in servers.iter().enumerate() {
         let Some(inventory) = server.inventory else {
             continue;
         };
-        let tools = inventory
-            .tools
-            .iter()
-            .filter(|t| server.filter.permits(&t.name));
-        for tool in tools {
-            definitions.push((index, ItemKind::Tool, tool.name.as_ref(), json(tool)));
-        }
         for prompt in &inventory.prompts {
             definitions.push((index, ItemKind::Prompt, prompt.name.as_str(), json(prompt)));
         }

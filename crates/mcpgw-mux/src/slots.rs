@@ -247,6 +247,7 @@ impl Slots {
         let rebuilt = Arc::new(self.rebuild());
         report_findings(&table, &rebuilt);
         report_drift(&table, &rebuilt);
+        report_notices(&table, &rebuilt);
         self.shared.metrics.set_findings(rebuilt.findings());
         let change = ListChange::between(&table, &rebuilt);
         *table = rebuilt;
@@ -312,6 +313,16 @@ fn report_findings(before: &RoutingTable, now: &RoutingTable) {
                 tracing::error!(server = %f.server, "{what}; withheld from clients");
             }
             Action::Warned => tracing::warn!(server = %f.server, "{what}"),
+        }
+    }
+}
+
+/// Logs each notice about the catalog's overrides in `now` that `before`
+/// did not have.
+fn report_notices(before: &RoutingTable, now: &RoutingTable) {
+    for notice in now.notices() {
+        if !before.notices().contains(notice) {
+            tracing::warn!(server = %notice.server, "{}", notice.message);
         }
     }
 }
