@@ -15,7 +15,9 @@
 
 mod auth;
 mod de;
+pub mod egress;
 mod error;
+pub mod ip;
 mod limits;
 pub mod lock;
 mod names;
@@ -28,13 +30,15 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 pub use auth::{AuthSpec, Claim, OAuthSpec, ProfileRule};
+pub use egress::{Egress, EgressRule, Refusal};
 pub use error::CatalogError;
 pub use limits::{ClientLimits, Rate, RateLimit, ServerLimits, ToolLimits};
 pub use names::{SecretName, Separator, ServerName};
 pub use spec::{
-    AuditSpec, AuditTo, Catalog, Concurrency, Delivery, GatewaySpec, HealthSpec, Lifecycle,
-    Network, OtlpProtocol, Profile, PullPolicy, Redaction, Relay, Resources, RestartSpec,
-    SECRETS_DIR, ScanPolicy, Scope, SecretRef, ServerSpec, ToolFilter, TracingSpec, Volume,
+    AuditSpec, AuditTo, Catalog, Concurrency, Delivery, EgressSpec, GatewaySpec, HealthSpec,
+    Lifecycle, Network, OtlpProtocol, Profile, PullPolicy, Redaction, Relay, Resources,
+    RestartSpec, SECRETS_DIR, ScanPolicy, Scope, SecretRef, ServerSpec, ToolFilter, TracingSpec,
+    Volume,
 };
 
 /// The largest catalog file we read. Catalogs are hand-written and small; a
