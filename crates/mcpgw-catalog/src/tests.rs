@@ -1066,7 +1066,9 @@ fn an_egress_network_lists_its_hosts_among_the_relaxations() {
     assert_eq!(s.network.mode(), None);
     assert_eq!(
         s.relaxations(),
-        ["network egress through its proxy to: api.github.com:443, *.example.com:8443, 172.30.0.0/16:80"]
+        [
+            "network egress through its proxy to: api.github.com:443, *.example.com:8443, 172.30.0.0/16:80"
+        ]
     );
 }
 

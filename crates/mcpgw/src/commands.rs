@@ -91,6 +91,20 @@ async fn once(command: Command, engine: Engine) -> Result<(), Failure> {
     match command {
         Command::Run { .. } => unreachable!("`mcpgw run` is served by `run`"),
         Command::Validate { catalog } => validate(&catalog),
+        Command::EgressProxy {
+            server,
+            listen,
+            allow,
+        } => {
+            let rules = allow
+                .into_iter()
+                .map(mcpgw_catalog::EgressRule::try_from)
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(|e| Failure::usage(anyhow!(e)))?;
+            let allow = mcpgw_catalog::Egress::new(rules)
+                .ok_or_else(|| Failure::usage(anyhow!("no --allow entry given")))?;
+            Ok(crate::egress::serve(listen, server, allow).await?)
+        }
         Command::Tools { catalog, secrets } => tools(&catalog, &secrets, engine).await,
         Command::Call {
             catalog,
