@@ -232,6 +232,31 @@ def test_another_host_on_the_same_network_is_refused_with_403(world):
     assert by_ip["status"] == 403, by_ip
     # It is there: the internet host reaches it.
     assert probe(world["internet"], ("direct", world["other"], PORT)) == ["connected"]
+    # Each decision is in the gateway's log, with server, host, port and verdict.
+    deadline = time.monotonic() + 10
+    while True:
+        log = open(str(world["catalog"]) + ".log").read()
+        refused = [l for l in log.splitlines() if "proxy:" in l and "verdict=\"refused\"" in l
+                   and f'host=\"{world["other"]}\"' in l and "server=web " in l and f"port={PORT}" in l]
+        if refused:
+            break
+        assert time.monotonic() < deadline, log
+        time.sleep(0.2)
+
+
+def test_the_proxy_is_confined_like_a_server(world):
+    config = json.loads(docker("inspect", proxy_container(world["proc"].pid, "web")))[0]
+    host = config["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] and not host.get("CapAdd"), host
+    assert host["ReadonlyRootfs"] is True and host["Privileged"] is False
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert config["Config"]["User"] == "65534:65534"
+    assert host["Memory"] == 64 << 20 and host["PidsLimit"] == 64 and host["NanoCpus"] > 0
+    assert not any("docker.sock" in b for b in host.get("Binds") or [])
+    # Its own server's network and the uplink, nothing else.
+    assert set(config["NetworkSettings"]["Networks"]) == {world["net"], host["NetworkMode"]}
+    internal = docker("network", "inspect", "-f", "{{.Internal}}", host["NetworkMode"])
+    assert internal == "true"
 
 
 def test_a_direct_connection_bypassing_the_proxy_fails(world):

@@ -21,6 +21,10 @@
 //! a lookup of who is asking, and a proxy can reach only its own server's
 //! network.
 //!
+//! The proxy's log lines are relayed into the gateway's log, tagged with
+//! the server, by a task per proxy container that ends when the engine
+//! ends its log stream (the container is gone).
+//!
 //! A keeper task per proxy starts it again when it exits (waiting on the
 //! engine's `removed` condition, backing off under the supervisor's
 //! restart policy) until its server's container is removed; then the
@@ -341,6 +345,11 @@ impl Keeper {
             remove_container(&self.docker, &created.id).await;
             return Err(err);
         }
+        tokio::spawn(relay_log(
+            self.docker.clone(),
+            self.server.clone(),
+            created.id,
+        ));
         Ok(())
     }
 
@@ -382,6 +391,28 @@ impl Keeper {
     }
 }
 
+/// Hands the proxy's log lines (its decisions among them) on to the
+/// gateway's log, tagged with the server, until the container is gone
+/// (the engine ends the stream then): one place to read them, even once
+/// the proxy has been removed.
+async fn relay_log(docker: Docker, server: String, id: String) {
+    let options = bollard::query_parameters::LogsOptionsBuilder::default()
+        .follow(true)
+        .stdout(true)
+        .stderr(true)
+        .build();
+    let mut lines = docker.logs(&id, Some(options));
+    while let Some(Ok(output)) = lines.next().await {
+        let bytes = output.into_bytes();
+        for line in String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| !l.is_empty())
+        {
+            tracing::info!(target: "mcpgw::egress", %server, "proxy: {line}");
+        }
+    }
+}
+
 async fn remove_container(docker: &Docker, id: &str) {
     let options = RemoveContainerOptionsBuilder::default().force(true).build();
     match docker.remove_container(id, Some(options)).await {
@@ -391,7 +422,7 @@ async fn remove_container(docker: &Docker, id: &str) {
             ..
         }) => {}
         Err(err) => {
-            tracing::warn!(container = id, error = %err, "could not remove the egress proxy")
+            tracing::warn!(container = id, error = %err, "could not remove the egress proxy");
         }
     }
     // Returns once it is gone (at once when it already is).
