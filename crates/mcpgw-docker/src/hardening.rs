@@ -225,3 +225,84 @@ pub fn proxy_body(
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(network: &str) -> ServerSpec {
+        let yaml =
+            format!("version: 1\nservers:\n  s:\n    image: img:dev\n    network: {network}\n");
+        let catalog = mcpgw_catalog::parse(
+            &yaml,
+            std::path::Path::new("c.yaml"),
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        catalog.servers[0].clone()
+    }
+
+    #[test]
+    fn an_egress_server_joins_its_network_with_the_proxy_variables() {
+        let spec = spec("{ egress: [api.github.com, \"*.example.com:8443\"] }");
+        let attachment = EgressAttachment {
+            network: "mcpgw-s-1-egress".to_string(),
+            proxy_url: "http://egress-proxy:3128".to_string(),
+        };
+        let body = container_body(&spec, None, HashMap::new(), &[], &[], Some(&attachment));
+        let host = body.host_config.unwrap();
+        assert_eq!(host.network_mode.as_deref(), Some("mcpgw-s-1-egress"));
+        assert_eq!(body.network_disabled, Some(false));
+        let env = body.env.unwrap();
+        for var in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
+            assert!(
+                env.contains(&format!("{var}=http://egress-proxy:3128")),
+                "{var}: {env:?}"
+            );
+        }
+        assert!(env.iter().any(|e| e.starts_with("NO_PROXY=localhost")));
+        // Without its network (never in practice), it gets none at all.
+        let body = container_body(&spec, None, HashMap::new(), &[], &[], None);
+        assert_eq!(
+            body.host_config.unwrap().network_mode.as_deref(),
+            Some("none")
+        );
+        assert_eq!(body.network_disabled, Some(true));
+    }
+
+    #[test]
+    fn the_proxy_is_confined_and_given_the_allowlist() {
+        let spec = spec("{ egress: [api.github.com, \"*.example.com:8443\"] }");
+        let mcpgw_catalog::Network::Egress(egress) = &spec.network else {
+            panic!("not egress");
+        };
+        let body = proxy_body("s", &egress.allow, "img", "net", HashMap::new());
+        assert_eq!(
+            body.cmd.unwrap(),
+            [
+                "egress-proxy",
+                "--server",
+                "s",
+                "--listen",
+                "0.0.0.0:3128",
+                "--allow",
+                "api.github.com:443",
+                "--allow",
+                "*.example.com:8443",
+            ]
+        );
+        assert_eq!(body.user.as_deref(), Some(DEFAULT_USER));
+        let host = body.host_config.unwrap();
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.privileged, Some(false));
+        assert_eq!(host.memory, Some(PROXY_MEMORY));
+        assert_eq!(host.pids_limit, Some(PROXY_PIDS));
+        assert!(host.binds.is_none());
+        let endpoints = body.networking_config.unwrap().endpoints_config.unwrap();
+        assert_eq!(
+            endpoints["net"].aliases,
+            Some(vec![PROXY_ALIAS.to_string()])
+        );
+    }
+}
