@@ -185,6 +185,8 @@ def world(mcpgw_bin, tmp_path_factory):
 """
         catalog = tmp_path_factory.mktemp("egress") / "catalog.yaml"
         catalog.write_text(f"""version: 1
+gateway:
+  audit: {{ path: audit.jsonl }}
 servers:
   web:
 {server}    network:
@@ -242,6 +244,17 @@ def test_another_host_on_the_same_network_is_refused_with_403(world):
             break
         assert time.monotonic() < deadline, log
         time.sleep(0.2)
+    # And in the audit trail.
+    audit = world["catalog"].parent / "audit.jsonl"
+    while True:
+        records = [json.loads(l) for l in audit.read_text().splitlines()] if audit.exists() else []
+        egress = [r for r in records if r["event"] == "egress" and r["host"] == world["other"]]
+        if egress:
+            break
+        assert time.monotonic() < deadline, records
+        time.sleep(0.2)
+    assert egress[0]["server"] == "web" and egress[0]["port"] == PORT, egress
+    assert egress[0]["verdict"] == "refused" and "allowlist" in egress[0]["reason"], egress
 
 
 def test_the_proxy_is_confined_like_a_server(world):

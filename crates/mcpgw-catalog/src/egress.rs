@@ -194,6 +194,28 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// One decision of an egress proxy, as it reports it to its gateway (a
+/// JSON line on its stdout) and as the gateway's audit trail records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EgressDecision {
+    /// The catalog server whose proxy decided.
+    pub server: String,
+    /// `CONNECT`, or the method of a plain-HTTP request.
+    pub method: String,
+    /// The host as the client named it.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// `allowed`, `refused`, or `failed` (allowed, but unreachable).
+    pub verdict: String,
+    /// Why it was refused or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The address it was connected to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+}
+
 /// A server's egress allowlist: at least one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Egress {

@@ -30,7 +30,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 pub use auth::{AuthSpec, Claim, OAuthSpec, ProfileRule};
-pub use egress::{Egress, EgressRule, Refusal};
+pub use egress::{Egress, EgressDecision, EgressRule, Refusal};
 pub use error::CatalogError;
 pub use limits::{ClientLimits, Rate, RateLimit, ServerLimits, ToolLimits};
 pub use names::{SecretName, Separator, ServerName};

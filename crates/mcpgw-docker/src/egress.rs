@@ -21,9 +21,11 @@
 //! a lookup of who is asking, and a proxy can reach only its own server's
 //! network.
 //!
-//! The proxy's log lines are relayed into the gateway's log, tagged with
-//! the server, by a task per proxy container that ends when the engine
-//! ends its log stream (the container is gone).
+//! The proxy's output is followed by a task per proxy container that ends
+//! when the engine ends its log stream (the container is gone): its log
+//! lines (stderr) go into the gateway's log, tagged with the server, and
+//! its decisions (stdout, one JSON [`EgressDecision`] a line) to the
+//! gateway's [`Observer`], which records them in the audit trail.
 //!
 //! A keeper task per proxy starts it again when it exits (waiting on the
 //! engine's `removed` condition, backing off under the supervisor's
@@ -44,7 +46,7 @@ use bollard::query_parameters::{
 };
 use bytes::Bytes;
 use futures::StreamExt as _;
-use mcpgw_catalog::EgressSpec;
+use mcpgw_catalog::{EgressDecision, EgressSpec};
 use tokio_util::sync::CancellationToken;
 
 use crate::DockerError;
@@ -194,6 +196,18 @@ fn tar_of(
     head.chain(body).chain(tail)
 }
 
+/// Where the proxies' decisions go (the binary's audit trail), once set.
+pub trait Observe: Send + Sync + std::fmt::Debug + 'static {
+    /// Takes one decision.
+    fn decided(&self, decision: EgressDecision);
+}
+
+/// A shared [`Observe`].
+pub type Observer = std::sync::Arc<dyn Observe>;
+
+/// The runtime's observer, shared with every proxy's log follower.
+pub(crate) type ObserverSlot = std::sync::Arc<std::sync::OnceLock<Observer>>;
+
 /// A server container's network and proxy, and the keeper restarting it.
 #[derive(Debug)]
 pub(crate) struct Sidecar {
@@ -212,6 +226,7 @@ pub(crate) async fn set_up(
     name: &str,
     egress: &EgressSpec,
     labels: &HashMap<String, String>,
+    observer: ObserverSlot,
 ) -> Result<(Sidecar, EgressAttachment), DockerError> {
     let image = proxy_image(docker, server).await?;
     let network = format!("{name}-egress");
@@ -253,6 +268,7 @@ pub(crate) async fn set_up(
         name: proxy.clone(),
         body,
         uplink,
+        observer,
     };
     if let Err(err) = keeper.start().await {
         remove_network(docker, &network).await;
@@ -300,6 +316,7 @@ struct Keeper {
     name: String,
     body: ContainerCreateBody,
     uplink: String,
+    observer: ObserverSlot,
 }
 
 impl Keeper {
@@ -349,6 +366,7 @@ impl Keeper {
             self.docker.clone(),
             self.server.clone(),
             created.id,
+            self.observer.clone(),
         ));
         Ok(())
     }
@@ -395,7 +413,7 @@ impl Keeper {
 /// gateway's log, tagged with the server, until the container is gone
 /// (the engine ends the stream then): one place to read them, even once
 /// the proxy has been removed.
-async fn relay_log(docker: Docker, server: String, id: String) {
+async fn relay_log(docker: Docker, server: String, id: String, observer: ObserverSlot) {
     let options = bollard::query_parameters::LogsOptionsBuilder::default()
         .follow(true)
         .stdout(true)
@@ -403,6 +421,21 @@ async fn relay_log(docker: Docker, server: String, id: String) {
         .build();
     let mut lines = docker.logs(&id, Some(options));
     while let Some(Ok(output)) = lines.next().await {
+        if let bollard::container::LogOutput::StdOut { message } = &output {
+            for line in message.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                match serde_json::from_slice::<EgressDecision>(line) {
+                    Ok(decision) => {
+                        if let Some(observe) = observer.get() {
+                            observe.decided(decision);
+                        }
+                    }
+                    Err(_) => {
+                        tracing::warn!(%server, "egress proxy wrote something other than a decision to stdout");
+                    }
+                }
+            }
+            continue;
+        }
         let bytes = output.into_bytes();
         for line in String::from_utf8_lossy(&bytes)
             .lines()

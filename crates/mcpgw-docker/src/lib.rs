@@ -39,6 +39,7 @@ use mcpgw_catalog::ServerSpec;
 use mcpgw_secrets::Injection;
 use tokio::io::AsyncRead;
 
+pub use egress::{Observe as ObserveEgress, Observer as EgressObserver};
 pub use error::DockerError;
 use mcpgw_supervisor::{Created, ExitState, StderrTail, Stdio};
 
@@ -95,6 +96,8 @@ pub struct DockerRuntime {
     /// The network and proxy of each `egress` server's container, by
     /// container id; torn down once the container is removed.
     egress: Arc<parking_lot::Mutex<HashMap<String, egress::Sidecar>>>,
+    /// Where egress proxies' decisions go, once the binary says.
+    egress_observer: egress::ObserverSlot,
     /// Stops the event watcher when the last clone is dropped.
     _watcher: Arc<tokio_util::sync::DropGuard>,
 }
@@ -274,6 +277,7 @@ impl DockerRuntime {
             exits,
             staged: Arc::default(),
             egress: Arc::default(),
+            egress_observer: Arc::default(),
             _watcher: Arc::new(stop.drop_guard()),
         })
     }
@@ -284,6 +288,12 @@ impl DockerRuntime {
             tokio::time::timeout(Duration::from_secs(3), self.docker.ping()).await,
             Ok(Ok(_))
         )
+    }
+
+    /// Sends every egress proxy's decisions to `observe` from now on (the
+    /// binary's audit trail). Set once; a second call is ignored.
+    pub fn on_egress(&self, observe: egress::Observer) {
+        let _ = self.egress_observer.set(observe);
     }
 
     /// This gateway's instance id, as found in container labels and names.
@@ -332,7 +342,15 @@ impl DockerRuntime {
         )?;
         let sidecar = match &spec.network {
             mcpgw_catalog::Network::Egress(egress) => Some(
-                egress::set_up(&self.docker, spec.name.as_str(), &name, egress, &labels).await?,
+                egress::set_up(
+                    &self.docker,
+                    spec.name.as_str(),
+                    &name,
+                    egress,
+                    &labels,
+                    self.egress_observer.clone(),
+                )
+                .await?,
             ),
             _ => None,
         };

@@ -172,6 +172,7 @@ fn supervise(
     if let Some(audit) = audit {
         let front = if audience.is_some() { "stdio" } else { "http" };
         slots.set_audit(audit, catalog, front);
+        runtime.on_egress(Arc::new(EgressAudit(slots.clone())));
     }
     let plan = Plan {
         only: only.map(<[usize]>::to_vec),
@@ -184,6 +185,16 @@ fn supervise(
     };
     let supervisor = Supervisor::start(Arc::new(runtime), catalog, slots, plan);
     Ok((supervisor, mux))
+}
+
+/// Egress proxies' decisions, into the audit trail.
+#[derive(Debug)]
+struct EgressAudit(mcpgw_mux::Slots);
+
+impl mcpgw_docker::ObserveEgress for EgressAudit {
+    fn decided(&self, decision: mcpgw_catalog::EgressDecision) {
+        self.0.audit_egress(&decision);
+    }
 }
 
 async fn ps(engine: Engine) -> Result<(), Failure> {

@@ -16,8 +16,9 @@
 //! whose body says why. The proxy never reads or alters what a tunnel
 //! carries, keeps no state between requests, and has no cache.
 //!
-//! The gateway's audit trail is not written from here: the proxy runs in
-//! another container, and its log lines are the record (README, "Egress").
+//! Each decision is also written to stdout as one JSON line (an
+//! [`EgressDecision`]): the gateway follows the container's output and
+//! records those in its audit trail (`mcpgw-docker`'s `egress.rs`).
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -31,7 +32,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use mcpgw_catalog::Egress;
+use mcpgw_catalog::{Egress, EgressDecision};
 use tokio::net::{TcpListener, TcpStream};
 
 /// How long resolving a name and connecting to it may take.
@@ -125,6 +126,14 @@ impl Proxy {
         match self.allow.decide(host, port, &addrs) {
             Ok(to) => {
                 tracing::info!(server = %self.server, %method, host, port, verdict = "allowed", addr = %to.ip(), "egress");
+                self.report(
+                    method,
+                    host,
+                    port,
+                    "allowed",
+                    None,
+                    Some(to.ip().to_string()),
+                );
                 Ok(to)
             }
             Err(refusal) => Err(self.refuse(method, host, port, &refusal)),
@@ -139,6 +148,7 @@ impl Proxy {
         why: &dyn std::fmt::Display,
     ) -> Response<Body> {
         tracing::warn!(server = %self.server, %method, host, port, verdict = "refused", reason = %why, "egress");
+        self.report(method, host, port, "refused", Some(why.to_string()), None);
         reply(
             StatusCode::FORBIDDEN,
             &format!(
@@ -159,13 +169,14 @@ impl Proxy {
         let port = authority
             .port_u16()
             .unwrap_or(mcpgw_catalog::egress::DEFAULT_PORT);
-        let to = match self.admit(req.method(), &host, port).await {
+        let method = req.method().clone();
+        let to = match self.admit(&method, &host, port).await {
             Ok(to) => to,
             Err(refused) => return refused,
         };
         let upstream = match dial(to).await {
             Ok(stream) => stream,
-            Err(err) => return self.unreachable(&host, port, &err),
+            Err(err) => return self.unreachable(&method, &host, port, &err),
         };
         let server = self.server.clone();
         // The tunnel runs once hyper has sent the 200 and handed over the
@@ -196,13 +207,14 @@ impl Proxy {
         };
         let host = authority.host().to_string();
         let port = authority.port_u16().unwrap_or(80);
-        let to = match self.admit(req.method(), &host, port).await {
+        let method = req.method().clone();
+        let to = match self.admit(&method, &host, port).await {
             Ok(to) => to,
             Err(refused) => return refused,
         };
         let upstream = match dial(to).await {
             Ok(stream) => stream,
-            Err(err) => return self.unreachable(&host, port, &err),
+            Err(err) => return self.unreachable(&method, &host, port, &err),
         };
         // Origin form on the wire, the Host the URI names (never another
         // the client set), and no hop-by-hop headers.
@@ -237,7 +249,7 @@ impl Proxy {
         let (mut sender, conn) =
             match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
                 Ok(pair) => pair,
-                Err(err) => return self.unreachable(&host, port, &err),
+                Err(err) => return self.unreachable(&method, &host, port, &err),
             };
         let server = self.server.clone();
         tokio::spawn(async move {
@@ -247,12 +259,46 @@ impl Proxy {
         });
         match sender.send_request(req).await {
             Ok(response) => response.map(BodyExt::boxed),
-            Err(err) => self.unreachable(&host, port, &err),
+            Err(err) => self.unreachable(&method, &host, port, &err),
         }
     }
 
-    fn unreachable(&self, host: &str, port: u16, err: &dyn std::fmt::Display) -> Response<Body> {
+    /// Writes the decision to stdout, for the gateway's audit trail.
+    fn report(
+        &self,
+        method: &Method,
+        host: &str,
+        port: u16,
+        verdict: &str,
+        reason: Option<String>,
+        addr: Option<String>,
+    ) {
+        use std::io::Write as _;
+        let decision = EgressDecision {
+            server: self.server.clone(),
+            method: method.to_string(),
+            host: host.to_string(),
+            port,
+            verdict: verdict.to_string(),
+            reason,
+            addr,
+        };
+        if let Ok(mut line) = serde_json::to_string(&decision) {
+            line.push('\n');
+            // One small write per decision: the engine keeps it one frame.
+            let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        }
+    }
+
+    fn unreachable(
+        &self,
+        method: &Method,
+        host: &str,
+        port: u16,
+        err: &dyn std::fmt::Display,
+    ) -> Response<Body> {
         tracing::warn!(server = %self.server, host, port, verdict = "failed", error = %err, "egress");
+        self.report(method, host, port, "failed", Some(err.to_string()), None);
         reply(
             StatusCode::BAD_GATEWAY,
             &format!("mcpgw egress proxy: cannot reach {host}:{port}: {err}\n"),
