@@ -393,3 +393,13 @@ servers:
     gc = subprocess.run([mcpgw_bin, "gc"], capture_output=True, text=True, timeout=120)
     assert gc.returncode == 0, gc.stderr
     assert owned(proc.pid) == [] and networks_of(proc.pid) == [], gc.stdout + gc.stderr
+
+
+def test_validate_lists_each_servers_egress_among_its_relaxations(mcpgw_bin, world):
+    done = subprocess.run([mcpgw_bin, "validate", "--catalog", str(world["catalog"])],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = {l.split()[0]: l for l in done.stdout.splitlines()[1:]}
+    assert (f"network egress through its proxy to: {world['internet']}:{PORT}, "
+            f"{world['internet_ip']}:{PORT}, *.a.wild.test:{PORT}") in lines["web"], done.stdout
+    assert f"network egress through its proxy to: {world['internet']}:{PORT}" in lines["web2"], done.stdout
