@@ -100,7 +100,8 @@ def main() -> None:
         proxy = subprocess.Popen([binary, "egress-proxy", "--server", "bench",
                                   "--listen", f"127.0.0.1:{proxy_port}",
                                   "--allow", f"127.0.0.1:{http_port}", "--allow", f"127.0.0.1:{https_port}"],
-                                 stderr=subprocess.DEVNULL, env={**os.environ, "MCPGW_LOG": "warn"})
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 env={**os.environ, "MCPGW_LOG": "warn"})
         try:
             for _ in range(100):
                 try:
