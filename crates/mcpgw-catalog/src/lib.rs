@@ -15,7 +15,9 @@
 
 mod auth;
 mod de;
+pub mod egress;
 mod error;
+pub mod ip;
 mod limits;
 pub mod lock;
 mod names;
@@ -29,12 +31,13 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 pub use auth::{AuthSpec, Claim, OAuthSpec, ProfileRule};
+pub use egress::{Egress, EgressDecision, EgressRule, Refusal};
 pub use error::CatalogError;
 pub use limits::{ClientLimits, Rate, RateLimit, ServerLimits, ToolLimits};
 pub use names::{SecretName, Separator, ServerName};
 pub use remote::{AddressClass, ClientCredentials, HeaderSpec, RemoteSpec};
 pub use spec::{
-    AuditSpec, AuditTo, Catalog, Concurrency, Delivery, GatewaySpec, HealthSpec, Lifecycle,
+    AuditSpec, AuditTo, Catalog, Concurrency, Delivery, EgressSpec, GatewaySpec, HealthSpec, Lifecycle,
     Network, OtlpProtocol, Profile, PullPolicy, Redaction, Relay, Resources, RestartSpec,
     SECRETS_DIR, ScanPolicy, Scope, SecretRef, ServerSpec, ToolFilter, ToolMode, ToolView,
     TracingSpec, Volume,

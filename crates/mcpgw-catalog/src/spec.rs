@@ -797,8 +797,23 @@ impl ServerSpec {
         }
         match &self.network {
             Network::None => {}
-            Network::Bridge => out.push("network: bridge".to_string()),
+            Network::Bridge => out.push(
+                "network: bridge (the widest relaxation: the whole internet and the LAN)"
+                    .to_string(),
+            ),
             Network::Named(name) => out.push(format!("network: {name}")),
+            Network::Egress(egress) => {
+                let hosts: Vec<String> = egress
+                    .allow
+                    .rules()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                out.push(format!(
+                    "network egress through its proxy to: {}",
+                    hosts.join(", ")
+                ));
+            }
         }
         if let Some(user) = &self.user
             && (user == "0"
@@ -1204,16 +1219,60 @@ pub enum Network {
     Bridge,
     /// A user-defined Docker network.
     Named(String),
+    /// A network of its own with no route out, shared only with an egress
+    /// proxy that connects it to the hosts of its allowlist and nowhere
+    /// else (`network: { egress: [...] }`).
+    Egress(EgressSpec),
+}
+
+/// `network: { egress: [...], uplink: NAME }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressSpec {
+    /// The hosts the server may reach.
+    pub allow: crate::Egress,
+    /// The Docker network the proxy reaches those hosts through; `None`:
+    /// Docker's default `bridge`.
+    pub uplink: Option<String>,
 }
 
 impl Network {
-    /// Docker's `NetworkMode` value.
-    pub fn mode(&self) -> &str {
+    /// Docker's `NetworkMode` value; `None` for an egress network, whose
+    /// name the runtime chooses.
+    pub fn mode(&self) -> Option<&str> {
         match self {
-            Self::None => "none",
-            Self::Bridge => "bridge",
-            Self::Named(name) => name,
+            Self::None => Some("none"),
+            Self::Bridge => Some("bridge"),
+            Self::Named(name) => Some(name),
+            Self::Egress(_) => None,
         }
+    }
+}
+
+/// A Docker network name, as `network:` or `uplink:` writes it.
+fn network_name(value: &str) -> Result<String, String> {
+    match value {
+        "host" => Err(invalid(
+            "network `host` is not allowed: it shares the host's network stack with the container",
+            "use `bridge` for outbound access, `{ egress: [HOST, ...] }` for a few hosts, or a named Docker network",
+        )),
+        other if other.starts_with("container:") => Err(invalid(
+            format_args!(
+                "network `{other}` is not allowed: it joins another container's network namespace"
+            ),
+            "use `bridge` or a named Docker network",
+        )),
+        other
+            if !other.is_empty()
+                && other
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) =>
+        {
+            Ok(other.to_string())
+        }
+        other => Err(invalid(
+            format_args!("network `{other}` is not a network name"),
+            "use `none` (the default), `bridge`, `{ egress: [HOST, ...] }` or the name of a Docker network",
+        )),
     }
 }
 
@@ -1223,32 +1282,69 @@ impl TryFrom<String> for Network {
         match value.as_str() {
             "none" => Ok(Self::None),
             "bridge" => Ok(Self::Bridge),
-            "host" => Err(invalid(
-                "network `host` is not allowed: it shares the host's network stack with the container",
-                "use `bridge` for outbound access, or a named Docker network",
-            )),
-            other if other.starts_with("container:") => Err(invalid(
-                format_args!(
-                    "network `{other}` is not allowed: it joins another container's network namespace"
-                ),
-                "use `bridge` or a named Docker network",
-            )),
-            other
-                if !other.is_empty()
-                    && other
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) =>
-            {
-                Ok(Self::Named(other.to_string()))
-            }
-            other => Err(invalid(
-                format_args!("network `{other}` is not a network name"),
-                "use `none` (the default), `bridge` or the name of a Docker network",
-            )),
+            other => network_name(other).map(Self::Named),
         }
     }
 }
-deserialize_checked!(Network, str);
+
+/// `uplink:`, checked as a network name where it is written.
+#[derive(Debug)]
+struct UplinkName(String);
+
+impl TryFrom<String> for UplinkName {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        match value.as_str() {
+            "none" => Err(invalid(
+                "`uplink: none` leaves the egress proxy no way out",
+                "name the network the proxy reaches the allowed hosts through, or leave `uplink` out for Docker's `bridge`",
+            )),
+            other => network_name(other).map(Self),
+        }
+    }
+}
+deserialize_checked!(UplinkName, str);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEgressNetwork {
+    egress: Vec<crate::EgressRule>,
+    uplink: Option<UplinkName>,
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct NetworkVisitor;
+        impl<'de> serde::de::Visitor<'de> for NetworkVisitor {
+            type Value = Network;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`none`, `bridge`, a network name, or `{ egress: [HOST, ...] }`")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Network, E> {
+                Network::try_from(v.to_string()).map_err(E::custom)
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Network, A::Error> {
+                let raw = RawEgressNetwork::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                let allow = crate::Egress::new(raw.egress).ok_or_else(|| {
+                    serde::de::Error::custom(invalid(
+                        "`egress` lists no host",
+                        "list the hosts the server needs (`api.github.com:443`), or use `network: none`",
+                    ))
+                })?;
+                Ok(Network::Egress(EgressSpec {
+                    allow,
+                    uplink: raw.uplink.map(|u| u.0),
+                }))
+            }
+        }
+        d.deserialize_any(NetworkVisitor)
+    }
+}
 
 /// Limits on what a container may consume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -93,7 +93,7 @@ servers:
     assert_eq!(
         t.relaxations(),
         [
-            "network: bridge".to_string(),
+            "network: bridge (the widest relaxation: the whole internet and the LAN)".to_string(),
             format!("writable volume: {}:/rw:rw", data.display()),
             "relay.sampling: true".to_string(),
         ]
@@ -294,7 +294,7 @@ fn rejects_privilege_escalations() {
         ),
         (
             "    network: host\n",
-            "cat.yaml:5:14: servers.s.network: network `host` is not allowed: it shares the host's network stack with the container; fix: use `bridge` for outbound access, or a named Docker network",
+            "cat.yaml:5:14: servers.s.network: network `host` is not allowed: it shares the host's network stack with the container; fix: use `bridge` for outbound access, `{ egress: [HOST, ...] }` for a few hosts, or a named Docker network",
         ),
         (
             "    network: 'container:db'\n",
@@ -1362,5 +1362,45 @@ fn tool_mode_and_pinned_tools() {
     check_err(
         "version: 1\ngateway:\n  tool_mode: some\nservers:\n  s:\n    image: img:dev\n",
         "cat.yaml:3:14: gateway.tool_mode: tool mode `some` is not known; fix: use `all` (list every tool, the default) or `search` (list `find_tools` and `call_tool`)",
+    );
+}
+
+#[test]
+fn an_egress_network_lists_its_hosts_among_the_relaxations() {
+    let cat = check_ok(&format!(
+        "{HEAD}    network:\n      egress: [\"api.github.com\", \"*.example.com:8443\", \"172.30.0.0/16:80\"]\n      uplink: outside\n"
+    ));
+    let s = &cat.servers[0];
+    let Network::Egress(egress) = &s.network else {
+        panic!("not an egress network: {:?}", s.network);
+    };
+    assert_eq!(egress.uplink.as_deref(), Some("outside"));
+    assert!(egress.allow.permits_host("api.github.com", 443));
+    assert_eq!(s.network.mode(), None);
+    assert_eq!(
+        s.relaxations(),
+        [
+            "network egress through its proxy to: api.github.com:443, *.example.com:8443, 172.30.0.0/16:80"
+        ]
+    );
+}
+
+#[test]
+fn bad_egress_entries_are_reported_where_they_are_written() {
+    check_err(
+        &format!("{HEAD}    network:\n      egress:\n        - api.github.com\n        - \"*\"\n"),
+        "cat.yaml:8:11: servers.s.network.egress[1]: egress entry `*`: `*` may only open a wildcard (`*.example.com`); fix: list the hosts the server needs, or use `network: bridge` to allow everything",
+    );
+    check_err(
+        &format!("{HEAD}    network: {{ egress: [] }}\n"),
+        "cat.yaml:5:14: servers.s.network: `egress` lists no host; fix: list the hosts the server needs (`api.github.com:443`), or use `network: none`",
+    );
+    check_err(
+        &format!("{HEAD}    network: {{ egress: [a.example.com], uplink: none }}\n"),
+        "cat.yaml:5:49: servers.s.network.uplink: `uplink: none` leaves the egress proxy no way out; fix: name the network the proxy reaches the allowed hosts through, or leave `uplink` out for Docker's `bridge`",
+    );
+    check_err(
+        &format!("{HEAD}    network: {{ egres: [a.example.com] }}\n"),
+        "cat.yaml:5:16: servers.s.network: unknown field `egres`, expected `egress` or `uplink`; fix: remove the key or correct its spelling; the catalog reference is in README.md",
     );
 }

@@ -90,6 +90,28 @@ pub enum DockerError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// The egress proxy's image could not be made from this binary.
+    #[error("server `{server}`: cannot make the egress proxy's image: {reason}; fix: {fix}")]
+    ProxyImage {
+        /// The catalog server.
+        server: String,
+        /// What went wrong.
+        reason: String,
+        /// What to do.
+        fix: &'static str,
+    },
+    /// The engine refused a step of an egress server's set-up: its
+    /// network, or its proxy.
+    #[error("server `{server}`: cannot {step}: {source}")]
+    Egress {
+        /// The catalog server.
+        server: String,
+        /// The step, in words.
+        step: &'static str,
+        /// What the engine said.
+        #[source]
+        source: bollard::errors::Error,
+    },
     /// Listing containers failed.
     #[error("cannot list containers: {source}")]
     List {
@@ -103,7 +125,10 @@ impl DockerError {
     /// Whether retrying cannot help until someone acts (an image to build,
     /// a catalog to fix), as opposed to a failure that may pass.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::ImageMissing { .. } | Self::ImageDigest { .. })
+        matches!(
+            self,
+            Self::ImageMissing { .. } | Self::ImageDigest { .. } | Self::ProxyImage { .. }
+        )
     }
 
     /// Whether the engine itself could not be reached (as opposed to the
@@ -111,13 +136,17 @@ impl DockerError {
     pub fn is_engine_down(&self) -> bool {
         let source = match self {
             Self::EngineUnavailable { .. } => return true,
-            Self::ImageMissing { .. } | Self::ImageDigest { .. } | Self::SecretFiles { .. } => {
+            Self::ImageMissing { .. }
+            | Self::ImageDigest { .. }
+            | Self::SecretFiles { .. }
+            | Self::ProxyImage { .. } => {
                 return false;
             }
             Self::Inspect { source, .. }
             | Self::Create { source, .. }
             | Self::Attach { source, .. }
             | Self::Start { source, .. }
+            | Self::Egress { source, .. }
             | Self::List { source } => source,
         };
         !matches!(

@@ -12,6 +12,7 @@
 //! Hardening is not optional: see [`hardening`] for what every container
 //! gets and why.
 
+mod egress;
 mod error;
 mod exits;
 pub mod hardening;
@@ -38,6 +39,7 @@ use mcpgw_catalog::ServerSpec;
 use mcpgw_secrets::Injection;
 use tokio::io::AsyncRead;
 
+pub use egress::{Observe as ObserveEgress, Observer as EgressObserver};
 pub use error::DockerError;
 use mcpgw_supervisor::{Created, ExitState, StderrTail, Stdio};
 
@@ -91,6 +93,11 @@ pub struct DockerRuntime {
     /// by container id; dropped (so unlinked) once the container's mounts
     /// hold them.
     staged: Arc<parking_lot::Mutex<HashMap<String, secret_files::Staged>>>,
+    /// The network and proxy of each `egress` server's container, by
+    /// container id; torn down once the container is removed.
+    egress: Arc<parking_lot::Mutex<HashMap<String, egress::Sidecar>>>,
+    /// Where egress proxies' decisions go, once the binary says.
+    egress_observer: egress::ObserverSlot,
     /// Stops the event watcher when the last clone is dropped.
     _watcher: Arc<tokio_util::sync::DropGuard>,
 }
@@ -269,6 +276,8 @@ impl DockerRuntime {
             host: orphans::host_name(),
             exits,
             staged: Arc::default(),
+            egress: Arc::default(),
+            egress_observer: Arc::default(),
             _watcher: Arc::new(stop.drop_guard()),
         })
     }
@@ -279,6 +288,12 @@ impl DockerRuntime {
             tokio::time::timeout(Duration::from_secs(3), self.docker.ping()).await,
             Ok(Ok(_))
         )
+    }
+
+    /// Sends every egress proxy's decisions to `observe` from now on (the
+    /// binary's audit trail). Set once; a second call is ignored.
+    pub fn on_egress(&self, observe: egress::Observer) {
+        let _ = self.egress_observer.set(observe);
     }
 
     /// This gateway's instance id, as found in container labels and names.
@@ -325,12 +340,27 @@ impl DockerRuntime {
                 source,
             },
         )?;
+        let sidecar = match &spec.network {
+            mcpgw_catalog::Network::Egress(egress) => Some(
+                egress::set_up(
+                    &self.docker,
+                    spec.name.as_str(),
+                    &name,
+                    egress,
+                    &labels,
+                    self.egress_observer.clone(),
+                )
+                .await?,
+            ),
+            _ => None,
+        };
         let mut body = hardening::container_body(
             spec,
             image.user.as_deref(),
             labels,
             &secrets.env,
             staged.binds(),
+            sidecar.as_ref().map(|(_, attachment)| attachment),
         );
         if spec.image_digest.is_some() {
             // What was checked is what runs, wherever the name moves.
@@ -339,18 +369,29 @@ impl DockerRuntime {
             // Podman's `localhost/NAME`: created by the name it was found by.
             body.image = Some(found_as);
         }
-        let created = self
+        let created = match self
             .docker
             .create_container(
                 Some(CreateContainerOptionsBuilder::default().name(&name).build()),
                 body,
             )
             .await
-            .map_err(|source| DockerError::Create {
-                server: spec.name.to_string(),
-                source,
-            })?;
+        {
+            Ok(created) => created,
+            Err(source) => {
+                if let Some((sidecar, _)) = sidecar {
+                    sidecar.tear_down(&self.docker).await;
+                }
+                return Err(DockerError::Create {
+                    server: spec.name.to_string(),
+                    source,
+                });
+            }
+        };
         self.staged.lock().insert(created.id.clone(), staged);
+        if let Some((sidecar, _)) = sidecar {
+            self.egress.lock().insert(created.id.clone(), sidecar);
+        }
         Ok(Created {
             id: created.id,
             name,
@@ -525,8 +566,17 @@ impl DockerRuntime {
 
     /// Removes the container `id`, killing it if it runs, and returns once
     /// the engine no longer lists it (auto-remove may still be under way
-    /// when the engine answers 409).
+    /// when the engine answers 409); then its egress proxy and network,
+    /// if it has them.
     pub async fn remove(&self, id: &str) {
+        self.remove_container(id).await;
+        let sidecar = self.egress.lock().remove(id);
+        if let Some(sidecar) = sidecar {
+            sidecar.tear_down(&self.docker).await;
+        }
+    }
+
+    async fn remove_container(&self, id: &str) {
         // Files staged for a container that never started go with it.
         self.staged.lock().remove(id);
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
@@ -645,7 +695,49 @@ impl DockerRuntime {
             tracing::info!(container = %orphan.name, gateway_pid = orphan.pid, "removing a container whose gateway is gone");
             self.remove(&orphan.id).await;
         }
+        self.reap_orphan_networks().await?;
         Ok(orphans)
+    }
+
+    /// Removes the egress networks of gateways that are gone (their
+    /// containers are removed first, so nothing is attached); returns their
+    /// names.
+    ///
+    /// # Errors
+    ///
+    /// When the engine cannot list networks.
+    pub async fn reap_orphan_networks(&self) -> Result<Vec<String>, DockerError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}=true", labels::MANAGED)],
+        )]);
+        let networks = self
+            .docker
+            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(|source| DockerError::List { source })?;
+        let mut reaped = Vec::new();
+        for network in networks {
+            let labels = network.labels.unwrap_or_default();
+            let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
+            let host = label(labels::HOST);
+            let local = host.is_empty() || host == self.host;
+            let alive = orphans::gateway_alive(
+                label(labels::PID).parse().unwrap_or(0),
+                label(labels::STARTED).parse().unwrap_or(0),
+            );
+            if local
+                && !alive
+                && let Some(name) = network.name
+            {
+                tracing::info!(network = %name, "removing a network whose gateway is gone");
+                egress::remove_network(&self.docker, &name).await;
+                reaped.push(name);
+            }
+        }
+        Ok(reaped)
     }
 
     /// The ids of the containers this gateway instance owns.
@@ -657,7 +749,18 @@ impl DockerRuntime {
         let list = self
             .labelled(&format!("{}={}", labels::INSTANCE, self.instance))
             .await?;
-        Ok(list.into_iter().filter_map(|c| c.id).collect())
+        // Egress proxies go with their servers' containers (`remove`).
+        Ok(list
+            .into_iter()
+            .filter(|c| {
+                c.labels
+                    .as_ref()
+                    .and_then(|l| l.get(egress::ROLE_LABEL))
+                    .map(String::as_str)
+                    != Some(egress::ROLE_PROXY)
+            })
+            .filter_map(|c| c.id)
+            .collect())
     }
 
     /// Every container, in any state, carrying `label` (`key=value`).

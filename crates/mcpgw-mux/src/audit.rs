@@ -573,6 +573,16 @@ struct ServerEvent<'a> {
     reason: Option<&'a str>,
 }
 
+/// An egress proxy's decision: an `egress` record.
+#[derive(Debug, Serialize)]
+struct EgressEvent<'a> {
+    v: u32,
+    time: String,
+    event: &'static str,
+    #[serde(flatten)]
+    decision: &'a mcpgw_catalog::EgressDecision,
+}
+
 /// The configuration in force: a `config` record.
 #[derive(Debug, Serialize)]
 struct ConfigEvent<'a> {
@@ -605,6 +615,20 @@ impl crate::Shared {
                 .map(std::path::Path::to_string_lossy),
             servers: catalog.servers.iter().map(|s| s.name.as_str()).collect(),
             front,
+        };
+        write(audit, self.secrets.get(), &record);
+    }
+
+    /// Records an egress proxy's decision: an `egress` record.
+    pub(crate) fn audit_egress(&self, decision: &mcpgw_catalog::EgressDecision) {
+        let Some(audit) = self.audit.get() else {
+            return;
+        };
+        let record = EgressEvent {
+            v: AUDIT_VERSION,
+            time: now(),
+            event: "egress",
+            decision,
         };
         write(audit, self.secrets.get(), &record);
     }

@@ -181,6 +181,12 @@ impl Slots {
         self.shared.audit_config(catalog, front);
     }
 
+    /// Records an egress proxy's decision in the audit trail, if one is
+    /// kept.
+    pub fn audit_egress(&self, decision: &mcpgw_catalog::EgressDecision) {
+        self.shared.audit_egress(decision);
+    }
+
     /// Server `index` is down, for `reason` (shown to clients that call it).
     pub fn failed(&self, index: usize, reason: &str) {
         self.shared.audit_server(index, Some(reason));

@@ -53,6 +53,22 @@ pub(crate) enum Command {
         #[command(flatten)]
         http: HttpArgs,
     },
+    /// Serve as a server's egress proxy: HTTP CONNECT and absolute-URI
+    /// requests to the allowed hosts only. The gateway runs it in a
+    /// container for each server with `network: { egress: [...] }`; it is
+    /// not usually run by hand.
+    EgressProxy {
+        /// The catalog server it serves, for its log lines.
+        #[arg(long)]
+        server: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:3128")]
+        listen: std::net::SocketAddr,
+        /// An allowlist entry, `HOST[:PORT]` as the catalog writes it;
+        /// repeat for each.
+        #[arg(long = "allow", required = true)]
+        allow: Vec<String>,
+    },
     /// Check a catalog without starting anything.
     Validate {
         /// The catalog YAML.

@@ -91,6 +91,20 @@ async fn once(command: Command, engine: Engine) -> Result<(), Failure> {
     match command {
         Command::Run { .. } => unreachable!("`mcpgw run` is served by `run`"),
         Command::Validate { catalog } => validate(&catalog),
+        Command::EgressProxy {
+            server,
+            listen,
+            allow,
+        } => {
+            let rules = allow
+                .into_iter()
+                .map(mcpgw_catalog::EgressRule::try_from)
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(|e| Failure::usage(anyhow!(e)))?;
+            let allow = mcpgw_catalog::Egress::new(rules)
+                .ok_or_else(|| Failure::usage(anyhow!("no --allow entry given")))?;
+            Ok(crate::egress::serve(listen, server, allow).await?)
+        }
         Command::Tools { catalog, secrets } => tools(&catalog, &secrets, engine).await,
         Command::Call {
             catalog,
@@ -158,6 +172,7 @@ fn supervise(
     if let Some(audit) = audit {
         let front = if audience.is_some() { "stdio" } else { "http" };
         slots.set_audit(audit, catalog, front);
+        runtime.on_egress(Arc::new(EgressAudit(slots.clone())));
     }
     let plan = Plan {
         only: only.map(<[usize]>::to_vec),
@@ -170,6 +185,16 @@ fn supervise(
     };
     let supervisor = Supervisor::start(Arc::new(runtime), catalog, slots, plan);
     Ok((supervisor, mux))
+}
+
+/// Egress proxies' decisions, into the audit trail.
+#[derive(Debug)]
+struct EgressAudit(mcpgw_mux::Slots);
+
+impl mcpgw_docker::ObserveEgress for EgressAudit {
+    fn decided(&self, decision: mcpgw_catalog::EgressDecision) {
+        self.0.audit_egress(&decision);
+    }
 }
 
 async fn ps(engine: Engine) -> Result<(), Failure> {

@@ -10,6 +10,7 @@ mod audit;
 mod cli;
 mod clients;
 mod commands;
+mod egress;
 mod front;
 mod http;
 mod lock;
