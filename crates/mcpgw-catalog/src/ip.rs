@@ -1,7 +1,9 @@
 //! What kind of address an IP address is, for the checks that keep a
 //! server's traffic off the machine it runs on and the networks around it:
 //! the egress proxy refuses a destination that is not public unless the
-//! catalog lists it. Pure: an address in, its class out; no resolution.
+//! catalog lists it, and a remote server's SSRF guard one that is not
+//! public unless its entry says `allow_private: true`. Pure: an address
+//! in, its class out; no resolution.
 //!
 //! Written by hand rather than taken from `std` because the `IpAddr`
 //! predicates this needs (`is_global`, `is_shared`, `is_unique_local`, …)
@@ -50,11 +52,11 @@ impl AddressClass {
             Self::Public => "a public address",
             Self::Loopback => "a loopback address",
             Self::Unspecified => "an unspecified address",
-            Self::Private => "a private address",
-            Self::SharedCgnat => "a carrier-grade NAT address",
+            Self::Private => "a private address (RFC 1918)",
+            Self::SharedCgnat => "a carrier-grade NAT address (100.64.0.0/10)",
             Self::LinkLocal => "a link-local address",
-            Self::Metadata => "a cloud metadata address",
-            Self::UniqueLocal => "an IPv6 unique local address",
+            Self::Metadata => "a cloud metadata endpoint",
+            Self::UniqueLocal => "a unique-local address (fc00::/7)",
             Self::Multicast => "a multicast or broadcast address",
             Self::Reserved => "a reserved address",
         }
@@ -206,6 +208,12 @@ mod tests {
             ("64:ff9b::1.1.1.1", Public),
             ("2002:c0a8:0101::1", Private),
             ("2002:0808:0808::1", Public),
+            ("93.184.215.14", Public),
+            ("127.9.9.9", Loopback),
+            ("fd12:3456::1", UniqueLocal),
+            ("::ffff:10.0.0.1", Private),
+            ("64:ff9b::a00:1", Private),
+            ("64:ff9b::5db8:d70e", Public),
         ] {
             check(addr, class);
         }

@@ -33,14 +33,15 @@ use std::path::{Path, PathBuf};
 pub use auth::{AuthSpec, Claim, OAuthSpec, ProfileRule};
 pub use egress::{Egress, EgressDecision, EgressRule, Refusal};
 pub use error::CatalogError;
+pub use ip::AddressClass;
 pub use limits::{ClientLimits, Rate, RateLimit, ServerLimits, ToolLimits};
 pub use names::{SecretName, Separator, ServerName};
-pub use remote::{AddressClass, ClientCredentials, HeaderSpec, RemoteSpec};
+pub use remote::{ClientCredentials, HeaderSpec, RemoteSpec};
 pub use spec::{
-    AuditSpec, AuditTo, Catalog, Concurrency, Delivery, EgressSpec, GatewaySpec, HealthSpec, Lifecycle,
-    Network, OtlpProtocol, Profile, PullPolicy, Redaction, Relay, Resources, RestartSpec,
-    SECRETS_DIR, ScanPolicy, Scope, SecretRef, ServerSpec, ToolFilter, ToolMode, ToolView,
-    TracingSpec, Volume,
+    AuditSpec, AuditTo, Catalog, Concurrency, Delivery, EgressSpec, GatewaySpec, HealthSpec,
+    Lifecycle, Network, OtlpProtocol, Profile, PullPolicy, Redaction, Relay, Resources,
+    RestartSpec, SECRETS_DIR, ScanPolicy, Scope, SecretRef, ServerSpec, ToolFilter, ToolMode,
+    ToolView, TracingSpec, Volume,
 };
 
 /// The largest catalog file we read. Catalogs are hand-written and small; a

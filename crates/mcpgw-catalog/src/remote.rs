@@ -8,12 +8,13 @@
 //! the connection uses and fetching tokens is `mcpgw-backend`'s
 //! (`remote.rs`), which asks [`RemoteSpec::admits`] about every address.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use serde::Deserialize;
 
 use crate::de::{UniqueMap, deserialize_checked};
 use crate::error::invalid;
+use crate::ip::{AddressClass, classify};
 use crate::names::SecretName;
 
 /// How a remote server is reached.
@@ -93,7 +94,7 @@ impl RemoteSpec {
     ///
     /// The address's class, when the policy refuses it.
     pub fn admits(&self, ip: IpAddr, scheme: &str) -> Result<(), String> {
-        let class = AddressClass::of(ip);
+        let class = classify(ip);
         if class == AddressClass::Public {
             return if scheme == "https" {
                 Ok(())
@@ -103,7 +104,7 @@ impl RemoteSpec {
                 ))
             };
         }
-        if !class.relaxable() {
+        if !relaxable(class) {
             return Err(format!(
                 "{ip} is {}, never reachable from the gateway",
                 class.describe()
@@ -125,123 +126,18 @@ impl RemoteSpec {
     }
 }
 
-/// What kind of address an IP is, for the SSRF guard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AddressClass {
-    /// A globally routed unicast address.
-    Public,
-    /// `127.0.0.0/8`, `::1`.
-    Loopback,
-    /// RFC 1918: `10/8`, `172.16/12`, `192.168/16`.
-    Private,
-    /// Carrier-grade NAT, `100.64.0.0/10`.
-    Cgnat,
-    /// `169.254.0.0/16`, `fe80::/10`.
-    LinkLocal,
-    /// IPv6 unique-local, `fc00::/7`.
-    UniqueLocal,
-    /// A cloud instance-metadata endpoint (`169.254.169.254`,
-    /// `fd00:ec2::254`), which hands out the host's credentials.
-    Metadata,
-    /// `0.0.0.0`, `::`, `0.0.0.0/8`: "this host".
-    Unspecified,
-    /// Multicast and broadcast.
-    Multicast,
-    /// Documentation, benchmarking and reserved ranges, never a server.
-    Reserved,
-}
-
-impl AddressClass {
-    /// Classifies `ip`; IPv4 addresses inside IPv6 (mapped, NAT64) as the
-    /// IPv4 address they carry.
-    pub fn of(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V4(v4) => Self::of_v4(v4),
-            IpAddr::V6(v6) => Self::of_v6(v6),
-        }
-    }
-
-    fn of_v4(ip: Ipv4Addr) -> Self {
-        let [a, b, c, _] = ip.octets();
-        if ip == Ipv4Addr::new(169, 254, 169, 254) {
-            Self::Metadata
-        } else if a == 0 {
-            Self::Unspecified
-        } else if ip.is_loopback() {
-            Self::Loopback
-        } else if ip.is_private() {
-            Self::Private
-        } else if a == 100 && (64..128).contains(&b) {
-            Self::Cgnat
-        } else if ip.is_link_local() {
-            Self::LinkLocal
-        } else if ip.is_multicast() || ip.is_broadcast() {
-            Self::Multicast
-        } else if ip.is_documentation()
-            || (a == 198 && (18..20).contains(&b))
-            || a >= 240
-            || (a == 192 && b == 0 && c == 0)
-        {
-            Self::Reserved
-        } else {
-            Self::Public
-        }
-    }
-
-    fn of_v6(ip: Ipv6Addr) -> Self {
-        if let Some(v4) = ip.to_ipv4_mapped() {
-            return Self::of_v4(v4);
-        }
-        let segments = ip.segments();
-        // NAT64's well-known prefix, 64:ff9b::/96, reaches the IPv4
-        // address in its last 32 bits.
-        if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-            let [.., hi, lo] = segments;
-            return Self::of_v4(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)));
-        }
-        if ip == Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x254) {
-            Self::Metadata
-        } else if ip.is_unspecified() {
-            Self::Unspecified
-        } else if ip.is_loopback() {
-            Self::Loopback
-        } else if segments[0] & 0xfe00 == 0xfc00 {
-            Self::UniqueLocal
-        } else if segments[0] & 0xffc0 == 0xfe80 {
-            Self::LinkLocal
-        } else if ip.is_multicast() {
-            Self::Multicast
-        } else if segments[0] == 0x2001 && segments[1] == 0x0db8 {
-            Self::Reserved
-        } else {
-            Self::Public
-        }
-    }
-
-    /// Whether `allow_private: true` admits this class; the metadata
-    /// endpoints, "this host" and multicast are never admitted.
-    fn relaxable(self) -> bool {
-        matches!(
-            self,
-            Self::Loopback | Self::Private | Self::Cgnat | Self::LinkLocal | Self::UniqueLocal
-        )
-    }
-
-    /// The class in words, for errors.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::Public => "a public address",
-            Self::Loopback => "a loopback address",
-            Self::Private => "a private address (RFC 1918)",
-            Self::Cgnat => "a carrier-grade NAT address (100.64.0.0/10)",
-            Self::LinkLocal => "a link-local address",
-            Self::UniqueLocal => "a unique-local address (fc00::/7)",
-            Self::Metadata => "a cloud metadata endpoint",
-            Self::Unspecified => "an unspecified address",
-            Self::Multicast => "a multicast or broadcast address",
-            Self::Reserved => "a reserved address",
-        }
-    }
+/// Whether `allow_private: true` admits an address of `class`; the
+/// metadata endpoints, "this host", multicast and reserved ranges are never
+/// admitted.
+fn relaxable(class: AddressClass) -> bool {
+    matches!(
+        class,
+        AddressClass::Loopback
+            | AddressClass::Private
+            | AddressClass::SharedCgnat
+            | AddressClass::LinkLocal
+            | AddressClass::UniqueLocal
+    )
 }
 
 /// A remote's URL as written: absolute `http` or `https`, a host, no

@@ -1203,50 +1203,6 @@ fn rejects_bad_remote_entries() {
 }
 
 #[test]
-fn the_address_classifier_knows_every_range_the_guard_refuses() {
-    use std::net::IpAddr;
-    let cases = [
-        ("93.184.215.14", AddressClass::Public),
-        ("2606:4700::1111", AddressClass::Public),
-        ("127.0.0.1", AddressClass::Loopback),
-        ("127.9.9.9", AddressClass::Loopback),
-        ("::1", AddressClass::Loopback),
-        ("10.0.0.1", AddressClass::Private),
-        ("172.16.0.1", AddressClass::Private),
-        ("172.31.255.255", AddressClass::Private),
-        ("172.32.0.1", AddressClass::Public),
-        ("192.168.1.1", AddressClass::Private),
-        ("100.64.0.1", AddressClass::Cgnat),
-        ("100.127.255.255", AddressClass::Cgnat),
-        ("100.128.0.1", AddressClass::Public),
-        ("169.254.1.1", AddressClass::LinkLocal),
-        ("fe80::1", AddressClass::LinkLocal),
-        ("fc00::1", AddressClass::UniqueLocal),
-        ("fd12:3456::1", AddressClass::UniqueLocal),
-        ("169.254.169.254", AddressClass::Metadata),
-        ("fd00:ec2::254", AddressClass::Metadata),
-        ("0.0.0.0", AddressClass::Unspecified),
-        ("::", AddressClass::Unspecified),
-        ("224.0.0.1", AddressClass::Multicast),
-        ("255.255.255.255", AddressClass::Multicast),
-        ("ff02::1", AddressClass::Multicast),
-        ("192.0.2.1", AddressClass::Reserved),
-        ("2001:db8::1", AddressClass::Reserved),
-        ("240.0.0.1", AddressClass::Reserved),
-        // IPv4 inside IPv6 is judged as the IPv4 address it reaches.
-        ("::ffff:127.0.0.1", AddressClass::Loopback),
-        ("::ffff:10.0.0.1", AddressClass::Private),
-        ("::ffff:169.254.169.254", AddressClass::Metadata),
-        ("64:ff9b::a00:1", AddressClass::Private),
-        ("64:ff9b::5db8:d70e", AddressClass::Public),
-    ];
-    for (ip, class) in cases {
-        let ip: IpAddr = ip.parse().unwrap();
-        assert_eq!(AddressClass::of(ip), class, "{ip}");
-    }
-}
-
-#[test]
 fn the_guard_admits_private_addresses_only_when_allowed_and_http_only_on_loopback() {
     let spec = |allow_private: bool| RemoteSpec {
         url: url::Url::parse("https://a.example/mcp").unwrap(),
