@@ -69,7 +69,22 @@ def resolve(name):
     except OSError as e:
         return f"failed: {e}"
 
-ops = {"through": through, "direct": direct, "resolve": resolve}
+def raw(host, port, text):
+    """Sends `text` on a plain TCP connection; what comes back before EOF."""
+    try:
+        s = socket.create_connection((host, port), timeout=5)
+        s.sendall(text.encode())
+        got = b""
+        while chunk := s.recv(4096):
+            got += chunk
+            if b"\r\n\r\n" in got:
+                break
+        s.close()
+        return got.decode(errors="replace")
+    except OSError as e:
+        return f"failed: {e}"
+
+ops = {"through": through, "direct": direct, "resolve": resolve, "raw": raw}
 out = [ops[op](*args) for op, *args in json.loads(sys.argv[1])]
 print(json.dumps(out))
 '''
@@ -255,6 +270,23 @@ def test_another_host_on_the_same_network_is_refused_with_403(world):
         time.sleep(0.2)
     assert egress[0]["server"] == "web" and egress[0]["port"] == PORT, egress
     assert egress[0]["verdict"] == "refused" and "allowlist" in egress[0]["reason"], egress
+
+
+def test_the_proxy_serves_no_one_on_its_uplink(world):
+    """The proxy is attached to the uplink too; a container there (the
+    internet host) that asks it for a tunnel to an allowed host gets the
+    connection closed, where the server itself gets its tunnel."""
+    proxy = proxy_container(world["proc"].pid, "web")
+    proxy_ip = ip_on(proxy, world["net"])
+    ask = f"CONNECT {world['internet']}:{PORT} HTTP/1.1\r\nHost: {world['internet']}:{PORT}\r\n\r\n"
+    [from_uplink] = probe(world["internet"], ("raw", proxy_ip, 3128, ask))
+    assert "200" not in from_uplink and not from_uplink.startswith("HTTP/"), from_uplink
+    [from_server] = probe(world["web"], ("raw", "egress-proxy", 3128, ask))
+    assert from_server.startswith("HTTP/1.1 200"), from_server
+    deadline = time.monotonic() + 10
+    while "refused a client from outside the server's network" not in open(str(world["catalog"]) + ".log").read():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
 
 
 def test_the_proxy_is_confined_like_a_server(world):

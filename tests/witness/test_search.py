@@ -29,6 +29,11 @@ servers:
     tools:
       allow: [echo, add, read_file, probe, slow, log]
       describe: { probe: "Reports how the container is confined: capabilities, user, filesystem." }
+  other:
+    image: mcpgw/testserver:dev
+    pull: never
+    tools:
+      allow: [slow]
 """
 PROFILES = """profiles:
   adder:
@@ -126,6 +131,13 @@ async def test_over_http_a_profile_bounds_what_is_found_and_called(mode, mcpgw_b
                     await adder.call_tool("call_tool", {"name": name, "arguments": args})
                 assert f"unknown tool `{name}`" in err.value.message, err.value.message
             assert text(await adder.call_tool("call_tool", {"name": "ts__add", "arguments": {"a": 1, "b": 1}})) == "2"
+            # A server outside the profile cannot be searched, and is not
+            # named to its client, not even in an error.
+            for server in ["other", "nope"]:
+                with pytest.raises(MCPError) as err:
+                    await adder.call_tool("find_tools", {"query": "wait", "server": server})
+                assert f"no server `{server}` among this client's; they are ts" in err.value.message, err.value.message
+                assert "other" not in err.value.message.replace(f"`{server}`", ""), err.value.message
 
             # A profile with `tool_mode: all` lists everything, as before.
             names = set(await listed(everything))
@@ -133,6 +145,7 @@ async def test_over_http_a_profile_bounds_what_is_found_and_called(mode, mcpgw_b
             # No profile: the gateway's mode, every allowed tool findable.
             assert set(await listed(admin)) == {"find_tools", "call_tool", "ts__echo"}
             assert (await found(admin, "echoes text back"))[0] == "ts__echo"
+            assert await found(admin, "slow", server="other") == ["other__slow"]
             assert text(await admin.call_tool("call_tool", {"name": "ts__echo", "arguments": {"text": "over http"}})) == "over http"
     finally:
         gw.stop()

@@ -270,6 +270,16 @@ impl Egress {
             })
     }
 
+    /// Whether an entry names exactly `addr` (a single address, not a
+    /// network) on `port`.
+    fn lists_exactly(&self, addr: IpAddr, port: u16) -> bool {
+        let addr = canonical(addr);
+        self.rules.iter().filter(|r| r.port == port).any(|r| {
+            matches!(&r.host, HostPattern::Net(net)
+                if net.prefix_len() == net.max_prefix_len() && net.addr() == addr)
+        })
+    }
+
     /// The whole decision for `host:port` once resolved to `addrs`: where
     /// to connect, or why not. Every address must pass, so that a name
     /// holding one public and one private address cannot be used to reach
@@ -285,7 +295,15 @@ impl Egress {
         let first = addrs.first().ok_or(Refusal::Unresolved)?;
         for &addr in addrs {
             let class = classify(addr);
-            if !class.is_public() && !self.lists_address(addr, port) {
+            // A metadata endpoint hands out the host's credentials: only
+            // an entry naming that very address admits it, never a network
+            // that happens to contain it.
+            let listed = if class == AddressClass::Metadata {
+                self.lists_exactly(addr, port)
+            } else {
+                self.lists_address(addr, port)
+            };
+            if !class.is_public() && !listed {
                 return Err(Refusal::NotPublic { addr, class });
             }
         }
@@ -432,6 +450,19 @@ mod tests {
             decide(&listed, "internet", 8080, &["172.30.0.2"]),
             Ok("172.30.0.2:8080".parse().unwrap())
         );
+        // A metadata endpoint only by its own address, never by a network
+        // that contains it.
+        let wide = list(&["metadata:80", "169.254.0.0/16:80", "0.0.0.0/0:80"]);
+        assert!(matches!(
+            decide(&wide, "metadata", 80, &["169.254.169.254"]),
+            Err(Refusal::NotPublic {
+                class: AddressClass::Metadata,
+                ..
+            })
+        ));
+        assert!(decide(&wide, "metadata", 80, &["169.254.1.1"]).is_ok());
+        let exact = list(&["metadata:80", "169.254.169.254:80"]);
+        assert!(decide(&exact, "metadata", 80, &["169.254.169.254"]).is_ok());
         // Listed for another port only: still refused.
         let other_port = list(&["internet:8080", "172.30.0.0/16:80"]);
         assert!(decide(&other_port, "internet", 8080, &["172.30.0.2"]).is_err());

@@ -254,10 +254,31 @@ pub(crate) async fn set_up(
         })
         .await
         .map_err(step("create its egress network"))?;
+    // The proxy serves only this network's addresses: it listens on the
+    // uplink too, where nothing may borrow the server's allowlist.
+    let subnet = docker
+        .inspect_network(
+            &network,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .map_err(step("inspect its egress network"))?
+        .ipam
+        .and_then(|ipam| ipam.config)
+        .into_iter()
+        .flatten()
+        .find_map(|config| config.subnet);
     let mut proxy_labels = labels.clone();
     proxy_labels.insert(ROLE_LABEL.to_string(), ROLE_PROXY.to_string());
     let proxy = format!("{name}-proxy");
-    let body = hardening::proxy_body(server, &egress.allow, &image, &network, proxy_labels);
+    let body = hardening::proxy_body(
+        server,
+        &egress.allow,
+        &image,
+        &network,
+        subnet.as_deref(),
+        proxy_labels,
+    );
     let uplink = egress
         .uplink
         .clone()

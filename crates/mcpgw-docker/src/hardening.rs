@@ -172,12 +172,14 @@ const PROXY_PIDS: i64 = 64;
 
 /// The create request for `server`'s egress proxy: `image` runs `mcpgw
 /// egress-proxy` with the allowlist, attached to `network` (the server's)
-/// under [`PROXY_ALIAS`]; the uplink is connected before it starts.
+/// under [`PROXY_ALIAS`], serving only clients from `subnet` (that
+/// network's); the uplink is connected before it starts.
 pub fn proxy_body(
     server: &str,
     allow: &mcpgw_catalog::Egress,
     image: &str,
     network: &str,
+    subnet: Option<&str>,
     labels: HashMap<String, String>,
 ) -> ContainerCreateBody {
     let mut cmd = vec![
@@ -187,6 +189,10 @@ pub fn proxy_body(
         "--listen".to_string(),
         format!("0.0.0.0:{PROXY_PORT}"),
     ];
+    if let Some(subnet) = subnet {
+        cmd.push("--peers".to_string());
+        cmd.push(subnet.to_string());
+    }
     for rule in allow.rules() {
         cmd.push("--allow".to_string());
         cmd.push(rule.to_string());
@@ -276,7 +282,14 @@ mod tests {
         let mcpgw_catalog::Network::Egress(egress) = &spec.network else {
             panic!("not egress");
         };
-        let body = proxy_body("s", &egress.allow, "img", "net", HashMap::new());
+        let body = proxy_body(
+            "s",
+            &egress.allow,
+            "img",
+            "net",
+            Some("172.30.0.0/16"),
+            HashMap::new(),
+        );
         assert_eq!(
             body.cmd.unwrap(),
             [
@@ -285,6 +298,8 @@ mod tests {
                 "s",
                 "--listen",
                 "0.0.0.0:3128",
+                "--peers",
+                "172.30.0.0/16",
                 "--allow",
                 "api.github.com:443",
                 "--allow",

@@ -19,6 +19,7 @@ use rmcp::service::{RequestContext, RoleServer};
 use serde_json::{Value, json};
 
 use crate::Mux;
+use crate::router::ToolLookup;
 
 /// The gateway tool that searches the tools.
 pub(crate) const FIND_TOOLS: &str = "find_tools";
@@ -121,6 +122,20 @@ impl Mux {
                     )
                 })?,
         };
+        let table = self.routing(&context).await?;
+        let view = self.view(&context);
+        // Only the servers the client's view has a tool of can be named,
+        // and only those are named back: a profile's client learns
+        // nothing of the servers outside it.
+        let visible: std::collections::BTreeSet<usize> = table
+            .tools()
+            .iter()
+            .filter(|tool| view.permits(&tool.name))
+            .filter_map(|tool| match table.tool(&tool.name) {
+                ToolLookup::Found(route) => Some(route.server),
+                _ => None,
+            })
+            .collect();
         let server = match arguments.get("server") {
             None | Some(Value::Null) => None,
             Some(Value::String(name)) => {
@@ -128,12 +143,18 @@ impl Mux {
                     .shared
                     .slots
                     .iter()
-                    .position(|s| s.name.as_str() == name);
+                    .position(|s| s.name.as_str() == name)
+                    .filter(|index| visible.contains(index));
                 Some(index.ok_or_else(|| {
-                    let names: Vec<&str> =
-                        self.shared.slots.iter().map(|s| s.name.as_str()).collect();
+                    let names: Vec<&str> = visible
+                        .iter()
+                        .map(|&i| self.shared.slots[i].name.as_str())
+                        .collect();
                     ErrorData::invalid_params(
-                        format!("no server `{name}`; the servers are {}", names.join(", ")),
+                        format!(
+                            "no server `{name}` among this client's; they are {}",
+                            names.join(", ")
+                        ),
                         None,
                     )
                 })?)
@@ -145,8 +166,6 @@ impl Mux {
                 ));
             }
         };
-        let table = self.routing(&context).await?;
-        let view = self.view(&context);
         let found = table.find(query, limit, |tool, route| {
             view.permits(&tool.name) && server.is_none_or(|s| s == route.server)
         });

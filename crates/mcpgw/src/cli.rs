@@ -64,6 +64,11 @@ pub(crate) enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "0.0.0.0:3128")]
         listen: std::net::SocketAddr,
+        /// Serve only clients from this network (`ADDRESS/PREFIX`): the
+        /// server's egress network, so that nothing on the uplink can use
+        /// the server's allowlist. Absent: any client.
+        #[arg(long)]
+        peers: Option<String>,
         /// An allowlist entry, `HOST[:PORT]` as the catalog writes it;
         /// repeat for each.
         #[arg(long = "allow", required = true)]

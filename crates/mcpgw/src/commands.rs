@@ -94,8 +94,18 @@ async fn once(command: Command, engine: Engine) -> Result<(), Failure> {
         Command::EgressProxy {
             server,
             listen,
+            peers,
             allow,
         } => {
+            let peers = peers
+                .map(|p| {
+                    p.parse::<ipnet::IpNet>().map_err(|e| {
+                        Failure::usage(anyhow!(
+                            "--peers `{p}` is not a network ({e}); write it as ADDRESS/PREFIX, such as 172.30.0.0/16"
+                        ))
+                    })
+                })
+                .transpose()?;
             let rules = allow
                 .into_iter()
                 .map(mcpgw_catalog::EgressRule::try_from)
@@ -103,7 +113,7 @@ async fn once(command: Command, engine: Engine) -> Result<(), Failure> {
                 .map_err(|e| Failure::usage(anyhow!(e)))?;
             let allow = mcpgw_catalog::Egress::new(rules)
                 .ok_or_else(|| Failure::usage(anyhow!("no --allow entry given")))?;
-            Ok(crate::egress::serve(listen, server, allow).await?)
+            Ok(crate::egress::serve(listen, peers, server, allow).await?)
         }
         Command::Tools { catalog, secrets } => tools(&catalog, &secrets, engine).await,
         Command::Call {

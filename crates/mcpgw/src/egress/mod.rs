@@ -41,11 +41,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send its request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How many connections the proxy serves at once; beyond, new ones wait
-/// in the listener's backlog (pushing back on the server).
+/// How many connections the proxy serves at once, a tunnel counting as
+/// its connection until the tunnel ends; beyond, new ones wait in the
+/// listener's backlog (pushing back on the server).
 const MAX_CONNECTIONS: usize = 256;
 
 type Body = BoxBody<Bytes, hyper::Error>;
+
+/// A connection's place among the [`MAX_CONNECTIONS`].
+type Permit = tokio::sync::OwnedSemaphorePermit;
 
 /// What one proxy serves: whose it is and where it may go.
 #[derive(Debug)]
@@ -54,8 +58,24 @@ pub(crate) struct Proxy {
     allow: Egress,
 }
 
-/// Runs the proxy on `listen` until the process is stopped.
-pub(crate) async fn serve(listen: SocketAddr, server: String, allow: Egress) -> anyhow::Result<()> {
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
+}
+
+/// Runs the proxy on `listen` until the process is stopped, serving only
+/// clients from `peers` when given (the server's egress network: the
+/// proxy listens on the uplink too, where others must not borrow the
+/// server's allowlist).
+pub(crate) async fn serve(
+    listen: SocketAddr,
+    peers: Option<ipnet::IpNet>,
+    server: String,
+    allow: Egress,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -65,17 +85,28 @@ pub(crate) async fn serve(listen: SocketAddr, server: String, allow: Egress) -> 
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut connections = tokio::task::JoinSet::new();
     loop {
-        let permit = permits.clone().acquire_owned().await?;
-        let (stream, _) = tokio::select! {
+        // Shared by the connection and the tunnel it may become: the place
+        // is given back when both are done.
+        let permit = Arc::new(permits.clone().acquire_owned().await?);
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => accepted.context("accept failed")?,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
+        if let Some(peers) = &peers
+            && !peers.contains(&canonical_ip(peer.ip()))
+        {
+            tracing::warn!(server = %proxy.server, %peer, "egress: refused a client from outside the server's network");
+            drop(stream);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
         connections.spawn(async move {
+            let held = permit.clone();
             let service = hyper::service::service_fn(move |req| {
                 let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(proxy.handle(req).await) }
+                let held = held.clone();
+                async move { Ok::<_, Infallible>(proxy.handle(req, held).await) }
             });
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -92,9 +123,9 @@ pub(crate) async fn serve(listen: SocketAddr, server: String, allow: Egress) -> 
 }
 
 impl Proxy {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn handle(&self, req: Request<Incoming>, held: Arc<Permit>) -> Response<Body> {
         if req.method() == Method::CONNECT {
-            return self.connect(req).await;
+            return self.connect(req, held).await;
         }
         match req.uri().scheme_str() {
             Some("http") => self.forward(req).await,
@@ -158,7 +189,9 @@ impl Proxy {
         )
     }
 
-    async fn connect(&self, req: Request<Incoming>) -> Response<Body> {
+    /// A tunnel to an admitted `host:port`; it keeps its connection's
+    /// place (`held`) until it ends.
+    async fn connect(&self, req: Request<Incoming>, held: Arc<Permit>) -> Response<Body> {
         let Some(authority) = req.uri().authority().cloned() else {
             return reply(
                 StatusCode::BAD_REQUEST,
@@ -182,6 +215,7 @@ impl Proxy {
         // The tunnel runs once hyper has sent the 200 and handed over the
         // connection; it ends when either side closes.
         tokio::spawn(async move {
+            let _held = held;
             match hyper::upgrade::on(req).await {
                 Ok(upgraded) => {
                     let mut client = TokioIo::new(upgraded);
@@ -243,7 +277,12 @@ impl Proxy {
             headers.remove(hop);
         }
         headers.remove(header::CONNECTION);
-        if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
+        // The host and port only: any userinfo in the URI stays out.
+        let host_header = match authority.port_u16() {
+            Some(port) => format!("{}:{port}", authority.host()),
+            None => authority.host().to_string(),
+        };
+        if let Ok(value) = HeaderValue::from_str(&host_header) {
             headers.insert(header::HOST, value);
         }
         let (mut sender, conn) =
