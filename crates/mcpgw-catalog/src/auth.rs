@@ -18,14 +18,14 @@ use crate::names::ProfileName;
 use crate::units::CatalogDuration;
 
 /// `gateway.auth`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthSpec {
     /// The OAuth resource server, when configured (`--auth oauth` uses it).
     pub oauth: Option<OAuthSpec>,
 }
 
 /// `gateway.auth.oauth`: JWT access tokens from one issuer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthSpec {
     /// The authorization server's issuer identifier, exactly as written
     /// (tokens' `iss` is compared with it as a string); its metadata is

@@ -15,6 +15,7 @@
 
 mod auth;
 mod de;
+mod diff;
 pub mod egress;
 mod error;
 pub mod ip;
@@ -31,6 +32,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 pub use auth::{AuthSpec, Claim, OAuthSpec, ProfileRule};
+pub use diff::{Diff, diff};
 pub use egress::{Egress, EgressDecision, EgressRule, Refusal};
 pub use error::CatalogError;
 pub use ip::AddressClass;

@@ -18,7 +18,7 @@ use crate::ip::{AddressClass, classify};
 use crate::names::SecretName;
 
 /// How a remote server is reached.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteSpec {
     /// The MCP endpoint (`https://…/mcp`).
     pub url: url::Url,
@@ -59,7 +59,7 @@ impl HeaderSpec {
 
 /// `oauth.client_credentials`: the gateway's own identity at the remote's
 /// authorization server (RFC 6749, section 4.4), never the client's.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientCredentials {
     /// The authorization server's token endpoint.
     pub token_url: url::Url,

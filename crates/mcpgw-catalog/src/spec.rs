@@ -43,7 +43,7 @@ pub struct Catalog {
 
 /// A client's view of the gateway: the exposed tool names (globs) it may
 /// see and call. Clients without a profile see everything.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
     /// The profile's name.
     pub name: String,
@@ -227,7 +227,7 @@ pub struct GatewaySpec {
 
 /// How a client sees the tools: the mode, and in `search` mode the tools
 /// listed directly all the same.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ToolView {
     /// `all` or `search`.
     pub mode: ToolMode,
@@ -1430,7 +1430,7 @@ impl Default for Relay {
 /// Which upstream tools a server exposes: `allow` (absent = all) then `deny`,
 /// and how their definitions are rewritten before anyone sees them
 /// (`rename`, `describe`, `hide_params`, each keyed by upstream name).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ToolFilter {
     allow: Option<Patterns>,
     deny: Option<Patterns>,
@@ -1667,20 +1667,35 @@ struct Patterns {
     set: GlobSet,
     /// The entries that are plain names, not globs.
     literals: Vec<String>,
+    /// Every entry as written, in order: what two lists are compared by,
+    /// since a compiled `GlobSet` cannot be.
+    written: Vec<String>,
+}
+
+impl PartialEq for Patterns {
+    fn eq(&self, other: &Self) -> bool {
+        self.written == other.written
+    }
 }
 
 impl<'de> Deserialize<'de> for Patterns {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let mut builder = GlobSetBuilder::new();
         let mut literals = Vec::new();
+        let mut written = Vec::new();
         for ToolPattern(glob) in Vec::<ToolPattern>::deserialize(d)? {
             if !glob.glob().contains(['*', '?', '[', ']', '{', '}', '\\']) {
                 literals.push(glob.glob().to_string());
             }
+            written.push(glob.glob().to_string());
             builder.add(glob);
         }
         let set = builder.build().map_err(de::Error::custom)?;
-        Ok(Self { set, literals })
+        Ok(Self {
+            set,
+            literals,
+            written,
+        })
     }
 }
 
