@@ -357,7 +357,8 @@ async def test_sighup_reloads_the_catalog(mcpgw_bin, tmp_path):
         assert gw.lines("catalog reloaded:") == []
 
         os.kill(gw.pid, signal.SIGHUP)
-        await gw.nth_line("catalog reloaded:", 1)
+        line = await gw.nth_line("catalog reloaded:", 1)
+        assert 'trigger="sighup"' in line and "no change" in line, line
         assert_alive(gw.pid, gw.log)
         assert await names(client) == start
         assert gw.containers("testserver") == [testserver]

@@ -87,6 +87,13 @@ impl Limit {
         }
     }
 
+    /// Whether `concurrency` sets exactly this limit's bounds.
+    pub(crate) fn has_bounds(&self, concurrency: Concurrency) -> bool {
+        let other = Self::new(concurrency);
+        (other.in_flight, other.queue, other.per_client)
+            == (self.in_flight, self.queue, self.per_client)
+    }
+
     /// A limit with the same bounds and nothing admitted.
     pub(crate) fn fresh(&self) -> Self {
         Self::new(Concurrency {

@@ -379,7 +379,8 @@ impl Mux {
         let (Some(audit), Some(recorded)) = (self.shared.audit.get(), asked.recorded) else {
             return;
         };
-        let redactor = self.shared.secrets.get();
+        let redactor = self.shared.redactor();
+        let redactor = redactor.as_ref();
         let redactions = |text: &str| redactor.map_or(0, |r| r.found(text).len());
         let (result_bytes, mut found, error) = match answer {
             Ok(result) => {
@@ -595,11 +596,46 @@ struct ConfigEvent<'a> {
     lockfile: Option<std::borrow::Cow<'a, str>>,
     servers: Vec<&'a str>,
     front: &'a str,
+    /// What a reload changed (`+a ~b -c`); absent at start-up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    change: Option<&'a str>,
+}
+
+/// A catalog reload refused, the old configuration kept: a
+/// `config_refused` record.
+#[derive(Debug, Serialize)]
+struct ConfigRefusedEvent<'a> {
+    v: u32,
+    time: String,
+    event: &'static str,
+    catalog: std::borrow::Cow<'a, str>,
+    error: &'a str,
 }
 
 impl crate::Shared {
-    /// Records the configuration in force: `catalog`, over `front`.
-    pub(crate) fn audit_config(&self, catalog: &mcpgw_catalog::Catalog, front: &str) {
+    /// Records a catalog reload of `path` refused for `error`.
+    pub(crate) fn audit_config_refused(&self, path: &std::path::Path, error: &str) {
+        let Some(audit) = self.audit.get() else {
+            return;
+        };
+        let record = ConfigRefusedEvent {
+            v: AUDIT_VERSION,
+            time: now(),
+            event: "config_refused",
+            catalog: path.to_string_lossy(),
+            error,
+        };
+        write(audit, self.redactor().as_ref(), &record);
+    }
+
+    /// Records the configuration in force: `catalog`, over `front`, and
+    /// what a reload changed to put it in force.
+    pub(crate) fn audit_config(
+        &self,
+        catalog: &mcpgw_catalog::Catalog,
+        front: &str,
+        change: Option<&str>,
+    ) {
         let Some(audit) = self.audit.get() else {
             return;
         };
@@ -615,8 +651,9 @@ impl crate::Shared {
                 .map(std::path::Path::to_string_lossy),
             servers: catalog.servers.iter().map(|s| s.name.as_str()).collect(),
             front,
+            change,
         };
-        write(audit, self.secrets.get(), &record);
+        write(audit, self.redactor().as_ref(), &record);
     }
 
     /// Records an egress proxy's decision: an `egress` record.
@@ -630,7 +667,7 @@ impl crate::Shared {
             event: "egress",
             decision,
         };
-        write(audit, self.secrets.get(), &record);
+        write(audit, self.redactor().as_ref(), &record);
     }
 
     /// Records that server `index` started (`reason: None`) or exited.
@@ -649,6 +686,6 @@ impl crate::Shared {
             server: self.slots[index].name.as_str(),
             reason,
         };
-        write(audit, self.secrets.get(), &record);
+        write(audit, self.redactor().as_ref(), &record);
     }
 }

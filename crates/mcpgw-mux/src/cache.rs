@@ -65,7 +65,7 @@ impl moka::Expiry<Key, Arc<Cached>> for PerTool {
 #[derive(Debug)]
 pub(crate) struct Results {
     cache: Cache<Key, Arc<Cached>>,
-    /// By server index: the tools to cache, by upstream name, and for how
+    /// By slot index: the tools to cache, by upstream name, and for how
     /// long.
     ttls: Vec<HashMap<String, Duration>>,
 }
@@ -73,12 +73,22 @@ pub(crate) struct Results {
 impl Results {
     /// The cache `catalog` asks for, or `None` when no server caches a
     /// tool.
+    #[cfg(test)]
     pub(crate) fn new(catalog: &mcpgw_catalog::Catalog) -> Option<Self> {
-        let ttls: Vec<HashMap<String, Duration>> = catalog
-            .servers
-            .iter()
-            .map(|s| s.cache.iter().cloned().collect())
-            .collect();
+        let at: Vec<usize> = (0..catalog.servers.len()).collect();
+        Self::placed(catalog, &at)
+    }
+
+    /// The cache `catalog` asks for, its server `i`'s tools at slot
+    /// `at[i]`.
+    pub(crate) fn placed(catalog: &mcpgw_catalog::Catalog, at: &[usize]) -> Option<Self> {
+        let mut ttls: Vec<HashMap<String, Duration>> = Vec::new();
+        for (&slot, spec) in at.iter().zip(&catalog.servers) {
+            if ttls.len() <= slot {
+                ttls.resize_with(slot + 1, HashMap::new);
+            }
+            ttls[slot] = spec.cache.iter().cloned().collect();
+        }
         if ttls.iter().all(HashMap::is_empty) {
             return None;
         }
@@ -181,7 +191,8 @@ impl Mux {
         request: &CallToolRequestParams,
         context: &RequestContext<RoleServer>,
     ) -> Option<(Key, Duration)> {
-        let results = self.shared.results.as_ref()?;
+        let settings = self.shared.settings();
+        let results = settings.results.as_ref()?;
         let ttl = results.ttl(route.server, &route.upstream, || {
             table.tools().iter().find(|t| t.name == request.name)
         })?;
@@ -190,7 +201,8 @@ impl Mux {
 
     /// The result kept for `key` (counted as a hit or a miss).
     pub(crate) fn cached(&self, route: &Route, key: &Key) -> Option<CallToolResult> {
-        let results = self.shared.results.as_ref()?;
+        let settings = self.shared.settings();
+        let results = settings.results.as_ref()?;
         let found = results.get(key);
         let server = self.shared.slots[route.server].name.as_str();
         self.shared
@@ -202,7 +214,7 @@ impl Mux {
     /// Keeps what a call answered, when it may be kept.
     pub(crate) fn keep(&self, (key, ttl): (Key, Duration), response: &CallToolResponse) {
         if let (Some(results), CallToolResponse::Complete(result)) =
-            (self.shared.results.as_ref(), response)
+            (self.shared.settings().results.as_ref(), response)
         {
             results.put(key, result, ttl);
         }

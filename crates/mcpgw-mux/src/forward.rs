@@ -40,6 +40,9 @@ impl Mux {
                 &slot.name,
                 "it runs one instance per client session",
             )),
+            SlotState::Retired { reason } => {
+                Err(ErrorData::internal_error(reason.to_string(), None))
+            }
         }
     }
 
@@ -54,7 +57,7 @@ impl Mux {
         if !slot.per_session {
             return Ok(Instance {
                 backend: self.awake_backend(index).await?,
-                limit: slot.limit.clone(),
+                limit: slot.policy().limit.clone(),
             });
         }
         if !matches!(*slot.state.borrow(), SlotState::PerSession { .. }) {
@@ -82,7 +85,7 @@ impl Mux {
                 });
                 let session = self.session.id;
                 let level = *self.session.log_level.lock();
-                let limit = Arc::new(slot.limit.fresh());
+                let limit = Arc::new(slot.policy().limit.fresh());
                 async move {
                     let instances =
                         instances.ok_or("this gateway cannot start per-session instances")?;
@@ -166,7 +169,13 @@ impl Mux {
         let span = trace::backend(slot.name.as_str(), &request);
         let carried = trace::carried(&span, context);
         let request = backend
-            .request(request, slot.deadline, sender, on_behalf.as_ref(), carried)
+            .request(
+                request,
+                slot.policy().deadline,
+                sender,
+                on_behalf.as_ref(),
+                carried,
+            )
             .instrument(span.clone());
         tokio::pin!(request);
         let outcome = loop {
@@ -334,7 +343,7 @@ impl Mux {
     ) -> Result<ServerResult, ErrorData> {
         let rounds = &self.shared.rounds;
         let binding = rounds::binding(index, what);
-        let ttl = self.shared.slots[index].deadline.max_total;
+        let ttl = self.shared.slots[index].policy().deadline.max_total;
         let call = match resume {
             Some((state, responses)) => {
                 if let Some(responses) = &responses {
@@ -392,10 +401,11 @@ impl Mux {
             let mut responses = InputResponses::new();
             for (key, asked) in input.input_requests.iter().flatten() {
                 let (kind, supports) = relay::needs(asked);
+                let relays = slot.policy().relays;
                 let allowed = match kind {
-                    "sampling" => slot.relays.sampling,
-                    "elicitation" => slot.relays.elicitation,
-                    _ => slot.relays.roots,
+                    "sampling" => relays.sampling,
+                    "elicitation" => relays.elicitation,
+                    _ => relays.roots,
                 };
                 if !allowed {
                     return Err(ErrorData::invalid_request(
@@ -443,12 +453,16 @@ impl Mux {
         let mut state = slot.state.subscribe();
         let reported = tokio::time::timeout(
             FAILURE_REPORT_WAIT,
-            state.wait_for(|s| matches!(s, SlotState::Failed { .. })),
+            state.wait_for(|s| matches!(s, SlotState::Failed { .. } | SlotState::Retired { .. })),
         )
         .await;
         let reason = match reported {
             Ok(Ok(state)) => match &*state {
                 SlotState::Failed { reason, .. } => reason.to_string(),
+                // A reload took the server out: its reason says it all.
+                SlotState::Retired { reason } => {
+                    return ErrorData::internal_error(format!("{what} ended: {reason}"), None);
+                }
                 _ => String::new(),
             },
             _ => "its session ended".to_string(),
@@ -471,7 +485,8 @@ impl Mux {
             ServerResult::CallToolResult(mut result) => {
                 complete(&mut result.result_type);
                 let slot = &self.shared.slots[index];
-                let found = screen::result(slot.scan_results, slot.name.as_str(), tool, &result);
+                let scan = slot.policy().scan_results;
+                let found = screen::result(scan, slot.name.as_str(), tool, &result);
                 for screened in &found {
                     self.shared.metrics.result_finding(screened);
                 }

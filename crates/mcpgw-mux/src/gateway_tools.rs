@@ -143,8 +143,8 @@ impl Mux {
                     .shared
                     .slots
                     .iter()
-                    .position(|s| s.name.as_str() == name)
-                    .filter(|index| visible.contains(index));
+                    .find(|(index, s)| s.name.as_str() == name && visible.contains(index))
+                    .map(|(index, _)| index);
                 Some(index.ok_or_else(|| {
                     let names: Vec<&str> = visible
                         .iter()

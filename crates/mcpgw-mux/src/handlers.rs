@@ -183,7 +183,7 @@ impl ServerHandler for Mux {
             .shared
             .slots
             .iter()
-            .filter_map(|slot| match &*slot.state.borrow() {
+            .filter_map(|(_, slot)| match &*slot.state.borrow() {
                 SlotState::Ready { backend, .. } => Some(backend.clone()),
                 _ => None,
             })
@@ -418,7 +418,11 @@ impl Mux {
                     .shared
                     .slots
                     .iter()
-                    .position(|s| request.name.starts_with(&format!("{}{separator}", s.name)))
+                    .find(|(_, s)| {
+                        !s.is_retired()
+                            && request.name.starts_with(&format!("{}{separator}", s.name))
+                    })
+                    .map(|(index, _)| index)
                     && !matches!(
                         *self.shared.slots[index].state.borrow(),
                         SlotState::Ready { .. }
@@ -730,7 +734,7 @@ impl Mux {
         *ttl_ms = Some(LIST_TTL_MS);
         *scope = Some(match self.view(context) {
             View::All => CacheScope::Public,
-            View::Only(_) => CacheScope::Private,
+            View::Only(..) => CacheScope::Private,
         });
     }
 }

@@ -34,6 +34,7 @@ mod metrics;
 mod paging;
 pub mod pin;
 mod relay;
+mod reload;
 mod rounds;
 pub mod router;
 pub mod screen;
@@ -46,6 +47,7 @@ pub use audit::{
     AUDIT_VERSION, Arguments as AuditArguments, Audit, AuditSink, ClientToken, Decision, Outcome,
 };
 pub use paging::PAGE_SIZE;
+pub use reload::Reload;
 pub use session::Instances;
 
 use std::future::Future;
@@ -54,16 +56,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use mcpgw_backend::Deadline;
-use mcpgw_catalog::{Catalog, Scope, ServerName};
-use mcpgw_secrets::Redactor;
+use mcpgw_catalog::{Catalog, ServerName};
+use mcpgw_secrets::{LiveRedactor, Redactor};
 use parking_lot::RwLock;
 use rmcp::ErrorData;
 use rmcp::model::LoggingLevel;
 use rmcp::service::{RequestContext, RoleServer};
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{broadcast, watch};
 
 use crate::changes::{ListChange, notify_handshake_clients};
+use crate::reload::Settings;
 use crate::router::{RoutingTable, ToolLookup};
 use crate::session::{Session, Sessions};
 use crate::slots::{Limit, Slot, SlotState};
@@ -72,7 +74,14 @@ use crate::slots::{Limit, Slot, SlotState};
 pub(crate) struct Shared {
     separator: String,
     settle_timeout: Duration,
-    slots: Vec<Slot>,
+    /// One per catalog server, appended to by reloads, never shrunk
+    /// (`slots.rs`).
+    slots: boxcar::Vec<Slot>,
+    /// The catalog-wide settings a reload replaces whole.
+    settings: RwLock<Arc<Settings>>,
+    /// Set while a reload is applied: list changes are gathered into the
+    /// one notice the reload sends when it is done.
+    reloading: std::sync::atomic::AtomicBool,
     table: RwLock<Arc<RoutingTable>>,
     settled: watch::Sender<bool>,
     /// The client sessions, for what servers say outside answers.
@@ -88,25 +97,17 @@ pub(crate) struct Shared {
     changes: broadcast::Sender<ListChange>,
     diagnosis: OnceLock<Arc<dyn Diagnose>>,
     /// Finds the values of injected secrets in requests.
-    secrets: OnceLock<Redactor>,
+    secrets: OnceLock<LiveRedactor>,
     /// The audit trail, when the catalog keeps one.
     audit: OnceLock<audit::Audit>,
     /// Calls from `2026-07-28` clients that wait for their input.
     rounds: Arc<rounds::Rounds>,
     /// Call counts and latencies, for `/metrics`.
     metrics: metrics::Metrics,
-    /// The catalog's rate limits, when it declares any.
-    limits: Option<limits::Limits>,
-    /// The results of the tools the catalog caches, when it caches any.
-    results: Option<cache::Results>,
     /// Starts the instances of `scope: session` servers.
     instances: OnceLock<Arc<dyn Instances>>,
     /// The number the next client session gets.
     next_session: AtomicU64,
-    /// Client views, by profile name.
-    profiles: std::collections::BTreeMap<String, mcpgw_catalog::Profile>,
-    /// How clients see the tools unless their profile says.
-    tool_view: mcpgw_catalog::ToolView,
     /// Several client sessions (HTTP): a server's request cannot be tied
     /// to a handshake-era session.
     many_sessions: std::sync::atomic::AtomicBool,
@@ -137,22 +138,32 @@ pub struct Mux {
 pub struct ClientProfile(pub String);
 
 /// What one client may see.
-enum View<'a> {
+enum View {
     All,
-    Only(Option<&'a mcpgw_catalog::Profile>),
+    /// The client's profile, by name, in the settings in force.
+    Only(Arc<Settings>, String),
 }
 
-impl View<'_> {
+impl View {
     /// A profile is a view of tools only: prompts, resources and
     /// completions are hidden from its clients.
     fn tools_only(&self) -> bool {
         !matches!(self, Self::All)
     }
 
+    /// The client's profile; `None` for a client that sees everything,
+    /// and for one whose profile the catalog lacks (it sees nothing).
+    fn profile(&self) -> Option<&mcpgw_catalog::Profile> {
+        match self {
+            Self::All => None,
+            Self::Only(settings, name) => settings.profiles.get(name),
+        }
+    }
+
     fn permits(&self, name: &str) -> bool {
         match self {
             Self::All => true,
-            Self::Only(profile) => profile.is_some_and(|p| p.permits(name)),
+            Self::Only(..) => self.profile().is_some_and(|p| p.permits(name)),
         }
     }
 }
@@ -166,38 +177,18 @@ pub struct Slots {
 impl Mux {
     /// A mux for `catalog`'s servers, all starting.
     pub fn new(catalog: &Catalog) -> (Self, Slots) {
-        let slots = catalog
-            .servers
-            .iter()
-            .map(|s| Slot {
-                name: s.name.clone(),
-                filter: s.tools.clone(),
-                scan: s.scan.unwrap_or(catalog.gateway.scan),
-                scan_results: s.scan_results.unwrap_or(catalog.gateway.scan_results),
-                pins: s.pins.clone(),
-                state: watch::channel(SlotState::Starting).0,
-                limit: Arc::new(Limit::new(s.concurrency)),
-                per_session: s.scope == Scope::Session,
-                deadline: Deadline {
-                    idle: s.call_timeout.unwrap_or(catalog.gateway.call_timeout),
-                    max_total: catalog.gateway.max_call_timeout,
-                },
-                last_used: parking_lot::Mutex::new(tokio::time::Instant::now()),
-                wake: Notify::new(),
-                wake_timeout: catalog.gateway.init_timeout + Duration::from_secs(30),
-                secrets: s.secrets.values().map(|r| r.name.to_string()).collect(),
-                relays: mcpgw_backend::Relays {
-                    sampling: s.relay.sampling,
-                    elicitation: s.relay.elicitation,
-                    roots: s.relay.roots,
-                },
-            })
-            .collect();
+        let slots = boxcar::Vec::new();
+        for spec in &catalog.servers {
+            slots.push(Slot::new(spec, &catalog.gateway));
+        }
+        let at: Vec<usize> = (0..catalog.servers.len()).collect();
         let shared = Arc::new(Shared {
             separator: catalog.gateway.separator.as_str().to_string(),
             // Image checks and container creation come before the handshake.
             settle_timeout: catalog.gateway.init_timeout + Duration::from_secs(30),
             slots,
+            settings: RwLock::new(Arc::new(Settings::new(catalog, &at, None))),
+            reloading: std::sync::atomic::AtomicBool::new(false),
             table: RwLock::new(Arc::new(RoutingTable::default())),
             settled: watch::channel(false).0,
             sessions: Arc::default(),
@@ -210,18 +201,14 @@ impl Mux {
             audit: OnceLock::new(),
             rounds: Arc::new(rounds::Rounds::new()),
             many_sessions: std::sync::atomic::AtomicBool::new(false),
-            profiles: catalog.profiles.clone(),
-            tool_view: catalog.gateway.tool_view.clone(),
             metrics: metrics::Metrics::default(),
-            limits: limits::Limits::new(catalog),
-            results: cache::Results::new(catalog),
             instances: OnceLock::new(),
             next_session: AtomicU64::new(1),
         });
         notify_handshake_clients(&shared);
         (
             Self {
-                session: Arc::new(Session::new(0, shared.slots.len(), &shared)),
+                session: Arc::new(Session::new(0, &shared)),
                 shared: shared.clone(),
             },
             Slots { shared },
@@ -236,7 +223,7 @@ impl Mux {
         let id = self.shared.next_session.fetch_add(1, Ordering::Relaxed);
         Self {
             shared: self.shared.clone(),
-            session: Arc::new(Session::new(id, self.shared.slots.len(), &self.shared)),
+            session: Arc::new(Session::new(id, &self.shared)),
         }
     }
 
@@ -324,7 +311,7 @@ impl Mux {
         self.shared
             .slots
             .iter()
-            .filter_map(|slot| match &*slot.state.borrow() {
+            .filter_map(|(_, slot)| match &*slot.state.borrow() {
                 SlotState::Failed { reason, .. } => Some((slot.name.clone(), reason.to_string())),
                 _ => None,
             })
@@ -337,11 +324,12 @@ impl Mux {
         self.shared
             .slots
             .iter()
-            .map(|slot| {
+            .filter(|(_, slot)| !slot.is_retired())
+            .map(|(_, slot)| {
                 let state = slot.state.borrow();
                 let pins = state
                     .inventory()
-                    .map(|inventory| pin::current(&slot.filter, inventory));
+                    .map(|inventory| pin::current(&slot.policy().filter, inventory));
                 (slot.name.clone(), pins)
             })
             .collect()
@@ -350,19 +338,20 @@ impl Mux {
     /// The tools the client of `context` may see and call: all without a
     /// profile; with one, only what it lists (nothing, for a profile the
     /// catalog lacks).
-    fn view(&self, context: &RequestContext<RoleServer>) -> View<'_> {
+    fn view(&self, context: &RequestContext<RoleServer>) -> View {
         match profile(&context.extensions) {
             None => View::All,
-            Some(name) => View::Only(self.shared.profiles.get(name)),
+            Some(name) => View::Only(self.shared.settings(), name.to_string()),
         }
     }
 
     /// How the client of `context` sees the tools: its profile's mode, else
     /// the gateway's.
     fn tool_mode(&self, context: &RequestContext<RoleServer>) -> mcpgw_catalog::ToolMode {
-        let gateway = &self.shared.tool_view;
+        let settings = self.shared.settings();
+        let gateway = &settings.tool_view;
         profile(&context.extensions)
-            .and_then(|name| self.shared.profiles.get(name))
+            .and_then(|name| settings.profiles.get(name))
             .map_or(gateway.mode, |p| p.mode(gateway))
     }
 
@@ -370,10 +359,11 @@ impl Mux {
     /// directly in `search` mode: its profile's `pinned`, else the
     /// gateway's.
     fn listed_directly(&self, context: &RequestContext<RoleServer>, name: &str) -> bool {
+        let settings = self.shared.settings();
         profile(&context.extensions)
-            .and_then(|p| self.shared.profiles.get(p))
+            .and_then(|p| settings.profiles.get(p))
             .and_then(|p| p.pinned(name))
-            .unwrap_or_else(|| self.shared.tool_view.pinned(name))
+            .unwrap_or_else(|| settings.tool_view.pinned(name))
     }
 
     /// Adds the mux's metrics to `registry`: calls and their latency per
@@ -391,11 +381,11 @@ impl Mux {
                 .metrics
                 .set_up(&server, state == "ready" || state == "idle");
         }
-        if let Some(results) = &self.shared.results {
+        if let Some(results) = &self.shared.settings().results {
             self.shared.metrics.set_cache_bytes(results.bytes());
         }
-        for slot in &self.shared.slots {
-            let (in_flight, queued) = slot.limit.load();
+        for (_, slot) in self.shared.slots.iter().filter(|(_, s)| !s.is_retired()) {
+            let (in_flight, queued) = slot.policy().limit.load();
             self.shared
                 .metrics
                 .set_load(slot.name.as_str(), in_flight, queued);
@@ -415,9 +405,10 @@ impl Mux {
         self.shared
             .slots
             .iter()
-            .map(|slot| {
+            .filter(|(_, slot)| !slot.is_retired())
+            .map(|(_, slot)| {
                 let state = match &*slot.state.borrow() {
-                    SlotState::Starting => "starting",
+                    SlotState::Starting | SlotState::Retired { .. } => "starting",
                     SlotState::Ready { .. } | SlotState::PerSession { .. } => "ready",
                     SlotState::Idle { .. } => "idle",
                     SlotState::Failed { .. } => "failed",
@@ -438,6 +429,16 @@ fn profile(extensions: &rmcp::model::Extensions) -> Option<&str> {
 }
 
 impl Shared {
+    /// The catalog-wide settings in force.
+    fn settings(&self) -> Arc<Settings> {
+        self.settings.read().clone()
+    }
+
+    /// The redactor in force for the run's secret values, once known.
+    fn redactor(&self) -> Option<Redactor> {
+        self.secrets.get().map(LiveRedactor::current)
+    }
+
     /// Drops a reference on the backend subscription for `uri`; the last
     /// one unsubscribes at the backend.
     async fn release(&self, uri: &str) {
@@ -472,8 +473,8 @@ impl Shared {
         what: &str,
         request: &impl serde::Serialize,
     ) -> Result<(), ErrorData> {
-        let Some(redactor) = self.secrets.get() else {
-            if self.slots.iter().all(|s| s.secrets.is_empty()) {
+        let Some(redactor) = self.redactor() else {
+            if self.slots.iter().all(|(_, s)| s.secrets.is_empty()) {
                 return Ok(());
             }
             tracing::warn!(server = %slot.name, "refused {what}: the run's secret values are not known yet, so it could not be checked for them");
@@ -499,7 +500,7 @@ impl Shared {
                 ));
             }
         };
-        let Some(names) = Self::foreign_secrets(redactor, slot, &text) else {
+        let Some(names) = Self::foreign_secrets(&redactor, slot, &text) else {
             return Ok(());
         };
         tracing::warn!(server = %slot.name, "refused {what}: it carries the value of secret {names}, which this server is not given");
@@ -539,7 +540,8 @@ impl Shared {
         let Some(name) = &client.profile else {
             return true;
         };
-        let Some(profile) = self.profiles.get(name) else {
+        let settings = self.settings();
+        let Some(profile) = settings.profiles.get(name) else {
             return false;
         };
         let table = self.table.read().clone();

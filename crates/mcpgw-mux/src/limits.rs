@@ -187,7 +187,7 @@ pub struct Limits {
     /// `profiles.P.limits.per_client`, which replaces the gateway's for
     /// the profile's clients.
     profiles: HashMap<String, Buckets>,
-    /// By server index, in catalog order.
+    /// By slot index (catalog order until a reload adds servers).
     servers: Vec<ServerBuckets>,
     /// The stdio client's key, and that of HTTP without authentication.
     stdio: String,
@@ -216,6 +216,13 @@ impl Limits {
     /// nothing is checked at all).
     #[must_use]
     pub fn new(catalog: &Catalog) -> Option<Self> {
+        let at: Vec<usize> = (0..catalog.servers.len()).collect();
+        Self::placed(catalog, &at)
+    }
+
+    /// The limits `catalog` declares, its server `i`'s at slot `at[i]`.
+    #[must_use]
+    pub fn placed(catalog: &Catalog, at: &[usize]) -> Option<Self> {
         let clock = TokioClock {
             base: tokio::time::Instant::now(),
         };
@@ -233,36 +240,42 @@ impl Limits {
                 Some((p.name.clone(), Buckets::new(path, limit, clock)))
             })
             .collect();
-        let servers: Vec<ServerBuckets> = catalog
-            .servers
-            .iter()
-            .map(|s| {
-                let at = |key: &str| format!("servers.{}.limits.{key}", s.name);
-                ServerBuckets {
-                    per_client: s
-                        .limits
-                        .per_client
-                        .map(|l| Buckets::new(at("per_client"), l, clock)),
-                    server: s.limits.server.map(|l| Bucket::new(at("server"), l, clock)),
-                    tools: s
-                        .limits
-                        .tools
-                        .iter()
-                        .map(|(tool, limits)| {
-                            let buckets = ToolBuckets {
-                                per_client: limits.per_client.map(|l| {
-                                    Buckets::new(at(&format!("tools.{tool}.per_client")), l, clock)
-                                }),
-                                all: limits
-                                    .all
-                                    .map(|l| Bucket::new(at(&format!("tools.{tool}")), l, clock)),
-                            };
-                            (tool.clone(), buckets)
-                        })
-                        .collect(),
-                }
-            })
-            .collect();
+        let built = catalog.servers.iter().map(|s| {
+            let path = |key: &str| format!("servers.{}.limits.{key}", s.name);
+            ServerBuckets {
+                per_client: s
+                    .limits
+                    .per_client
+                    .map(|l| Buckets::new(path("per_client"), l, clock)),
+                server: s
+                    .limits
+                    .server
+                    .map(|l| Bucket::new(path("server"), l, clock)),
+                tools: s
+                    .limits
+                    .tools
+                    .iter()
+                    .map(|(tool, limits)| {
+                        let buckets = ToolBuckets {
+                            per_client: limits.per_client.map(|l| {
+                                Buckets::new(path(&format!("tools.{tool}.per_client")), l, clock)
+                            }),
+                            all: limits
+                                .all
+                                .map(|l| Bucket::new(path(&format!("tools.{tool}")), l, clock)),
+                        };
+                        (tool.clone(), buckets)
+                    })
+                    .collect(),
+            }
+        });
+        let mut servers: Vec<ServerBuckets> = Vec::new();
+        for (&slot, buckets) in at.iter().zip(built) {
+            if servers.len() <= slot {
+                servers.resize_with(slot + 1, ServerBuckets::default);
+            }
+            servers[slot] = buckets;
+        }
         let none = per_client.is_none()
             && profiles.is_empty()
             && catalog.servers.iter().all(|s| s.limits.is_empty());
@@ -433,7 +446,8 @@ impl Mux {
         request: &ClientRequest,
         context: &RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let Some(limits) = &self.shared.limits else {
+        let settings = self.shared.settings();
+        let Some(limits) = &settings.limits else {
             return Ok(());
         };
         let tool = match request {

@@ -84,6 +84,13 @@ pub(crate) struct Metrics {
     cache_hits: Family<ToolLabels, Counter>,
     cache_misses: Family<ToolLabels, Counter>,
     cache_bytes: Gauge,
+    reloads: Family<ReloadLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    /// `applied` or `refused`.
+    result: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -113,6 +120,7 @@ impl Default for Metrics {
             queued: Family::default(),
             cache_hits: Family::default(),
             cache_misses: Family::default(),
+            reloads: Family::default(),
             cache_bytes: Gauge::default(),
         }
     }
@@ -152,6 +160,11 @@ impl Metrics {
             self.result_findings.clone(),
         );
         registry.register(
+            "mcpgw_catalog_reloads",
+            "Catalog reloads (file change or SIGHUP), by result: applied, or refused with the old catalog kept",
+            self.reloads.clone(),
+        );
+        registry.register(
             "mcpgw_refused_requests",
             "Client requests refused before or at forwarding, by reason (the audit trail's decision)",
             self.refused.clone(),
@@ -189,6 +202,11 @@ impl Metrics {
     }
 
     /// A request refused for `reason`.
+    /// A catalog reload was `applied` or `refused`.
+    pub(crate) fn reloaded(&self, result: &'static str) {
+        self.reloads.get_or_create(&ReloadLabels { result }).inc();
+    }
+
     pub(crate) fn refused(&self, reason: &str) {
         self.refused
             .get_or_create(&RefusedLabels {

@@ -65,10 +65,11 @@ pub(crate) struct Session {
     pub(crate) log_level: Mutex<Option<LoggingLevel>>,
     /// Resources this session subscribed to (`resources/subscribe`).
     pub(crate) subscribed: Mutex<HashSet<String>>,
-    /// This session's requests in flight, by catalog index.
-    busy: Vec<AtomicUsize>,
-    /// This session's instances, by catalog index.
-    instances: Vec<tokio::sync::Mutex<Option<Instance>>>,
+    /// This session's requests in flight, by slot index (grown as a
+    /// reload adds slots).
+    busy: boxcar::Vec<AtomicUsize>,
+    /// This session's instances, by slot index (grown likewise).
+    instances: boxcar::Vec<tokio::sync::Mutex<Option<Instance>>>,
     /// Set while its client takes no notification (`relay.rs`).
     stuck: AtomicBool,
     /// The mux, whose registry the session joins once it has a client.
@@ -87,16 +88,14 @@ pub(crate) struct Client {
 }
 
 impl Session {
-    pub(crate) fn new(id: u64, servers: usize, shared: &Arc<Shared>) -> Self {
+    pub(crate) fn new(id: u64, shared: &Arc<Shared>) -> Self {
         Self {
             id,
             client: OnceLock::new(),
             log_level: Mutex::new(None),
             subscribed: Mutex::default(),
-            busy: (0..servers).map(|_| AtomicUsize::new(0)).collect(),
-            instances: (0..servers)
-                .map(|_| tokio::sync::Mutex::new(None))
-                .collect(),
+            busy: boxcar::Vec::new(),
+            instances: boxcar::Vec::new(),
             stuck: AtomicBool::new(false),
             shared: Arc::downgrade(shared),
             ended: CancellationToken::new(),
@@ -144,14 +143,31 @@ impl Session {
 
     /// Whether a request of this session is in flight at server `index`.
     pub(crate) fn is_busy_at(&self, index: usize) -> bool {
-        self.busy[index].load(Ordering::Acquire) > 0
+        self.busy
+            .get(index)
+            .is_some_and(|n| n.load(Ordering::Acquire) > 0)
     }
 
     /// Counts a request of this session in flight at server `index` until
     /// the guard is dropped.
     pub(crate) fn busy_at(&self, index: usize) -> Busy<'_> {
-        self.busy[index].fetch_add(1, Ordering::AcqRel);
-        Busy(&self.busy[index])
+        let busy = at(&self.busy, index, || AtomicUsize::new(0));
+        busy.fetch_add(1, Ordering::AcqRel);
+        Busy(busy)
+    }
+
+    /// Closes this session's instance of server `index`, if it has one
+    /// (its server was retired by a reload); its task removes the
+    /// container.
+    pub(crate) fn close_instance(&self, index: usize) {
+        let Some(held) = self.instances.get(index) else {
+            return;
+        };
+        if let Ok(held) = held.try_lock()
+            && let Some(instance) = held.as_ref()
+        {
+            instance.backend.close();
+        }
     }
 
     /// This session's instance of server `index`: the running one, or one
@@ -165,7 +181,9 @@ impl Session {
     where
         F: Future<Output = Result<Instance, String>>,
     {
-        let mut held = self.instances[index].lock().await;
+        let mut held = at(&self.instances, index, || tokio::sync::Mutex::new(None))
+            .lock()
+            .await;
         if let Some(instance) = held.as_ref().filter(|i| !i.backend.is_closed()) {
             return Ok(instance.clone());
         }
@@ -178,9 +196,21 @@ impl Session {
     pub(crate) fn running(&self) -> Vec<Backend> {
         self.instances
             .iter()
-            .filter_map(|held| held.try_lock().ok()?.as_ref().map(|i| i.backend.clone()))
+            .filter_map(|(_, held)| held.try_lock().ok()?.as_ref().map(|i| i.backend.clone()))
             .filter(|b| !b.is_closed())
             .collect()
+    }
+}
+
+/// Element `index` of `items`, which grows with `new` elements until it has
+/// one. Concurrent growers may add more than needed; every element starts
+/// as `new` makes it, so none is wrong.
+fn at<T>(items: &boxcar::Vec<T>, index: usize, new: impl Fn() -> T) -> &T {
+    loop {
+        if let Some(item) = items.get(index) {
+            return item;
+        }
+        items.push(new());
     }
 }
 

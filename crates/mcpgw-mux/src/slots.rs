@@ -6,12 +6,14 @@
 //! (`handlers.rs`).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use mcpgw_backend::{Backend, Deadline, Inventory, Relay};
 use mcpgw_catalog::lock::ServerLock;
-use mcpgw_catalog::{ScanPolicy, ServerName, ToolFilter};
-use mcpgw_secrets::Redactor;
+use mcpgw_catalog::{GatewaySpec, ScanPolicy, Scope, ServerName, ServerSpec, ToolFilter};
+use mcpgw_secrets::LiveRedactor;
+use parking_lot::RwLock;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -48,6 +50,11 @@ pub(crate) enum SlotState {
     PerSession {
         inventory: Arc<Inventory>,
     },
+    /// Taken out by a catalog reload (removed, or replaced by a slot of
+    /// its own), for this reason; it lists nothing and serves nothing.
+    Retired {
+        reason: Arc<str>,
+    },
 }
 
 impl SlotState {
@@ -57,27 +64,24 @@ impl SlotState {
             Self::Failed { last, .. } => last.as_deref(),
             Self::Idle { last } => Some(last),
             Self::PerSession { inventory } => Some(inventory),
-            Self::Starting => None,
+            Self::Starting | Self::Retired { .. } => None,
         }
     }
 }
 
+/// One catalog server as the mux sees it. Slots are never removed: a
+/// reload retires the slots of the servers it removes or replaces and
+/// appends new ones, so a slot's index means one server for the life of
+/// the gateway.
 #[derive(Debug)]
 pub(crate) struct Slot {
     pub(crate) name: ServerName,
-    pub(crate) filter: ToolFilter,
-    /// What the tool-poisoning scan does with what it lists.
-    pub(crate) scan: ScanPolicy,
-    /// What the scan does with its tool results.
-    pub(crate) scan_results: ScanPolicy,
-    /// The lockfile's pins, when one is in force.
-    pub(crate) pins: Option<Arc<ServerLock>>,
+    /// Its gateway-side settings, which a reload updates in place.
+    policy: RwLock<Arc<Policy>>,
     pub(crate) state: watch::Sender<SlotState>,
-    pub(crate) limit: Arc<Limit>,
     /// Each client session gets its own instance (`scope: session`),
-    /// bounded by a fresh copy of `limit`.
+    /// bounded by a fresh copy of the policy's `limit`.
     pub(crate) per_session: bool,
-    pub(crate) deadline: Deadline,
     /// When a call last finished or started here, on tokio's clock (so
     /// that idle stops run under paused time in tests).
     pub(crate) last_used: parking_lot::Mutex<Instant>,
@@ -87,8 +91,84 @@ pub(crate) struct Slot {
     pub(crate) wake_timeout: Duration,
     /// The secrets the catalog gives this server, by name.
     pub(crate) secrets: std::collections::BTreeSet<String>,
+}
+
+/// A server's gateway-side settings: what the mux does with its lists and
+/// calls, none of which touches its container. A reload replaces them
+/// whole; a request reads them once, when it starts.
+#[derive(Debug)]
+pub(crate) struct Policy {
+    pub(crate) filter: ToolFilter,
+    /// What the tool-poisoning scan does with what it lists.
+    pub(crate) scan: ScanPolicy,
+    /// What the scan does with its tool results.
+    pub(crate) scan_results: ScanPolicy,
+    /// The lockfile's pins, when one is in force.
+    pub(crate) pins: Option<Arc<ServerLock>>,
+    pub(crate) limit: Arc<Limit>,
+    pub(crate) deadline: Deadline,
     /// Which requests for input the catalog lets this server make.
     pub(crate) relays: mcpgw_backend::Relays,
+}
+
+impl Policy {
+    /// `spec`'s settings under `gateway`'s defaults. The concurrency bound
+    /// of `was` (the policy it replaces) is kept when it is unchanged, so
+    /// that calls in flight and queued stay counted.
+    fn new(spec: &ServerSpec, gateway: &GatewaySpec, was: Option<&Self>) -> Self {
+        let limit = match was {
+            Some(was) if was.limit.has_bounds(spec.concurrency) => was.limit.clone(),
+            _ => Arc::new(Limit::new(spec.concurrency)),
+        };
+        Self {
+            filter: spec.tools.clone(),
+            scan: spec.scan.unwrap_or(gateway.scan),
+            scan_results: spec.scan_results.unwrap_or(gateway.scan_results),
+            pins: spec.pins.clone(),
+            limit,
+            deadline: Deadline {
+                idle: spec.call_timeout.unwrap_or(gateway.call_timeout),
+                max_total: gateway.max_call_timeout,
+            },
+            relays: mcpgw_backend::Relays {
+                sampling: spec.relay.sampling,
+                elicitation: spec.relay.elicitation,
+                roots: spec.relay.roots,
+            },
+        }
+    }
+}
+
+impl Slot {
+    /// A starting slot for `spec`.
+    pub(crate) fn new(spec: &ServerSpec, gateway: &GatewaySpec) -> Self {
+        Self {
+            name: spec.name.clone(),
+            policy: RwLock::new(Arc::new(Policy::new(spec, gateway, None))),
+            state: watch::channel(SlotState::Starting).0,
+            per_session: spec.scope == Scope::Session,
+            last_used: parking_lot::Mutex::new(Instant::now()),
+            wake: Notify::new(),
+            wake_timeout: gateway.init_timeout + Duration::from_secs(30),
+            secrets: spec.secrets.values().map(|r| r.name.to_string()).collect(),
+        }
+    }
+
+    /// Its gateway-side settings now.
+    pub(crate) fn policy(&self) -> Arc<Policy> {
+        self.policy.read().clone()
+    }
+
+    /// Puts `spec`'s gateway-side settings in force (a reload).
+    pub(crate) fn update(&self, spec: &ServerSpec, gateway: &GatewaySpec) {
+        let mut policy = self.policy.write();
+        *policy = Arc::new(Policy::new(spec, gateway, Some(&policy)));
+    }
+
+    /// Whether a reload has taken it out.
+    pub(crate) fn is_retired(&self) -> bool {
+        matches!(*self.state.borrow(), SlotState::Retired { .. })
+    }
 }
 
 impl Slots {
@@ -119,10 +199,11 @@ impl Slots {
     /// caching) that its `inventory` belies: each time it comes up anew.
     fn check_catalog_tools(&self, index: usize, inventory: &Inventory) {
         let name = self.shared.slots[index].name.as_str();
-        if let Some(results) = &self.shared.results {
+        let settings = self.shared.settings();
+        if let Some(results) = &settings.results {
             results.check(index, name, inventory);
         }
-        if let Some(limits) = &self.shared.limits {
+        if let Some(limits) = &settings.limits {
             limits.report_unknown_tools(index, name, inventory);
         }
     }
@@ -161,8 +242,9 @@ impl Slots {
     }
 
     /// Gives the mux the injected secrets' values, so that a request that
-    /// carries one to a server not given it is refused. Set once.
-    pub fn set_secrets(&self, redactor: Redactor) {
+    /// carries one to a server not given it is refused. Set once; a reload
+    /// replaces what the live redactor finds.
+    pub fn set_secrets(&self, redactor: LiveRedactor) {
         let _ = self.shared.secrets.set(redactor);
     }
 
@@ -178,7 +260,7 @@ impl Slots {
     /// `catalog`, served over `front` (`stdio`, `http`). Set once.
     pub fn set_audit(&self, audit: crate::Audit, catalog: &mcpgw_catalog::Catalog, front: &str) {
         let _ = self.shared.audit.set(audit);
-        self.shared.audit_config(catalog, front);
+        self.shared.audit_config(catalog, front, None);
     }
 
     /// Records an egress proxy's decision in the audit trail, if one is
@@ -211,7 +293,7 @@ impl Slots {
     /// call is in flight or waiting.
     pub fn unused_for(&self, index: usize) -> Option<Duration> {
         let slot = &self.shared.slots[index];
-        if slot.limit.is_busy() {
+        if slot.policy().limit.is_busy() {
             return None;
         }
         Some(slot.last_used.lock().elapsed())
@@ -238,7 +320,7 @@ impl Slots {
         self.shared
             .slots
             .iter()
-            .filter_map(|slot| match &*slot.state.borrow() {
+            .filter_map(|(_, slot)| match &*slot.state.borrow() {
                 SlotState::Ready { backend, .. } => Some(backend.clone()),
                 _ => None,
             })
@@ -248,8 +330,22 @@ impl Slots {
     pub(crate) fn set(&self, index: usize, state: SlotState) {
         // Change, rebuild and publish under the table's lock: two backends
         // reporting at once must not publish their tables out of order.
-        let mut table = self.shared.table.write();
+        let table = self.shared.table.write();
+        // A retired slot stays retired: its loop may report a last state
+        // while it stops.
+        if self.shared.slots[index].is_retired() {
+            return;
+        }
         self.shared.slots[index].state.send_replace(state);
+        self.publish_locked(table);
+    }
+
+    /// Rebuilds the routing table from the slots and publishes it.
+    pub(crate) fn publish(&self) {
+        self.publish_locked(self.shared.table.write());
+    }
+
+    fn publish_locked(&self, mut table: parking_lot::RwLockWriteGuard<'_, Arc<RoutingTable>>) {
         let rebuilt = Arc::new(self.rebuild());
         report_findings(&table, &rebuilt);
         report_drift(&table, &rebuilt);
@@ -262,33 +358,33 @@ impl Slots {
             .shared
             .slots
             .iter()
-            .all(|s| !matches!(*s.state.borrow(), SlotState::Starting));
+            .all(|(_, s)| !matches!(*s.state.borrow(), SlotState::Starting));
         let was_settled = *self.shared.settled.borrow();
         if all_settled && !was_settled {
             self.shared.settled.send_replace(true);
-        } else if was_settled && change.any() {
+        } else if was_settled && change.any() && !self.shared.reloading.load(Ordering::Acquire) {
             // Lists changed after clients may have read them.
             let _ = self.shared.changes.send(change);
         }
     }
 
     pub(crate) fn rebuild(&self) -> RoutingTable {
-        let states: Vec<SlotState> = self
+        let states: Vec<(SlotState, Arc<Policy>)> = self
             .shared
             .slots
             .iter()
-            .map(|s| s.state.borrow().clone())
+            .map(|(_, s)| (s.state.borrow().clone(), s.policy()))
             .collect();
         let entries: Vec<ServerEntry<'_>> = self
             .shared
             .slots
             .iter()
             .zip(&states)
-            .map(|(slot, state)| ServerEntry {
+            .map(|((_, slot), (state, policy))| ServerEntry {
                 name: slot.name.as_str(),
-                filter: &slot.filter,
-                scan: slot.scan,
-                pins: slot.pins.as_deref(),
+                filter: &policy.filter,
+                scan: policy.scan,
+                pins: policy.pins.as_deref(),
                 inventory: state.inventory(),
             })
             .collect();

@@ -668,7 +668,10 @@ async fn requests_carrying_another_servers_secret_are_refused_however_written() 
     assert!(unknown.contains("could not check"), "{unknown}");
 
     let value = mcpgw_secrets::SecretString::from(VALUE);
-    slots.set_secrets(Redactor::new([("api.token", &value)]));
+    slots.set_secrets(mcpgw_secrets::LiveRedactor::new(Redactor::new([(
+        "api.token",
+        &value,
+    )])));
     assert_eq!(check(other, "hello"), Ok(()));
     for text in [
         VALUE.to_string(),

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 pub use error::SecretsError;
 pub use panic::install_panic_hook;
-pub use redact::{MIN_SECRET_BYTES, Redactor, global, set_global};
+pub use redact::{LiveRedactor, MIN_SECRET_BYTES, Redactor, global, set_global};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use source::{DEFAULT_SOURCES, Missing, Resolution, Source, Sources, env_var_for};
 

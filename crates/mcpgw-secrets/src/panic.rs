@@ -38,7 +38,7 @@ pub fn install_panic_hook() {
 mod tests {
     use secrecy::SecretString;
 
-    use crate::{Redactor, set_global};
+    use crate::{LiveRedactor, Redactor, set_global};
 
     const VALUE: &str = "panic-canary-7f3e9d2c";
     const CHILD: &str = "MCPGW_PANIC_TEST_CHILD";
@@ -50,7 +50,7 @@ mod tests {
     fn panic_messages_are_redacted() {
         if std::env::var_os(CHILD).is_some() {
             let value = SecretString::from(VALUE);
-            set_global(Redactor::new([("canary", &value)]));
+            set_global(LiveRedactor::new(Redactor::new([("canary", &value)])));
             super::install_panic_hook();
             panic!("failed while holding {VALUE}");
         }

@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use base64::Engine as _;
@@ -214,17 +214,54 @@ impl Redactor {
     }
 }
 
-static GLOBAL: OnceLock<Redactor> = OnceLock::new();
+/// The run's redactor, which a catalog reload replaces with one that also
+/// knows the values the new catalog brought. Clones share it.
+#[derive(Clone, Default)]
+pub struct LiveRedactor(Arc<RwLock<Redactor>>);
+
+impl std::fmt::Debug for LiveRedactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.current().fmt(f)
+    }
+}
+
+impl LiveRedactor {
+    /// A live redactor starting as `redactor`.
+    #[must_use]
+    pub fn new(redactor: Redactor) -> Self {
+        Self(Arc::new(RwLock::new(redactor)))
+    }
+
+    /// The redactor in force now.
+    #[must_use]
+    pub fn current(&self) -> Redactor {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `redactor` in force for every clone. A reload passes one that
+    /// finds the old values too, so nothing logged later can show them.
+    pub fn replace(&self, redactor: Redactor) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = redactor;
+    }
+}
+
+static GLOBAL: OnceLock<LiveRedactor> = OnceLock::new();
 
 /// Makes `redactor` the one logs and panic messages go through. The first
 /// call wins; returns whether this one did.
-pub fn set_global(redactor: Redactor) -> bool {
+pub fn set_global(redactor: LiveRedactor) -> bool {
     GLOBAL.set(redactor).is_ok()
 }
 
-/// The redactor logs and panic messages go through, once set.
-pub fn global() -> Option<&'static Redactor> {
-    GLOBAL.get()
+/// The redactor logs and panic messages go through now, once set.
+pub fn global() -> Option<Redactor> {
+    GLOBAL.get().map(LiveRedactor::current)
 }
 
 /// Every pattern `value` is found by.

@@ -11,6 +11,7 @@
 //! It decides nothing about retries: a failure is classified here and
 //! judged by the loop in `supervise.rs`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -87,15 +88,24 @@ pub(crate) struct Launcher {
     runtime: Arc<dyn Runtime>,
     containers: Arc<Mutex<Vec<String>>>,
     init_timeout: Duration,
-    /// What each server's containers receive, by catalog index.
-    secrets: Arc<[Injection]>,
     /// The one client, once its first message is read; `None` when the
     /// gateway serves many (HTTP).
     audience: Option<watch::Receiver<Option<Audience>>>,
-    /// Each remote server's endpoint and credentials, by catalog index
-    /// (`None` for a container server); an error when its credentials
-    /// cannot be built, reported at each start.
-    remotes: Arc<[Option<Result<Remote, String>>]>,
+    /// What it starts, by slot index (catalog order until a reload adds
+    /// servers).
+    units: Arc<Mutex<HashMap<usize, Arc<Unit>>>>,
+}
+
+/// One slot's server as the launcher starts it.
+#[derive(Debug)]
+struct Unit {
+    spec: ServerSpec,
+    /// What its containers receive.
+    secrets: Injection,
+    /// A remote server's endpoint and credentials (`None` for a container
+    /// server); an error when its credentials cannot be built, reported at
+    /// each start.
+    remote: Option<Result<Remote, String>>,
 }
 
 impl Launcher {
@@ -105,33 +115,49 @@ impl Launcher {
         secrets: Vec<Injection>,
         audience: Option<watch::Receiver<Option<Audience>>>,
     ) -> Self {
-        let remotes = catalog
-            .servers
-            .iter()
-            .enumerate()
-            .map(|(index, spec)| {
-                let remote = spec.remote.as_ref()?;
-                let named = secrets
-                    .get(index)
-                    .map(|s| s.named.as_slice())
-                    .unwrap_or_default();
-                let secret = |name: &mcpgw_catalog::SecretName| {
-                    named
-                        .iter()
-                        .find(|(n, _)| n == name.as_str())
-                        .map(|(_, v)| v.clone())
-                };
-                Some(Remote::new(spec.name.as_str(), remote, secret).map_err(|e| e.to_string()))
-            })
-            .collect();
-        Self {
+        let launcher = Self {
             runtime,
             containers: Arc::default(),
             init_timeout: catalog.gateway.init_timeout,
-            secrets: secrets.into(),
             audience,
-            remotes,
+            units: Arc::default(),
+        };
+        let mut secrets = secrets.into_iter();
+        for (index, spec) in catalog.servers.iter().enumerate() {
+            launcher.add(index, spec, secrets.next().unwrap_or_default());
         }
+        launcher
+    }
+
+    /// Learns that slot `index` runs `spec`, its containers receiving
+    /// `secrets`.
+    pub(crate) fn add(&self, index: usize, spec: &ServerSpec, secrets: Injection) {
+        let remote = spec.remote.as_ref().map(|remote| {
+            let secret = |name: &mcpgw_catalog::SecretName| {
+                secrets
+                    .named
+                    .iter()
+                    .find(|(n, _)| n == name.as_str())
+                    .map(|(_, v)| v.clone())
+            };
+            Remote::new(spec.name.as_str(), remote, secret).map_err(|e| e.to_string())
+        });
+        let unit = Unit {
+            spec: spec.clone(),
+            secrets,
+            remote,
+        };
+        self.units.lock().insert(index, Arc::new(unit));
+    }
+
+    /// Forgets slot `index` (a reload retired it).
+    pub(crate) fn forget(&self, index: usize) {
+        self.units.lock().remove(&index);
+    }
+
+    /// What slot `index` runs.
+    pub(crate) fn spec(&self, index: usize) -> Option<ServerSpec> {
+        self.units.lock().get(&index).map(|u| u.spec.clone())
     }
 
     pub(crate) fn runtime(&self) -> &Arc<dyn Runtime> {
@@ -177,16 +203,21 @@ impl Launcher {
         spec: &ServerSpec,
         session: Option<u64>,
     ) -> Result<Started, Failure> {
-        if let Some(remote) = self.remotes.get(index).and_then(Option::as_ref) {
+        let unit = self.units.lock().get(&index).cloned();
+        let Some(unit) = unit else {
+            return Err(Failure {
+                report: format!("server `{}` is no longer in the catalog", spec.name),
+                kind: ErrorKind::Permanent,
+            });
+        };
+        if let Some(remote) = &unit.remote {
             let remote = remote.as_ref().map_err(|report| Failure {
                 report: report.clone(),
                 kind: ErrorKind::Permanent,
             })?;
             return self.open_remote(spec, remote).await;
         }
-        let none = Injection::default();
-        let secrets = self.secrets.get(index).unwrap_or(&none);
-        let container = launch(&*self.runtime, spec, secrets, session)
+        let container = launch(&*self.runtime, spec, &unit.secrets, session)
             .await
             .map_err(|e| Failure {
                 kind: e.kind(),
@@ -342,21 +373,14 @@ impl Launcher {
 #[derive(Debug, Clone)]
 pub(crate) struct SessionInstances {
     launcher: Launcher,
-    specs: Arc<[ServerSpec]>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
 
 impl SessionInstances {
-    pub(crate) fn new(
-        launcher: Launcher,
-        catalog: &Catalog,
-        tasks: TaskTracker,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub(crate) fn new(launcher: Launcher, tasks: TaskTracker, shutdown: CancellationToken) -> Self {
         Self {
             launcher,
-            specs: catalog.servers.clone().into(),
             tasks,
             shutdown,
         }
@@ -376,7 +400,11 @@ impl Instances for SessionInstances {
         // The task, not the request, owns the container: a request
         // cancelled during start-up leaves no container behind.
         self.tasks.spawn(async move {
-            let spec = &this.specs[index];
+            let Some(spec) = this.launcher.spec(index) else {
+                let _ = sender.send(Err("its server is no longer in the catalog".to_string()));
+                return;
+            };
+            let spec = &spec;
             let stop = async {
                 tokio::select! {
                     () = ended.cancelled() => {}
@@ -418,27 +446,31 @@ impl Instances for SessionInstances {
 #[derive(Debug, Clone)]
 pub(crate) struct Diagnoser {
     runtime: Arc<dyn Runtime>,
-    /// The current container of each server, by catalog index.
-    current: Arc<Mutex<Vec<Option<String>>>>,
+    /// The current container of each server, by slot index.
+    current: Arc<Mutex<HashMap<usize, String>>>,
 }
 
 impl Diagnoser {
-    pub(crate) fn new(runtime: Arc<dyn Runtime>, servers: usize) -> Self {
+    pub(crate) fn new(runtime: Arc<dyn Runtime>) -> Self {
         Self {
             runtime,
-            current: Arc::new(Mutex::new(vec![None; servers])),
+            current: Arc::default(),
         }
     }
 
     /// Server `index` now runs in container `id` (or in none).
     pub(crate) fn set(&self, index: usize, id: Option<String>) {
-        self.current.lock()[index] = id;
+        let mut current = self.current.lock();
+        match id {
+            Some(id) => current.insert(index, id),
+            None => current.remove(&index),
+        };
     }
 }
 
 impl Diagnose for Diagnoser {
     fn diagnose(&self, index: usize) -> Pin<Box<dyn Future<Output = Option<String>> + Send>> {
-        let id = self.current.lock()[index].clone();
+        let id = self.current.lock().get(&index).cloned();
         let runtime = self.runtime.clone();
         Box::pin(async move {
             let reached = runtime.limits_reached(&id?).await;

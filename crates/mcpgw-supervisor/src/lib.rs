@@ -23,12 +23,13 @@ mod supervise;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mcpgw_backend::Audience;
-use mcpgw_catalog::Catalog;
-use mcpgw_mux::Slots;
+use mcpgw_catalog::{Catalog, ServerSpec};
+use mcpgw_mux::{Reload, Slots};
 use mcpgw_secrets::Injection;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -53,6 +54,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// How long shutdown waits for the loops to notice it before aborting them.
 const LOOPS_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a reload waits for the servers it removes to stop and their
+/// containers to go.
+pub const RELOAD_STOP: Duration = Duration::from_secs(15);
+
 /// What the loops are asked to run: which servers, with which secrets,
 /// speaking to whom.
 #[derive(Debug)]
@@ -71,8 +76,11 @@ pub struct Plan {
 pub struct Supervisor {
     launcher: Launcher,
     slots: Slots,
+    diagnoser: Diagnoser,
     /// Each server's supervision loop.
     tasks: JoinSet<()>,
+    /// Each loop's own stop and task, by slot index.
+    loops: HashMap<usize, (CancellationToken, tokio::task::Id)>,
     /// The tasks that own `scope: session` instances.
     instances: TaskTracker,
     shutdown: CancellationToken,
@@ -85,13 +93,15 @@ impl Supervisor {
     /// audience decides the era spoken to the servers: their containers
     /// start at once, their MCP sessions open once it is known.
     pub fn start(runtime: Arc<dyn Runtime>, catalog: &Catalog, slots: Slots, plan: Plan) -> Self {
-        let diagnoser = Diagnoser::new(runtime.clone(), catalog.servers.len());
+        let diagnoser = Diagnoser::new(runtime.clone());
         slots.set_diagnosis(Arc::new(diagnoser.clone()));
         let launcher = Launcher::new(runtime, catalog, plan.secrets, plan.audience);
         let mut supervisor = Self {
             launcher,
             slots,
+            diagnoser,
             tasks: JoinSet::new(),
+            loops: HashMap::new(),
             instances: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         };
@@ -99,7 +109,6 @@ impl Supervisor {
             .slots
             .set_instances(Arc::new(SessionInstances::new(
                 supervisor.launcher.clone(),
-                catalog,
                 supervisor.instances.clone(),
                 supervisor.shutdown.clone(),
             )));
@@ -110,20 +119,73 @@ impl Supervisor {
                     .failed(index, "not started for this command");
                 continue;
             }
-            let starter = Starter {
-                launcher: supervisor.launcher.clone(),
-                slots: supervisor.slots.clone(),
-                shutdown: supervisor.shutdown.clone(),
-                restart: catalog.gateway.restart,
-                health: catalog.gateway.health,
-                diagnoser: diagnoser.clone(),
-            };
-            let spec = spec.clone();
-            supervisor
-                .tasks
-                .spawn(async move { starter.run(index, spec).await });
+            supervisor.spawn(index, spec, catalog);
         }
         supervisor
+    }
+
+    /// Starts the supervision loop of slot `index`, running `spec`.
+    fn spawn(&mut self, index: usize, spec: &ServerSpec, catalog: &Catalog) {
+        let stop = self.shutdown.child_token();
+        let starter = Starter {
+            launcher: self.launcher.clone(),
+            slots: self.slots.clone(),
+            shutdown: self.shutdown.clone(),
+            stop: stop.clone(),
+            restart: catalog.gateway.restart,
+            health: catalog.gateway.health,
+            diagnoser: self.diagnoser.clone(),
+        };
+        let spec = spec.clone();
+        let task = self
+            .tasks
+            .spawn(async move { starter.run(index, spec).await });
+        self.loops.insert(index, (stop, task.id()));
+    }
+
+    /// Applies the runtime's side of a reload to `catalog`: stops the
+    /// servers the mux retired (their loops close their sessions and
+    /// remove their containers; this waits for that, within
+    /// [`RELOAD_STOP`], since a replacement takes its container's name),
+    /// then starts those it added, their containers receiving `secrets`
+    /// (by index in `catalog`). Every other server runs on undisturbed.
+    pub async fn reload(&mut self, catalog: &Catalog, reload: &Reload, secrets: Vec<Injection>) {
+        let mut stopped = Vec::new();
+        let mut ending = std::collections::HashSet::new();
+        for index in &reload.stop {
+            if let Some((stop, task)) = self.loops.remove(index) {
+                stop.cancel();
+                stopped.push(*index);
+                ending.insert(task);
+            }
+        }
+        // Loops of retired servers end once their containers are gone.
+        let waited = tokio::time::timeout(RELOAD_STOP, async {
+            while !ending.is_empty() {
+                match self.tasks.join_next_with_id().await {
+                    Some(Ok((task, ()))) => ending.remove(&task),
+                    Some(Err(err)) => ending.remove(&err.id()),
+                    None => break,
+                };
+            }
+        })
+        .await;
+        if waited.is_err() {
+            tracing::warn!("some servers the reload removed are still stopping");
+        }
+        let mut secrets: Vec<Option<Injection>> = secrets.into_iter().map(Some).collect();
+        for &(index, n) in &reload.start {
+            let spec = &catalog.servers[n];
+            let injection = secrets
+                .get_mut(n)
+                .and_then(Option::take)
+                .unwrap_or_default();
+            self.launcher.add(index, spec, injection);
+            self.spawn(index, spec, catalog);
+        }
+        for index in stopped {
+            self.launcher.forget(index);
+        }
     }
 
     /// Closes every session, then stops and removes every container this

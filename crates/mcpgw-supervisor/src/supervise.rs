@@ -40,7 +40,12 @@ enum Served {
 pub(crate) struct Starter {
     pub(crate) launcher: Launcher,
     pub(crate) slots: Slots,
+    /// The gateway's shutdown.
     pub(crate) shutdown: CancellationToken,
+    /// This loop's own end: the gateway's shutdown, or a reload that
+    /// removes or replaces its server (then the loop removes what it
+    /// started).
+    pub(crate) stop: CancellationToken,
     pub(crate) restart: RestartSpec,
     pub(crate) health: HealthSpec,
     pub(crate) diagnoser: Diagnoser,
@@ -61,7 +66,7 @@ impl Starter {
         loop {
             let began = Instant::now();
             let Some(outcome) = self
-                .shutdown
+                .stop
                 .run_until_cancelled(self.launcher.start(index, &spec, None))
                 .await
             else {
@@ -95,7 +100,15 @@ impl Starter {
                     self.slots
                         .ready(index, started.backend.clone(), started.inventory);
                     let verdict = match self.serve(index, &spec, &started.backend).await {
-                        Served::Shutdown => return,
+                        Served::Shutdown if self.shutdown.is_cancelled() => return,
+                        Served::Shutdown => {
+                            // A reload took the server out; the gateway
+                            // goes on, so its container goes now.
+                            started.backend.close();
+                            self.diagnoser.set(index, None);
+                            self.launcher.remove_instance(&started.instance).await;
+                            return;
+                        }
                         Served::Unused => {
                             tracing::info!(server = %name, "stopping an unused on-demand server; a call will start it again");
                             started.backend.close();
@@ -103,7 +116,7 @@ impl Starter {
                             self.launcher.remove_instance(&started.instance).await;
                             self.slots.idle(index);
                             if self
-                                .shutdown
+                                .stop
                                 .run_until_cancelled(self.slots.woken(index))
                                 .await
                                 .is_none()
@@ -161,7 +174,7 @@ impl Starter {
             engine_outage = kind == ErrorKind::EngineDown;
             self.slots.failed(index, &message);
             if self
-                .shutdown
+                .stop
                 .run_until_cancelled(tokio::time::sleep(decision.pause()))
                 .await
                 .is_none()
@@ -200,11 +213,11 @@ impl Starter {
                 }
             };
             tokio::select! {
-                () = self.shutdown.cancelled() => return Served::Shutdown,
+                () = self.stop.cancelled() => return Served::Shutdown,
                 () = &mut closed => {
                     // Shutdown closes sessions too; only an unrequested end
                     // is a failure.
-                    return if self.shutdown.is_cancelled() { Served::Shutdown } else { Served::Ended(None) };
+                    return if self.stop.is_cancelled() { Served::Shutdown } else { Served::Ended(None) };
                 }
                 () = tick => {}
                 changed = lists.changed() => {

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow};
 use mcpgw_catalog::Catalog;
 use mcpgw_docker::{DockerRuntime, Engine};
-use mcpgw_mux::Mux;
+use mcpgw_mux::{Mux, Slots};
+use mcpgw_secrets::LiveRedactor;
 use mcpgw_supervisor::{Plan, Supervisor};
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
@@ -20,6 +21,7 @@ use rmcp::{RoleClient, ServiceExt};
 use crate::cli::{Auth, Command, HttpArgs, SecretsArg, Transport};
 use crate::front::{Front, front};
 use crate::redaction::Filter;
+use crate::reload::Reloader;
 use crate::secrets::{self, Resolved};
 use crate::telemetry::Telemetry;
 
@@ -174,11 +176,12 @@ fn supervise(
     catalog: &Catalog,
     only: Option<&[usize]>,
     resolved: &Resolved,
+    live: &LiveRedactor,
     audience: Option<tokio::sync::watch::Receiver<Option<mcpgw_backend::Audience>>>,
-) -> Result<(Supervisor, Mux), Failure> {
+) -> Result<(Supervisor, Mux, Slots), Failure> {
     let audit = crate::audit::open(&catalog.gateway.audit, audience.is_none())?;
     let (mux, slots) = Mux::new(catalog);
-    slots.set_secrets(resolved.redactor().clone());
+    slots.set_secrets(live.clone());
     if let Some(audit) = audit {
         let front = if audience.is_some() { "stdio" } else { "http" };
         slots.set_audit(audit, catalog, front);
@@ -193,8 +196,8 @@ fn supervise(
             .collect(),
         audience,
     };
-    let supervisor = Supervisor::start(Arc::new(runtime), catalog, slots, plan);
-    Ok((supervisor, mux))
+    let supervisor = Supervisor::start(Arc::new(runtime), catalog, slots.clone(), plan);
+    Ok((supervisor, mux, slots))
 }
 
 /// Egress proxies' decisions, into the audit trail.
@@ -339,9 +342,11 @@ async fn serve_http(
         tracing = telemetry.tracing(),
         "mcpgw serving over HTTP"
     );
-    let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
-    let (gateway, mux) = supervise(runtime, &catalog, None, &resolved, None)?;
+    let live = resolved.install();
+    let filter = Filter::new(live.clone(), catalog.gateway.redaction);
+    let (mut gateway, mux, slots) = supervise(runtime, &catalog, None, &resolved, &live, None)?;
     mux.serve_many_sessions();
+    let reloader = Reloader::new(catalog, resolved, secrets.clone(), live, slots, "http");
     let options = crate::http::HttpOptions {
         listen,
         tokens,
@@ -350,7 +355,10 @@ async fn serve_http(
         allowed_origins: http.allow_origins.clone(),
         max_body: http.max_body,
     };
-    let outcome = crate::http::serve(mux, options, filter, shutdown_signal()).await;
+    let outcome = tokio::select! {
+        outcome = crate::http::serve(mux, options, filter, shutdown_signal()) => outcome,
+        () = reloader.run(&mut gateway) => Ok(()),
+    };
     gateway.shutdown().await;
     outcome.map_err(Failure::from)
 }
@@ -399,9 +407,12 @@ async fn serve(
         tracing = telemetry.tracing(),
         "mcpgw serving over stdio"
     );
-    let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
+    let live = resolved.install();
+    let filter = Filter::new(live.clone(), catalog.gateway.redaction);
     let (audience, heard) = tokio::sync::watch::channel(None);
-    let (gateway, mux) = supervise(runtime, &catalog, None, &resolved, Some(heard))?;
+    let (mut gateway, mux, slots) =
+        supervise(runtime, &catalog, None, &resolved, &live, Some(heard))?;
+    let reloader = Reloader::new(catalog, resolved, secrets.clone(), live, slots, "stdio");
     let session = async {
         let (stdin, stdout) = rmcp::transport::stdio_pipes();
         let Front {
@@ -427,6 +438,7 @@ async fn serve(
             tracing::info!("received {signal}; shutting down");
             Ok(())
         }
+        () = reloader.run(&mut gateway) => Ok(()),
     };
     gateway.shutdown().await;
     if let Err(err) = outcome {
@@ -462,9 +474,17 @@ pub(crate) async fn with_client<T>(
 ) -> Result<T, Failure> {
     let resolved: Resolved = secrets::resolve(catalog, only, secrets).await?;
     let runtime = connect(engine).await?;
-    let filter = Filter::new(resolved.redactor().clone(), catalog.gateway.redaction);
+    let live = resolved.install();
+    let filter = Filter::new(live.clone(), catalog.gateway.redaction);
     let (audience, heard) = tokio::sync::watch::channel(None);
-    let (gateway, mux) = supervise(runtime.clone(), catalog, only, &resolved, Some(heard))?;
+    let (gateway, mux, _) = supervise(
+        runtime.clone(),
+        catalog,
+        only,
+        &resolved,
+        &live,
+        Some(heard),
+    )?;
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
     let server = mux.clone();
     let serving = tokio::spawn(async move {

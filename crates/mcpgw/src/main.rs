@@ -16,6 +16,7 @@ mod http;
 mod lock;
 mod oauth;
 mod redaction;
+mod reload;
 mod scan;
 mod secrets;
 mod telemetry;

@@ -15,20 +15,21 @@ use prometheus_client::metrics::counter::Counter;
 use std::borrow::Cow;
 
 use mcpgw_catalog::Redaction;
-use mcpgw_secrets::Redactor;
+use mcpgw_secrets::{LiveRedactor, Redactor};
 use serde_json::{Value, json};
 
 /// What happens to client-bound lines.
 #[derive(Debug, Clone)]
 pub(crate) struct Filter {
-    redactor: Redactor,
+    /// The run's redactor, which a reload may replace.
+    redactor: LiveRedactor,
     mode: Redaction,
     /// Messages redacted or withheld so far (clones share it).
     hits: Counter,
 }
 
 impl Filter {
-    pub(crate) fn new(redactor: Redactor, mode: Redaction) -> Self {
+    pub(crate) fn new(redactor: LiveRedactor, mode: Redaction) -> Self {
         Self {
             redactor,
             mode,
@@ -41,9 +42,9 @@ impl Filter {
         self.hits.clone()
     }
 
-    /// Whether the filter never changes anything (the run has no secrets).
+    /// Whether the filter changes nothing now (the run has no secrets).
     pub(crate) fn is_noop(&self) -> bool {
-        self.redactor.is_empty()
+        self.redactor.current().is_empty()
     }
 
     /// One JSON-RPC line (with its line break), as the client may see it.
@@ -55,21 +56,22 @@ impl Filter {
     /// included), which is then serialized again; else the message is
     /// withheld. A line that is not UTF-8 is never forwarded as it is.
     pub(crate) fn line<'a>(&self, line: &'a [u8]) -> Cow<'a, [u8]> {
-        if self.is_noop() {
+        let redactor = self.redactor.current();
+        if redactor.is_empty() {
             return Cow::Borrowed(line);
         }
         let Ok(text) = std::str::from_utf8(line) else {
             return not_utf8(line);
         };
-        if !self.redactor.is_match_decoded(text) {
+        if !redactor.is_match_decoded(text) {
             return Cow::Borrowed(line);
         }
         self.hits.inc();
-        let names: Vec<&str> = self.redactor.found_decoded(text).into_iter().collect();
+        let names: Vec<&str> = redactor.found_decoded(text).into_iter().collect();
         let message: Option<Value> = serde_json::from_str(text).ok();
         let kind = message.as_ref().map_or("unparsable message", kind_of);
         if self.mode == Redaction::Redact
-            && let Some(redacted) = self.redacted(text, message.as_ref())
+            && let Some(redacted) = Self::redacted(&redactor, text, message.as_ref())
         {
             tracing::warn!(secrets = ?names, "redacted secret values from a {kind} to the client");
             return Cow::Owned(redacted.into_bytes());
@@ -84,17 +86,15 @@ impl Filter {
     /// `text` with its values replaced, if that leaves valid JSON without
     /// any (a value that spans JSON syntax leaves none; the message is then
     /// withheld, as blocking would).
-    fn redacted(&self, text: &str, message: Option<&Value>) -> Option<String> {
-        let direct = self.redactor.redact(text);
-        if serde_json::from_str::<Value>(&direct).is_ok()
-            && !self.redactor.is_match_decoded(&direct)
-        {
+    fn redacted(redactor: &Redactor, text: &str, message: Option<&Value>) -> Option<String> {
+        let direct = redactor.redact(text);
+        if serde_json::from_str::<Value>(&direct).is_ok() && !redactor.is_match_decoded(&direct) {
             return Some(direct.into_owned());
         }
         let mut message = message?.clone();
-        redact_strings(&self.redactor, &mut message);
+        redact_strings(redactor, &mut message);
         let mut out = serde_json::to_string(&message).ok()?;
-        if self.redactor.is_match_decoded(&out) {
+        if redactor.is_match_decoded(&out) {
             return None;
         }
         if text.ends_with('\n') {
@@ -219,7 +219,10 @@ pub(crate) mod tests {
     /// A filter that knows [`VALUE`] as `api.token`.
     pub(crate) fn filter(mode: Redaction) -> Filter {
         let value = SecretString::from(VALUE);
-        Filter::new(Redactor::new([("api.token", &value)]), mode)
+        Filter::new(
+            LiveRedactor::new(Redactor::new([("api.token", &value)])),
+            mode,
+        )
     }
 
     #[test]

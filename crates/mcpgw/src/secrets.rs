@@ -11,7 +11,10 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use mcpgw_catalog::{Catalog, Delivery, SecretName, ServerSpec};
 use mcpgw_secrets::store::{Keyring, StoreKind};
-use mcpgw_secrets::{Injection, Redactor, SecretString, Source, Sources, Values, env_var_for};
+use mcpgw_secrets::{
+    ExposeSecret, Injection, LiveRedactor, Redactor, SecretString, Source, Sources, Values,
+    env_var_for,
+};
 
 use crate::cli::{SecretAction, SecretsArg, Store, StoreArg};
 use crate::commands::{Failure, load, print_stdout};
@@ -24,9 +27,52 @@ pub(crate) struct Resolved {
 }
 
 impl Resolved {
-    /// Finds the values in text bound for a client or a log.
-    pub(crate) fn redactor(&self) -> &Redactor {
-        &self.redactor
+    /// Makes this run's redactor the live one that logs, panic messages,
+    /// clients' messages and the mux's checks go through; a reload
+    /// replaces what it finds.
+    pub(crate) fn install(&self) -> LiveRedactor {
+        let live = LiveRedactor::new(self.redactor.clone());
+        mcpgw_secrets::set_global(live.clone());
+        live
+    }
+
+    /// A redactor for these values and `also` (values no catalog in force
+    /// uses any more, which logs and answers may still hold).
+    pub(crate) fn redactor_with(&self, also: &[(String, SecretString)]) -> Redactor {
+        let current = self.values.iter().map(|(n, v)| (n.as_str(), v));
+        Redactor::new(current.chain(also.iter().map(|(n, v)| (n.as_str(), v))))
+    }
+
+    /// The values `retired` holds and those of this run that `newer` does
+    /// not have (by name and value): what stays redacted once `newer` is
+    /// in force.
+    pub(crate) fn dropped_by(
+        &self,
+        newer: &Self,
+        retired: &[(String, SecretString)],
+    ) -> Vec<(String, SecretString)> {
+        let kept = |name: &str, value: &SecretString| {
+            newer
+                .values
+                .get(name)
+                .is_some_and(|v| v.expose_secret() == value.expose_secret())
+        };
+        retired
+            .iter()
+            .map(|(n, v)| (n.as_str(), v))
+            .chain(self.values.iter().map(|(n, v)| (n.as_str(), v)))
+            .filter(|(n, v)| !kept(n, v))
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect()
+    }
+
+    /// Whether `name` has the same value here as in `other`.
+    pub(crate) fn same_value(&self, other: &Self, name: &str) -> bool {
+        match (self.values.get(name), other.values.get(name)) {
+            (Some(a), Some(b)) => a.expose_secret() == b.expose_secret(),
+            (None, None) => true,
+            _ => false,
+        }
     }
 
     /// What `spec`'s container receives: only the secrets it declares.
@@ -61,6 +107,16 @@ impl Resolved {
 
 fn parse_sources(arg: &SecretsArg) -> Result<Sources, Failure> {
     arg.sources.parse().map_err(Failure::usage)
+}
+
+/// The names of the secrets `spec` uses: injected into its container, or
+/// in a remote server's credentials.
+pub(crate) fn names_used(spec: &ServerSpec) -> Vec<String> {
+    let mut names: Vec<String> = spec.secrets.values().map(|s| s.name.to_string()).collect();
+    if let Some(remote) = &spec.remote {
+        names.extend(remote.secret_names().iter().map(ToString::to_string));
+    }
+    names
 }
 
 /// Which servers (by name) and variables use each secret.
@@ -125,7 +181,6 @@ pub(crate) async fn resolve(
         return Err(Failure::usage(anyhow!(message)));
     }
     let redactor = Redactor::new(resolution.values.iter().map(|(n, v)| (n.as_str(), v)));
-    mcpgw_secrets::set_global(redactor.clone());
     tracing::info!(
         secrets = resolution.values.len(),
         %sources,
