@@ -15,22 +15,36 @@ file:line:column in the log. Throughout, a long call to a server the
 reloads do not touch is in flight, and it ends with its normal result.
 Apart from the file watcher, SIGHUP triggers a reload too.
 
+A reload that removes or replaces a server ends the calls in flight on it
+at once, each with an error that says why, and leaves the others alone. A
+reload needing a secret no source has is refused whole and names it; a
+secret the reloaded catalog is the first to use is redacted like any
+other. Over HTTP, reloads applied and refused have their audit records
+and their counts on `/metrics`.
+
 Containers are found by the labels mcpgw gives them (`io.mcpgw.pid`, the
 gateway's process id; `io.mcpgw.server`, the catalog server). The gateway
 is started through `sh` so that the test knows its pid and keeps its
 stderr; `exec` makes the shell's pid the gateway's."""
 
+import hashlib
+import json
 import os
 import pathlib
 import re
+import shlex
 import signal
 import subprocess
 import time
 from contextlib import AsyncExitStack
 
 import anyio
+import httpx2
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+from test_http import Gateway as HttpGateway, raw
 
 MODES = ["legacy", "auto"]
 # The long call must outlast every reload of the session test; the test
@@ -75,20 +89,22 @@ def extra_server(env: str) -> str:
 
 class Gateway:
     """`mcpgw run --catalog` in `tmp_path`, as the client starts it, with its
-    stderr kept in a file and its pid in another."""
+    stderr kept in a file and its pid in another, and `env` added to its
+    environment."""
 
-    def __init__(self, mcpgw_bin: str, tmp_path: pathlib.Path):
+    def __init__(self, mcpgw_bin: str, tmp_path: pathlib.Path, env: dict[str, str] | None = None):
         self.bin = mcpgw_bin
         self.catalog = tmp_path / "catalog.yaml"
         self.log = tmp_path / "gateway.log"
         self.pidfile = tmp_path / "gateway.pid"
+        self.env = env or {}
 
     def params(self) -> StdioServerParameters:
         script = 'echo $$ > "$0"; exec "$1" run --catalog "$2" 2>>"$3"'
         return StdioServerParameters(
             command="sh",
             args=["-c", script, str(self.pidfile), self.bin, str(self.catalog), str(self.log)],
-            env={"MCPGW_LOG": "info,rmcp=warn", "NO_COLOR": "1"},
+            env={"MCPGW_LOG": "info,rmcp=warn", "NO_COLOR": "1", **self.env},
         )
 
     @property
@@ -121,6 +137,14 @@ class Gateway:
         found = self.lines(needle)
         assert len(found) == n, f"more than {n} lines with {needle!r}: {found}"
         return found[-1]
+
+    def record(self, needle: str) -> str:
+        """The one log record whose first line contains `needle`, with the
+        lines that continue it (those that do not start with a time)."""
+        records = re.split(r"\n(?=\d{4}-\d\d-\d\dT)", self.log.read_text())
+        found = [record for record in records if needle in record.split("\n", 1)[0]]
+        assert len(found) == 1, f"records with {needle!r}: {found}"
+        return found[0]
 
     def containers(self, server: str) -> list[str]:
         """Ids of the containers (any state) this gateway runs for `server`,
@@ -370,3 +394,315 @@ async def test_sighup_reloads_the_catalog(mcpgw_bin, tmp_path):
         os.kill(gw.pid, signal.SIGHUP)
         await names_until(client, lambda n: n == start | {"testserver__add"}, "after SIGHUP")
         assert gw.containers("testserver") == [testserver]
+
+
+def slow_server(name: str, env: str = "{}") -> str:
+    """A testserver named `name` that serves only `slow`."""
+    return (
+        f"  {name}:\n"
+        "    image: mcpgw/testserver:dev\n"
+        "    pull: never\n"
+        f"    env: {env}\n"
+        "    tools:\n      allow: [slow]\n"
+    )
+
+
+# How long a call cut by a reload may take to end, from the catalog write:
+# the reload, then stopping the server's container.
+PROMPTLY = 10
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
+async def test_calls_in_flight_to_a_removed_or_replaced_server_end_with_why(mode, mcpgw_bin, tmp_path):
+    """One reload removes `doomed` and replaces `changed` (its `env`
+    changed) while a long call is in flight on each and on `testserver`,
+    which the reload leaves alone: the first two end soon after, each with
+    an error that says why; the third is still in flight then and ends with
+    its normal result."""
+    gw = Gateway(mcpgw_bin, tmp_path)
+    gw.write(HEAD + slow_server("doomed") + slow_server("changed", "{ MARK: one }"), editor=False)
+    async with Client(gw.params(), mode=mode) as client, anyio.create_task_group() as tasks:
+        start = {"testserver__slow", "testserver__echo", "doomed__slow", "changed__slow"}
+        await names_until(client, lambda n: n == start, "at start")
+        testserver, changed = gw.container("testserver"), gw.container("changed")
+        # Each call outlasts the test's deadlines unless something cuts it;
+        # the one on `testserver` outlasts the reload and the two cut calls.
+        lengths = {"testserver": 12_000, "doomed": 120_000, "changed": 120_000}
+        progress = {server: [] for server in lengths}
+        ended = {}
+
+        async def call(server: str) -> None:
+            async def on_progress(value, total, message):
+                progress[server].append(value)
+
+            ms = lengths[server]
+            try:
+                result = await client.call_tool(
+                    f"{server}__slow", {"ms": ms, "steps": ms // 500}, progress_callback=on_progress
+                )
+            except Exception as error:
+                ended[server] = ("error", str(error), time.monotonic())
+            else:
+                text = "".join(c.text for c in result.content if c.type == "text")
+                ended[server] = ("error" if result.is_error else "result", text, time.monotonic())
+
+        for server in lengths:
+            tasks.start_soon(call, server)
+        await until(lambda: all(progress.values()), lambda: f"a long call reported no progress: {progress}")
+        assert ended == {}, f"a call ended before the reload: {ended}"
+
+        written = time.monotonic()
+        gw.write(HEAD + slow_server("changed", "{ MARK: two }"), editor=True)
+        reloaded = await gw.nth_line("catalog reloaded:", 1)
+        assert summary_of(reloaded) == {"doomed": "removed", "changed": "replaced"}, reloaded
+        await until(
+            lambda: {"doomed", "changed"} <= ended.keys(),
+            lambda: f"the cut calls did not end within {PROMPTLY}s of the reload: {ended}",
+            PROMPTLY,
+        )
+        for server, why in [
+            ("doomed", "server `doomed` was removed from the catalog by a reload"),
+            ("changed", "server `changed` is being replaced"),
+        ]:
+            kind, message, at = ended[server]
+            assert kind == "error" and why in message, f"{server}: {ended[server]}"
+            assert at - written < PROMPTLY, f"{server} ended {at - written:.1f}s after the reload"
+        assert "testserver" not in ended, f"the untouched server's call was cut: {ended['testserver']}"
+        assert gw.containers("testserver") == [testserver]
+
+        await names_until(client, lambda n: n == start - {"doomed__slow"}, "after the reload")
+        await gw.containers_until("doomed", lambda ids: ids == [], "removed server's container")
+        ids = await gw.containers_until("changed", lambda ids: len(ids) == 1, "old container removed")
+        assert ids != [changed], "changed's container was not replaced"
+        again = await client.call_tool("changed__slow", {"ms": 10})
+        assert not again.is_error and again.content[0].text == "slept 10ms", again
+
+        await until(lambda: "testserver" in ended, lambda: "the untouched call never ended", DEADLINE)
+        assert ended["testserver"][:2] == ("result", f"slept {lengths['testserver']}ms"), ended["testserver"]
+        assert gw.containers("testserver") == [testserver]
+
+
+API = "api-Rl07-Hv3k-Tw95-reload"
+VAULT = """\
+  vault:
+    image: mcpgw/testserver:dev
+    pull: never
+    secrets: { API_TOKEN: api.token }
+    tools:
+      allow: [env, echo]
+"""
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_reload_needing_a_secret_no_source_has_is_refused_whole(mode, mcpgw_bin, tmp_path):
+    """The reload widens `testserver`'s allowlist and adds `vault`, whose
+    secret `api.token` no source has: neither change is made, and the
+    refusal names the secret."""
+    gw = Gateway(mcpgw_bin, tmp_path, env={"MCPGW_SECRETS": "env"})
+    gw.write(HEAD, editor=False)
+    async with Client(gw.params(), mode=mode) as client:
+        start = {"testserver__slow", "testserver__echo"}
+        await names_until(client, lambda n: n == start, "at start")
+        testserver = gw.container("testserver")
+
+        gw.write(HEAD.replace("allow: [slow, echo]", "allow: [slow, echo, add]") + VAULT, editor=True)
+        line = await gw.nth_line("catalog reload refused", 1)
+        assert "ERROR" in line.split("catalog reload refused")[0], line
+        refusal = gw.record("catalog reload refused")
+        assert "\n" not in refusal.strip(), f"the refusal is one log line: {refusal}"
+        assert "`api.token`" in refusal and "the running configuration is unchanged" in refusal, refusal
+        assert gw.lines("catalog reloaded:") == []
+        assert await names(client) == start
+        assert gw.containers("testserver") == [testserver] and gw.containers("vault") == []
+        echoed = await client.call_tool("testserver__echo", {"text": "still here"})
+        assert not echoed.is_error and echoed.content[0].text == "still here", echoed
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_secret_first_needed_after_a_reload_is_redacted(mode, mcpgw_bin, tmp_path):
+    """The secret's source has it from the start, but only the reloaded
+    catalog uses it: the server added gets the value, the client sees
+    `[REDACTED:api.token]`, and the value is in no log line."""
+    gw = Gateway(mcpgw_bin, tmp_path, env={"MCPGW_SECRETS": "env", "MCPGW_SECRET_API_TOKEN": API})
+    gw.write(HEAD, editor=False)
+    received = []
+    async with Client(gw.params(), mode=mode) as client:
+        start = {"testserver__slow", "testserver__echo"}
+        await names_until(client, lambda n: n == start, "at start")
+        testserver = gw.container("testserver")
+
+        gw.write(HEAD + VAULT, editor=True)
+        await names_until(client, lambda n: n == start | {"vault__env", "vault__echo"}, "after the reload")
+        reloaded = await gw.nth_line("catalog reloaded:", 1)
+        assert summary_of(reloaded) == {"vault": "added"}, reloaded
+        assert gw.containers("testserver") == [testserver]
+
+        env = await client.call_tool("vault__env", {"name": "API_TOKEN"})
+        received.append(env.model_dump_json())
+        assert not env.is_error and env.content[0].text == "[REDACTED:api.token]", env
+        echoed = await client.call_tool("vault__echo", {"text": f"say {API}"})
+        received.append(echoed.model_dump_json())
+        assert echoed.content[0].text == "say [REDACTED:api.token]", echoed
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("testserver__echo", {"text": API})
+        received.append(str(refused.value))
+        assert "server `testserver` is not given" in str(refused.value)
+
+    for seen in received:
+        assert API not in seen, seen
+    assert API not in gw.log.read_text(), "the secret's value is in the gateway's log"
+
+
+def metric(port: int, sample: str) -> float:
+    """The value of `sample` (a name with its labels) on `/metrics`, 0 when
+    it is not there."""
+    status, _, body = raw(f"http://127.0.0.1:{port}/metrics")
+    assert status == 200, body
+    values = [line.rsplit(" ", 1)[1] for line in body.splitlines() if line.rsplit(" ", 1)[0] == sample]
+    assert len(values) <= 1, values
+    return float(values[0]) if values else 0
+
+
+def audit_records(path: pathlib.Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.anyio
+async def test_reloads_are_audited_and_counted_over_http(mcpgw_bin, tmp_path):
+    """Over HTTP, one reload applied and one refused: each has its audit
+    record after the start-up one, and `/metrics` counts one of each."""
+    audit = tmp_path / "audit.jsonl"
+    head = HEAD.replace("gateway:\n", f"gateway:\n  audit: {{ path: {audit} }}\n")
+    gw = HttpGateway(mcpgw_bin, tmp_path, catalog_text=head)
+    catalog = tmp_path / "catalog.yaml"
+    applied = 'mcpgw_catalog_reloads_total{result="applied"}'
+    refused = 'mcpgw_catalog_reloads_total{result="refused"}'
+    try:
+        assert (metric(gw.port, applied), metric(gw.port, refused)) == (0, 0)
+        started = [r for r in audit_records(audit) if r["event"] == "config"]
+        assert len(started) == 1 and "change" not in started[0], started
+
+        text = head + extra_server("{ MARK: one }")
+        catalog.write_text(text)
+        await until(lambda: metric(gw.port, applied) == 1, lambda: "the reload was not counted as applied")
+        configs = [r for r in audit_records(audit) if r["event"] == "config"]
+        assert len(configs) == 2, configs
+        config = configs[1]
+        assert config["change"] == "+extra" and config["servers"] == ["testserver", "extra"], config
+        assert config["catalog"] == str(catalog) and config["front"] == "http", config
+        assert config["catalog_sha256"] == hashlib.sha256(text.encode()).hexdigest(), config
+
+        broken = head + time_server("[get_current_time]", pull="[never]")
+        catalog.write_text(broken)
+        await until(lambda: metric(gw.port, refused) == 1, lambda: "the reload was not counted as refused")
+        refusals = [r for r in audit_records(audit) if r["event"] == "config_refused"]
+        assert len(refusals) == 1, refusals
+        assert refusals[0]["catalog"] == str(catalog) and f"{catalog}:" in refusals[0]["error"], refusals
+        assert metric(gw.port, applied) == 1 and metric(gw.port, refused) == 1
+        assert [r["event"] for r in audit_records(audit) if r["event"].startswith("config")] == [
+            "config", "config", "config_refused"
+        ]
+    finally:
+        log = gw.stop()
+    assert "catalog reload refused" in log and log.count("catalog reloaded:") == 1, log
+
+
+def views(a: str) -> str:
+    """Two profiles: `a` permits the tools `a` names, `b` only `add`."""
+    return f"profiles:\n  a:\n    tools: {a}\n  b:\n    tools: [testserver__add]\n"
+
+
+# How long a client that should hear nothing is given to hear something,
+# once the client that should hear of the reload has: a notice is an event
+# that may come, so its absence can only be asserted by waiting a bounded
+# time for it and finding none.
+GRACE = 1.5
+
+
+async def quiet_for(heard, seconds: float) -> None:
+    """Waits `seconds`, or less if `heard()` holds first."""
+    with anyio.move_on_after(seconds):
+        while not heard():
+            await anyio.sleep(0.05)
+
+
+@pytest.mark.anyio
+async def test_a_reload_tells_only_the_clients_whose_view_changed(mcpgw_bin, tmp_path):
+    """Over HTTP, two handshake-era clients bound to profiles `a` (`echo`)
+    and `b` (`add`): a reload that widens `a` tells `a` alone, and one that
+    drops `add` from `testserver`'s allowlist tells `b` alone. Neither hears
+    of prompts or resources. The gateway runs through a script that keeps
+    its pid and stderr in files, so that the stdio `Gateway` helper reads
+    its log and rewrites its catalog while it runs."""
+    store = tmp_path / "tokens.json"
+    tokens = {
+        profile: subprocess.run(
+            [mcpgw_bin, "token", "create", profile, "--profile", profile, "--tokens", str(store)],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        for profile in ["a", "b"]
+    }
+    logged = Gateway(mcpgw_bin, tmp_path)
+    wrapper = tmp_path / "mcpgw"
+    wrapper.write_text(
+        f'#!/bin/sh\necho $$ > {shlex.quote(str(logged.pidfile))}\n'
+        f'exec {shlex.quote(mcpgw_bin)} "$@" 2>>{shlex.quote(str(logged.log))}\n'
+    )
+    wrapper.chmod(0o755)
+    with_add = HEAD.replace("allow: [slow, echo]", "allow: [slow, echo, add]")
+    gw = HttpGateway(str(wrapper), tmp_path, "--auth", "token", "--tokens", str(store),
+                     catalog_text=with_add + views("[testserver__echo]"))
+    got = {"a": [], "b": []}
+
+    def on_message(who):
+        async def handle(message):
+            method = method_of(message)
+            if method and method.endswith("/list_changed"):
+                got[who].append(method)
+        return handle
+
+    def client_for(who):
+        http_client = httpx2.AsyncClient(headers={"Authorization": f"Bearer {tokens[who]}"},
+                                         timeout=httpx2.Timeout(30, read=300))
+        return Client(streamable_http_client(gw.url, http_client=http_client), mode="legacy",
+                      message_handler=on_message(who))
+
+    def tools_notices(who) -> list[str]:
+        return [m for m in got[who] if m == "notifications/tools/list_changed"]
+
+    try:
+        async with client_for("a") as a, client_for("b") as b:
+            assert await names(a) == {"testserver__echo"}
+            assert await names(b) == {"testserver__add"}
+
+            # (1) Profile `a` widened, the servers unchanged: only `a`'s
+            # view changed.
+            logged.write(with_add + views("[testserver__echo, testserver__slow]"), editor=True)
+            await until(lambda: tools_notices("a"), lambda: f"a heard of no change: {got}")
+            await logged.nth_line("catalog reloaded:", 1)
+            await quiet_for(lambda: got["b"], GRACE)
+            assert tools_notices("a") == ["notifications/tools/list_changed"], got
+            assert got["b"] == [], f"b's view did not change, yet it was told: {got}"
+            assert await names(a) == {"testserver__echo", "testserver__slow"}
+            assert await names(b) == {"testserver__add"}
+
+            # (2) `testserver` no longer allows `add`: `b`'s view lost it,
+            # `a`'s tools are as they were.
+            logged.write(HEAD + views("[testserver__echo, testserver__slow]"), editor=True)
+            await until(lambda: tools_notices("b"), lambda: f"b heard of no change: {got}")
+            reloaded = await logged.nth_line("catalog reloaded:", 2)
+            assert summary_of(reloaded) == {"testserver": "updated"}, reloaded
+            await quiet_for(lambda: len(got["a"]) > 1, GRACE)
+            assert tools_notices("b") == ["notifications/tools/list_changed"], got
+            assert len(tools_notices("a")) == 1, f"a's view did not change, yet it was told: {got}"
+            assert await names(b) == set()
+            assert await names(a) == {"testserver__echo", "testserver__slow"}
+            # A profile is a view of tools only: no prompts or resources
+            # notices, ever.
+            assert got == {"a": ["notifications/tools/list_changed"],
+                           "b": ["notifications/tools/list_changed"]}, got
+    finally:
+        gw.stop()

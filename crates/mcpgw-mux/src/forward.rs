@@ -461,7 +461,10 @@ impl Mux {
                 SlotState::Failed { reason, .. } => reason.to_string(),
                 // A reload took the server out: its reason says it all.
                 SlotState::Retired { reason } => {
-                    return ErrorData::internal_error(format!("{what} ended: {reason}"), None);
+                    return ErrorData::internal_error(
+                        format!("{what} did not finish: {reason}"),
+                        None,
+                    );
                 }
                 _ => String::new(),
             },

@@ -336,14 +336,15 @@ impl Mux {
                 }
             };
             let Some(change) = change else { return Ok(()) };
+            let seen = change.seen_by(profile(&context.request_context().extensions));
             let sink = context.sink();
-            if change.tools && accepted.tools_list_changed == Some(true) {
+            if seen.tools && accepted.tools_list_changed == Some(true) {
                 let _ = sink.notify_tool_list_changed().await;
             }
-            if change.prompts && accepted.prompts_list_changed == Some(true) {
+            if seen.prompts && accepted.prompts_list_changed == Some(true) {
                 let _ = sink.notify_prompt_list_changed().await;
             }
-            if change.resources && accepted.resources_list_changed == Some(true) {
+            if seen.resources && accepted.resources_list_changed == Some(true) {
                 let _ = sink.notify_resource_list_changed().await;
             }
         }

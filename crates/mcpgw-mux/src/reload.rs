@@ -81,8 +81,9 @@ pub struct Reload {
     pub stop: Vec<usize>,
     /// The slot of each server of the new catalog, in its order.
     pub at: Vec<usize>,
-    /// The routing table before the reload, to tell clients what changed.
-    before: Arc<RoutingTable>,
+    /// The routing table and settings before the reload, to tell clients
+    /// what changed.
+    before: (Arc<RoutingTable>, Arc<Settings>),
 }
 
 impl Slots {
@@ -92,7 +93,7 @@ impl Slots {
     pub fn reload(&self, old: &Catalog, new: &Catalog, diff: &Diff) -> Reload {
         let shared = &self.shared;
         shared.reloading.store(true, Ordering::Release);
-        let before = shared.table.read().clone();
+        let before = (shared.table.read().clone(), shared.settings());
         let mut stop = Vec::new();
         let retire = |old_index: usize, why: &str, stop: &mut Vec<usize>| {
             let name = old.servers[old_index].name.as_str();
@@ -174,7 +175,8 @@ impl Slots {
         // after it is sent by itself, one before it is in this notice.
         let table = shared.table.write();
         shared.reloading.store(false, Ordering::Release);
-        let change = ListChange::between(&reload.before, &table);
+        let (was, settings) = &reload.before;
+        let change = ListChange::between((was, settings), (&*table, &shared.settings()));
         drop(table);
         if change.any() {
             let _ = shared.changes.send(change);
@@ -223,3 +225,6 @@ impl Slots {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -351,7 +351,8 @@ impl Slots {
         report_drift(&table, &rebuilt);
         report_notices(&table, &rebuilt);
         self.shared.metrics.set_findings(rebuilt.findings());
-        let change = ListChange::between(&table, &rebuilt);
+        let settings = self.shared.settings();
+        let change = ListChange::between((&*table, &settings), (&rebuilt, &settings));
         *table = rebuilt;
         drop(table);
         let all_settled = self

@@ -737,3 +737,88 @@ servers:
     assert_eq!(removed, expected);
     assert!(Instant::now() - began < Duration::from_secs(10));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_stops_only_what_it_removes_or_replaces_and_starts_what_it_adds() {
+    let fake = Fake::new(&[
+        ("one", &[Act::Serve]),
+        ("two", &[Act::Serve]),
+        ("three", &[Act::Serve, Act::Serve]),
+        ("four", &[Act::Serve]),
+    ]);
+    let old = catalog(
+        "version: 1
+servers:
+  one: { image: x }
+  two: { image: x }
+  three: { image: x }
+",
+    );
+    let new = catalog(
+        "version: 1
+servers:
+  one: { image: x, tools: { allow: [echo] } }
+  three: { image: x, command: [--again] }
+  four: { image: x }
+",
+    );
+    let (mux, slots) = Mux::new(&old);
+    let plan = Plan {
+        only: None,
+        secrets: Vec::new(),
+        audience: None,
+    };
+    let runtime: Arc<dyn Runtime> = fake.clone();
+    let mut supervisor = Supervisor::start(runtime, &old, slots.clone(), plan);
+    for server in ["one", "two", "three"] {
+        reaches(&mux, server, "ready").await;
+    }
+    let created = |server: &str| -> Vec<String> {
+        let state = fake.state.lock();
+        state
+            .events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::Created(s, id) if s == server => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let (one, two, three) = (created("one"), created("two"), created("three"));
+
+    let diff = mcpgw_catalog::diff(&old, &new);
+    let reload = slots.reload(&old, &new, &diff);
+    supervisor.reload(&new, &reload, Vec::new()).await;
+    slots.reloaded(&reload).await;
+    for server in ["one", "three", "four"] {
+        reaches(&mux, server, "ready").await;
+    }
+    let events: Vec<Event> = fake
+        .state
+        .lock()
+        .events
+        .iter()
+        .map(|(_, e)| e.clone())
+        .collect();
+    let at = |wanted: &Event| events.iter().position(|e| e == wanted);
+    // `two` and the old `three` are gone, before the new `three` was made
+    // (it takes the old one's name); `one` was never touched.
+    let removed_two = at(&Event::Removed(two[0].clone())).expect("two's container removed");
+    let removed_three = at(&Event::Removed(three[0].clone())).expect("old three removed");
+    assert_eq!(created("one"), one, "one was updated in place");
+    assert!(at(&Event::Removed(one[0].clone())).is_none());
+    let three_now = created("three");
+    assert_eq!(three_now.len(), 2, "three was replaced once");
+    let made_three = at(&Event::Created("three".into(), three_now[1].clone())).unwrap();
+    assert!(removed_three < made_three && removed_two < made_three);
+    assert_eq!(created("four").len(), 1);
+    assert_eq!(
+        mux.readiness()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect::<Vec<_>>(),
+        ["one", "four", "three"]
+    );
+    supervisor.shutdown().await;
+    assert!(fake.state.lock().live.is_empty());
+}

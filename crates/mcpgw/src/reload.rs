@@ -110,10 +110,12 @@ impl Reloader {
         let (new, resolved) = match self.prepare(&path).await {
             Ok(prepared) => prepared,
             Err(error) => {
+                // One line, so that a log reader sees the whole refusal.
+                let error = one_line(&error);
                 tracing::error!(
                     catalog = %path.display(),
                     trigger = why,
-                    "catalog reload refused: {error}; the running configuration is unchanged"
+                    "catalog reload refused, the running configuration is unchanged: {error}"
                 );
                 self.slots.reload_refused(&path, &error);
                 return;
@@ -171,6 +173,15 @@ impl Reloader {
             diff.replaced.extend(moved);
         }
     }
+}
+
+/// `text`'s lines joined with `; `, each trimmed.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Waits until `changes` has been quiet for [`SETTLE`].
