@@ -67,42 +67,39 @@ impl ServerHandler for Mux {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let mut request = request;
+        let mut find = false;
+        let mut malformed = None;
         if self.tool_mode(&context) == ToolMode::Search {
             // The search mode's gateway tools: `find_tools` answers here;
             // `call_tool` becomes the call it names, on the one path below.
             match request.name.as_ref() {
-                gateway_tools::FIND_TOOLS => {
-                    let asked = self.asked(
-                        "call",
-                        "tools/call",
-                        Some(&request.name),
-                        &request,
-                        request.arguments.as_ref(),
-                    );
-                    let found = Box::pin(
-                        self.audited(asked, context, |c| self.find_tools_decided(request, c)),
-                    );
-                    return found.await;
-                }
+                gateway_tools::FIND_TOOLS => find = true,
                 gateway_tools::CALL_TOOL => match gateway_tools::unwrap_call(&request) {
                     Ok(call) => request = call,
-                    Err(err) => {
-                        let asked =
-                            self.asked("call", "tools/call", Some(&request.name), &request, None);
-                        return Box::pin(self.audited(asked, context, |_| async { Err(err) }))
-                            .await;
-                    }
+                    Err(err) => malformed = Some(err),
                 },
                 _ => {}
             }
         }
+        // A malformed `call_tool`'s arguments are not the call's.
+        let arguments = malformed
+            .is_none()
+            .then_some(request.arguments.as_ref())
+            .flatten();
         let asked = self.asked(
             "call",
             "tools/call",
             Some(&request.name),
             &request,
-            request.arguments.as_ref(),
+            arguments,
         );
+        if let Some(err) = malformed {
+            return Box::pin(self.audited(asked, context, |_| async { Err(err) })).await;
+        }
+        if find {
+            return Box::pin(self.audited(asked, context, |c| self.find_tools_decided(request, c)))
+                .await;
+        }
         Box::pin(self.audited(asked, context, |c| self.call_tool_decided(request, c))).await
     }
 

@@ -26,7 +26,8 @@ servers:
     image: x
 ";
 
-async fn backend(name: &str) -> Backend {
+/// A test-server backend session, in the default era.
+pub(crate) async fn backend(name: &str) -> Backend {
     open(
         name,
         mcpgw_testserver::in_memory(mcpgw_testserver::TestServer::new(0)),
@@ -729,4 +730,51 @@ async fn without_secrets_nothing_waits_for_their_values() {
             .refuse_foreign_secrets(&mux.shared.slots[0], "the call", &request)
             .is_ok()
     );
+}
+
+/// The search index belongs to the routing table, so a server whose lists
+/// change is searched anew: its new tools are found, its old ones not.
+#[tokio::test]
+async fn search_finds_what_a_server_lists_after_its_lists_change() {
+    let catalog = mcpgw_catalog::parse(
+        "version: 1\ngateway:\n  tool_mode: search\nservers:\n  one:\n    image: x\n",
+        std::path::Path::new("t.yaml"),
+        &std::env::temp_dir(),
+    )
+    .unwrap();
+    let (mux, slots) = Mux::new(&catalog);
+    let ready = async |generated: usize| {
+        let io = mcpgw_testserver::in_memory(mcpgw_testserver::TestServer::new(generated));
+        let b = open("one", io).await;
+        let inventory = b.inventory().await.unwrap();
+        slots.ready(0, b, inventory);
+    };
+    ready(0).await;
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        let running = mux.serve(server_io).await.unwrap();
+        let _ = running.waiting().await;
+    });
+    let client = ().serve(client_io).await.unwrap();
+    let found = async |query: &str| -> Vec<String> {
+        let result = client
+            .call_tool(call("find_tools", json!({ "query": query })))
+            .await
+            .unwrap();
+        let tools = result.structured_content.unwrap()["tools"].clone();
+        tools
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(!found("tool_1").await.contains(&"one__tool_1".to_string()));
+    ready(2).await;
+    assert_eq!(
+        found("tool_1").await.first().map(String::as_str),
+        Some("one__tool_1")
+    );
+    ready(0).await;
+    assert!(!found("tool_1").await.contains(&"one__tool_1".to_string()));
 }

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use mcpgw_backend::{Audience, Backend, Relays};
 use tokio::sync::broadcast::error::TryRecvError;
 
 use crate::Mux;
 use crate::router::ToolLookup;
 use crate::slots::SlotState;
+use crate::tests::backend;
 
 const OLD: &str = "
 version: 1
@@ -43,21 +43,6 @@ servers:
 
 fn catalog(yaml: &str) -> mcpgw_catalog::Catalog {
     mcpgw_catalog::parse(yaml, std::path::Path::new("t.yaml"), &std::env::temp_dir()).unwrap()
-}
-
-async fn backend(name: &str) -> Backend {
-    let io = mcpgw_testserver::in_memory(mcpgw_testserver::TestServer::new(0));
-    let (read, write) = tokio::io::split(io);
-    Backend::connect(
-        name,
-        read,
-        write,
-        Duration::from_secs(5),
-        Relays::default(),
-        Audience::default(),
-    )
-    .await
-    .unwrap()
 }
 
 async fn up(slots: &crate::Slots, index: usize, name: &str) {

@@ -171,6 +171,20 @@ impl Proxy {
         }
     }
 
+    /// A connection to `host:port` once admitted, or the answer that says
+    /// why not (refused, or unreachable).
+    async fn open(
+        &self,
+        method: &Method,
+        host: &str,
+        port: u16,
+    ) -> Result<TcpStream, Response<Body>> {
+        let to = self.admit(method, host, port).await?;
+        dial(to)
+            .await
+            .map_err(|err| self.unreachable(method, host, port, &err))
+    }
+
     fn refuse(
         &self,
         method: &Method,
@@ -203,13 +217,9 @@ impl Proxy {
             .port_u16()
             .unwrap_or(mcpgw_catalog::egress::DEFAULT_PORT);
         let method = req.method().clone();
-        let to = match self.admit(&method, &host, port).await {
-            Ok(to) => to,
-            Err(refused) => return refused,
-        };
-        let upstream = match dial(to).await {
+        let upstream = match self.open(&method, &host, port).await {
             Ok(stream) => stream,
-            Err(err) => return self.unreachable(&method, &host, port, &err),
+            Err(refused) => return refused,
         };
         let server = self.server.clone();
         // The tunnel runs once hyper has sent the 200 and handed over the
@@ -242,13 +252,9 @@ impl Proxy {
         let host = authority.host().to_string();
         let port = authority.port_u16().unwrap_or(80);
         let method = req.method().clone();
-        let to = match self.admit(&method, &host, port).await {
-            Ok(to) => to,
-            Err(refused) => return refused,
-        };
-        let upstream = match dial(to).await {
+        let upstream = match self.open(&method, &host, port).await {
             Ok(stream) => stream,
-            Err(err) => return self.unreachable(&method, &host, port, &err),
+            Err(refused) => return refused,
         };
         // Origin form on the wire, the Host the URI names (never another
         // the client set), and no hop-by-hop headers.
