@@ -704,5 +704,13 @@ async def test_a_reload_tells_only_the_clients_whose_view_changed(mcpgw_bin, tmp
             # notices, ever.
             assert got == {"a": ["notifications/tools/list_changed"],
                            "b": ["notifications/tools/list_changed"]}, got
+
+            # (3) A catalog without profile `b`, to which a token is bound,
+            # is refused as start-up would refuse it: nothing changes.
+            logged.write(HEAD + "profiles:\n  a:\n    tools: [testserver__echo]\n", editor=True)
+            refusal = await logged.nth_line("catalog reload refused", 1)
+            assert "token `b` is bound to profile `b`" in refusal, refusal
+            assert await names(a) == {"testserver__echo", "testserver__slow"}
+            assert len(logged.lines("catalog reloaded:")) == 2
     finally:
         gw.stop()

@@ -346,7 +346,10 @@ async fn serve_http(
     let filter = Filter::new(live.clone(), catalog.gateway.redaction);
     let (mut gateway, mux, slots) = supervise(runtime, &catalog, None, &resolved, &live, None)?;
     mux.serve_many_sessions();
-    let reloader = Reloader::new(catalog, resolved, secrets.clone(), live, slots, "http");
+    let mut reloader = Reloader::new(catalog, resolved, secrets.clone(), live, slots, "http");
+    if wants(Auth::Token) {
+        reloader.check_tokens(http.tokens.path());
+    }
     let options = crate::http::HttpOptions {
         listen,
         tokens,
@@ -378,18 +381,29 @@ fn token_store(
             store_path.display()
         )));
     }
+    tokens_have_profiles(&tokens, catalog, path).map_err(|e| Failure::usage(anyhow!(e)))?;
+    Ok(crate::tokens::LiveTokens::new(store_path, tokens))
+}
+
+/// Refuses `catalog` (read from `path`) when a token is bound to a profile
+/// it does not define: at start-up, and for a reload.
+pub(crate) fn tokens_have_profiles(
+    tokens: &crate::tokens::Tokens,
+    catalog: &Catalog,
+    path: &Path,
+) -> Result<(), String> {
     for stored in tokens.entries() {
         if let Some(profile) = &stored.profile
             && !catalog.profiles.contains_key(profile)
         {
-            return Err(Failure::usage(anyhow!(
+            return Err(format!(
                 "token `{}` is bound to profile `{profile}`, which {} does not define; fix: add it under `profiles:`, or revoke the token",
                 stored.name,
                 path.display()
-            )));
+            ));
         }
     }
-    Ok(crate::tokens::LiveTokens::new(store_path, tokens))
+    Ok(())
 }
 
 async fn serve(

@@ -40,6 +40,9 @@ pub(crate) struct Reloader {
     slots: Slots,
     /// The front served (`stdio`, `http`), for the audit trail.
     front: &'static str,
+    /// The token store whose tokens' profiles a new catalog must define
+    /// (`--auth token`).
+    tokens: Option<PathBuf>,
 }
 
 impl Reloader {
@@ -59,7 +62,14 @@ impl Reloader {
             live,
             slots,
             front,
+            tokens: None,
         }
+    }
+
+    /// Refuses a new catalog that lacks a profile a token in the store at
+    /// `path` is bound to, as start-up does.
+    pub(crate) fn check_tokens(&mut self, path: PathBuf) {
+        self.tokens = Some(path);
     }
 
     /// Reloads whenever the catalog or its lockfile changes on disk, or
@@ -153,6 +163,10 @@ impl Reloader {
     /// why not, as the log shows it.
     async fn prepare(&self, path: &Path) -> Result<(Catalog, Resolved), String> {
         let new = mcpgw_catalog::load(path).map_err(|e| format!("{e:#}"))?;
+        if let Some(store) = &self.tokens {
+            let tokens = crate::tokens::Tokens::load(store).map_err(|e| format!("{e:#}"))?;
+            crate::commands::tokens_have_profiles(&tokens, &new, path)?;
+        }
         let resolved = secrets::resolve(&new, None, &self.secrets)
             .await
             .map_err(|e| format!("{e}"))?;
