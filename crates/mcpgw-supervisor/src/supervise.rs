@@ -65,12 +65,23 @@ impl Starter {
         let mut engine_outage = false;
         loop {
             let began = Instant::now();
-            let Some(outcome) = self
-                .stop
-                .run_until_cancelled(self.launcher.start(index, &spec, None))
-                .await
-            else {
-                return;
+            let start = self.launcher.start(index, &spec, None);
+            tokio::pin!(start);
+            let outcome = tokio::select! {
+                outcome = &mut start => outcome,
+                () = self.stop.cancelled() => {
+                    if !self.shutdown.is_cancelled() {
+                        // A reload took the server out while it started:
+                        // let the start finish (within its own timeouts),
+                        // so that its container is known, then remove it;
+                        // dropped midway, it would outlive the loop.
+                        if let Ok(started) = start.await {
+                            started.backend.close();
+                            self.launcher.remove_instance(&started.instance).await;
+                        }
+                    }
+                    return;
+                }
             };
             if let Ok(started) = &outcome {
                 self.diagnoser

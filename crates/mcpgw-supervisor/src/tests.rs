@@ -1,6 +1,7 @@
 //! The supervision loop against an in-memory fake runtime, under paused
 //! time: crashes and backoff, a death while serving, the circuit and its probe, a handshake that
-//! hangs, idle stop and wake, an engine outage, and shutdown.
+//! hangs, idle stop and wake, an engine outage, shutdown, and reloads (only
+//! what changed is stopped and started; a server removed while it starts).
 //!
 //! The fake's containers run `mcpgw-testserver` in a task over
 //! `tokio::io::duplex` (or fail the way a script says), and it records each
@@ -821,4 +822,62 @@ servers:
     );
     supervisor.shutdown().await;
     assert!(fake.state.lock().live.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_removed_while_it_starts_leaves_no_container() {
+    let fake = Fake::new(&[("stuck", &[Act::Hang]), ("other", &[Act::Serve])]);
+    let old = catalog(
+        "version: 1
+gateway: { init_timeout: 5s }
+servers:
+  stuck: { image: x }
+  other: { image: x }
+",
+    );
+    let new = catalog(
+        "version: 1
+gateway: { init_timeout: 5s }
+servers:
+  other: { image: x }
+",
+    );
+    let (mux, slots) = Mux::new(&old);
+    let plan = Plan {
+        only: None,
+        secrets: Vec::new(),
+        audience: None,
+    };
+    let runtime: Arc<dyn Runtime> = fake.clone();
+    let mut supervisor = Supervisor::start(runtime, &old, slots.clone(), plan);
+    reaches(&mux, "other", "ready").await;
+    // `stuck`'s container exists; its handshake has not answered.
+    let stuck = loop {
+        let id = fake.state.lock().events.iter().find_map(|(_, e)| match e {
+            Event::Created(s, id) if s == "stuck" => Some(id.clone()),
+            _ => None,
+        });
+        if let Some(id) = id {
+            break id;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    assert_eq!(mux.readiness()[0], ("stuck".to_string(), "starting"));
+    let diff = mcpgw_catalog::diff(&old, &new);
+    let reload = slots.reload(&old, &new, &diff);
+    supervisor.reload(&new, &reload, Vec::new()).await;
+    slots.reloaded(&reload).await;
+    let state = fake.state.lock();
+    assert!(
+        state
+            .events
+            .iter()
+            .any(|(_, e)| *e == Event::Removed(stuck.clone())),
+        "{:?}",
+        state.events
+    );
+    assert!(!state.live.contains_key(&stuck));
+    drop(state);
+    assert_eq!(mux.readiness(), [("other".to_string(), "ready")]);
+    supervisor.shutdown().await;
 }
