@@ -867,17 +867,16 @@ servers:
     let reload = slots.reload(&old, &new, &diff);
     supervisor.reload(&new, &reload, Vec::new()).await;
     slots.reloaded(&reload).await;
-    let state = fake.state.lock();
-    assert!(
-        state
-            .events
-            .iter()
-            .any(|(_, e)| *e == Event::Removed(stuck.clone())),
-        "{:?}",
-        state.events
-    );
-    assert!(!state.live.contains_key(&stuck));
-    drop(state);
+    {
+        let state = fake.state.lock();
+        let removed = Event::Removed(stuck.clone());
+        assert!(
+            state.events.iter().any(|(_, e)| *e == removed),
+            "{:?}",
+            state.events
+        );
+        assert!(!state.live.contains_key(&stuck));
+    }
     assert_eq!(mux.readiness(), [("other".to_string(), "ready")]);
     supervisor.shutdown().await;
 }
