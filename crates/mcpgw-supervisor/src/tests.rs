@@ -377,6 +377,12 @@ fn catalog(text: &str) -> Catalog {
 }
 
 fn start(fake: &Arc<Fake>, catalog: &Catalog) -> (Supervisor, Mux) {
+    let (supervisor, mux, _) = start_reloadable(fake, catalog);
+    (supervisor, mux)
+}
+
+/// As [`start`], with the mux's slots, through which a test reloads.
+fn start_reloadable(fake: &Arc<Fake>, catalog: &Catalog) -> (Supervisor, Mux, mcpgw_mux::Slots) {
     let (mux, slots) = Mux::new(catalog);
     let plan = Plan {
         only: None,
@@ -384,7 +390,11 @@ fn start(fake: &Arc<Fake>, catalog: &Catalog) -> (Supervisor, Mux) {
         audience: None,
     };
     let runtime: Arc<dyn Runtime> = fake.clone();
-    (Supervisor::start(runtime, catalog, slots, plan), mux)
+    (
+        Supervisor::start(runtime, catalog, slots.clone(), plan),
+        mux,
+        slots,
+    )
 }
 
 /// Waits until `server` is in `state` in the mux's eyes, and says when.
@@ -763,14 +773,7 @@ servers:
   four: { image: x }
 ",
     );
-    let (mux, slots) = Mux::new(&old);
-    let plan = Plan {
-        only: None,
-        secrets: Vec::new(),
-        audience: None,
-    };
-    let runtime: Arc<dyn Runtime> = fake.clone();
-    let mut supervisor = Supervisor::start(runtime, &old, slots.clone(), plan);
+    let (mut supervisor, mux, slots) = start_reloadable(&fake, &old);
     for server in ["one", "two", "three"] {
         reaches(&mux, server, "ready").await;
     }
@@ -842,14 +845,7 @@ servers:
   other: { image: x }
 ",
     );
-    let (mux, slots) = Mux::new(&old);
-    let plan = Plan {
-        only: None,
-        secrets: Vec::new(),
-        audience: None,
-    };
-    let runtime: Arc<dyn Runtime> = fake.clone();
-    let mut supervisor = Supervisor::start(runtime, &old, slots.clone(), plan);
+    let (mut supervisor, mux, slots) = start_reloadable(&fake, &old);
     reaches(&mux, "other", "ready").await;
     // `stuck`'s container exists; its handshake has not answered.
     let stuck = loop {
