@@ -573,7 +573,8 @@ def audit_records(path: pathlib.Path) -> list[dict]:
 @pytest.mark.anyio
 async def test_reloads_are_audited_and_counted_over_http(mcpgw_bin, tmp_path):
     """Over HTTP, one reload applied and one refused: each has its audit
-    record after the start-up one, and `/metrics` counts one of each."""
+    record after the start-up one, and `/metrics` counts one of each; then
+    a removal, after which the removed server has no `mcpgw_server_up`."""
     audit = tmp_path / "audit.jsonl"
     head = HEAD.replace("gateway:\n", f"gateway:\n  audit: {{ path: {audit} }}\n")
     gw = HttpGateway(mcpgw_bin, tmp_path, catalog_text=head)
@@ -605,9 +606,18 @@ async def test_reloads_are_audited_and_counted_over_http(mcpgw_bin, tmp_path):
         assert [r["event"] for r in audit_records(audit) if r["event"].startswith("config")] == [
             "config", "config", "config_refused"
         ]
+
+        # A server removed leaves no state gauges behind.
+        up = 'mcpgw_server_up{server="extra"}'
+        status, _, body = raw(f"http://127.0.0.1:{gw.port}/metrics")
+        assert status == 200 and f"{up} 1" in body, body
+        catalog.write_text(head)
+        await until(lambda: metric(gw.port, applied) == 2, lambda: "the removal was not counted as applied")
+        status, _, body = raw(f"http://127.0.0.1:{gw.port}/metrics")
+        assert status == 200 and up not in body and 'mcpgw_server_up{server="testserver"} 1' in body, body
     finally:
         log = gw.stop()
-    assert "catalog reload refused" in log and log.count("catalog reloaded:") == 1, log
+    assert "catalog reload refused" in log and log.count("catalog reloaded:") == 2, log
 
 
 def views(a: str) -> str:

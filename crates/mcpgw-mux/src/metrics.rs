@@ -292,6 +292,17 @@ impl Metrics {
         self.queued.get_or_create(&labels).set(gauge(queued));
     }
 
+    /// Server `server` left the catalog: its state gauges go, rather than
+    /// stay at what they last said.
+    pub(crate) fn forget_server(&self, server: &str) {
+        let labels = ServerLabels {
+            server: server.to_string(),
+        };
+        self.up.remove(&labels);
+        self.in_flight.remove(&labels);
+        self.queued.remove(&labels);
+    }
+
     /// Server `server` is up (or idle and ready to start), or not.
     pub(crate) fn set_up(&self, server: &str, up: bool) {
         self.up

@@ -105,6 +105,7 @@ impl Slots {
         };
         for &o in &diff.removed {
             retire(o, "was removed from the catalog by a reload", &mut stop);
+            shared.metrics.forget_server(old.servers[o].name.as_str());
         }
         for &(o, _) in &diff.replaced {
             retire(
