@@ -95,6 +95,8 @@ impl Reloader {
                     "file"
                 }
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "sighup",
+                // Neither a watcher nor a signal: nothing will ever ask.
+                else => std::future::pending().await,
             };
             self.reload(supervisor, why).await;
         }
