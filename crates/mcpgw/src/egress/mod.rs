@@ -35,6 +35,8 @@ use hyper_util::rt::TokioIo;
 use mcpgw_catalog::{Egress, EgressDecision};
 use tokio::net::{TcpListener, TcpStream};
 
+mod splice;
+
 /// How long resolving a name and connecting to it may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -223,17 +225,23 @@ impl Proxy {
         };
         let server = self.server.clone();
         // The tunnel runs once hyper has sent the 200 and handed over the
-        // connection; it ends when either side closes.
+        // connection; it ends when either side closes, or when it has
+        // carried nothing for `TUNNEL_IDLE`.
         tokio::spawn(async move {
             let _held = held;
             match hyper::upgrade::on(req).await {
                 Ok(upgraded) => {
                     let mut client = TokioIo::new(upgraded);
                     let mut upstream = upstream;
-                    if let Err(err) =
-                        tokio::io::copy_bidirectional(&mut client, &mut upstream).await
-                    {
-                        tracing::debug!(%server, host, port, error = %err, "tunnel ended with an error");
+                    match splice::splice(&mut client, &mut upstream, splice::TUNNEL_IDLE).await {
+                        Ok(splice::Ended::Closed(..)) => {}
+                        Ok(splice::Ended::Idle) => {
+                            let minutes = splice::TUNNEL_IDLE.as_secs() / 60;
+                            tracing::info!(%server, host, port, "closed a tunnel idle for {minutes} minutes");
+                        }
+                        Err(err) => {
+                            tracing::debug!(%server, host, port, error = %err, "tunnel ended with an error");
+                        }
                     }
                 }
                 Err(err) => tracing::debug!(%server, host, port, error = %err, "upgrade failed"),
