@@ -46,22 +46,24 @@ impl ListChange {
         self.tools
             || self.prompts
             || self.resources
-            || self.before.1.profiles != self.after.1.profiles
+            || (!Arc::ptr_eq(&self.before.1, &self.after.1)
+                && self.before.1.profiles != self.after.1.profiles)
     }
 
     /// Whether the tools a client bound to `profile` sees changed (a
     /// profile is a view of tools only; one the catalog lacks sees none).
     pub(crate) fn tools_for(&self, profile: &str) -> bool {
-        let seen = |(table, settings): &(Arc<RoutingTable>, Arc<Settings>)| {
+        fn seen<'a>(
+            (table, settings): &'a (Arc<RoutingTable>, Arc<Settings>),
+            profile: &'a str,
+        ) -> impl Iterator<Item = &'a rmcp::model::Tool> {
             let permitted = settings.profiles.get(profile);
             table
                 .tools()
                 .iter()
-                .filter(|t| permitted.is_some_and(|p| p.permits(&t.name)))
-                .cloned()
-                .collect::<Vec<_>>()
-        };
-        seen(&self.before) != seen(&self.after)
+                .filter(move |t| permitted.is_some_and(|p| p.permits(&t.name)))
+        }
+        !seen(&self.before, profile).eq(seen(&self.after, profile))
     }
 
     /// Which lists a client bound to `profile` (or to none) is told of.

@@ -95,7 +95,7 @@ pub(crate) struct Slot {
 
 /// A server's gateway-side settings: what the mux does with its lists and
 /// calls, none of which touches its container. A reload replaces them
-/// whole; a request reads them once, when it starts.
+/// whole, so each read sees one consistent set.
 #[derive(Debug)]
 pub(crate) struct Policy {
     pub(crate) filter: ToolFilter,

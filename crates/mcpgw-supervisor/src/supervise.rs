@@ -17,7 +17,7 @@ use mcpgw_mux::Slots;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::launch::{Diagnoser, Failure, Launcher};
+use crate::launch::{Diagnoser, Failure, Instance, Launcher};
 use crate::restart::Restarts;
 use crate::runtime::ErrorKind;
 
@@ -76,8 +76,7 @@ impl Starter {
                         // so that its container is known, then remove it;
                         // dropped midway, it would outlive the loop.
                         if let Ok(started) = start.await {
-                            started.backend.close();
-                            self.launcher.remove_instance(&started.instance).await;
+                            self.take_down(index, &started.backend, &started.instance).await;
                         }
                     }
                     return;
@@ -101,9 +100,8 @@ impl Starter {
                     if spec.scope == Scope::Session {
                         // The first instance only teaches the gateway the
                         // server's tools; each client session starts its own.
-                        started.backend.close();
-                        self.launcher.remove_instance(&started.instance).await;
-                        self.diagnoser.set(index, None);
+                        self.take_down(index, &started.backend, &started.instance)
+                            .await;
                         self.slots.per_session(index, started.inventory);
                         return;
                     }
@@ -115,16 +113,14 @@ impl Starter {
                         Served::Shutdown => {
                             // A reload took the server out; the gateway
                             // goes on, so its container goes now.
-                            started.backend.close();
-                            self.diagnoser.set(index, None);
-                            self.launcher.remove_instance(&started.instance).await;
+                            self.take_down(index, &started.backend, &started.instance)
+                                .await;
                             return;
                         }
                         Served::Unused => {
                             tracing::info!(server = %name, "stopping an unused on-demand server; a call will start it again");
-                            started.backend.close();
-                            self.diagnoser.set(index, None);
-                            self.launcher.remove_instance(&started.instance).await;
+                            self.take_down(index, &started.backend, &started.instance)
+                                .await;
                             self.slots.idle(index);
                             if self
                                 .stop
@@ -193,6 +189,13 @@ impl Starter {
                 return;
             }
         }
+    }
+
+    /// Closes server `index`'s session and removes what it runs in.
+    async fn take_down(&self, index: usize, backend: &Backend, instance: &Instance) {
+        backend.close();
+        self.diagnoser.set(index, None);
+        self.launcher.remove_instance(instance).await;
     }
 
     /// Serves until the session ends, the gateway shuts down, an

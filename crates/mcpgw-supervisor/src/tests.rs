@@ -848,16 +848,17 @@ servers:
     let (mut supervisor, mux, slots) = start_reloadable(&fake, &old);
     reaches(&mux, "other", "ready").await;
     // `stuck`'s container exists; its handshake has not answered.
-    let stuck = loop {
-        let id = fake.state.lock().events.iter().find_map(|(_, e)| match e {
+    let created = |events: &[(Instant, Event)]| {
+        events.iter().find_map(|(_, e)| match e {
             Event::Created(s, id) if s == "stuck" => Some(id.clone()),
             _ => None,
-        });
-        if let Some(id) = id {
-            break id;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        })
     };
+    fake.until("stuck's container is created", |events| {
+        created(events).is_some()
+    })
+    .await;
+    let stuck = created(&fake.events()).expect("created");
     assert_eq!(mux.readiness()[0], ("stuck".to_string(), "starting"));
     let diff = mcpgw_catalog::diff(&old, &new);
     let reload = slots.reload(&old, &new, &diff);

@@ -19,11 +19,10 @@ use mcpgw_secrets::{
 use crate::cli::{SecretAction, SecretsArg, Store, StoreArg};
 use crate::commands::{Failure, load, print_stdout};
 
-/// The values a run's servers receive, and the redactor that finds them.
+/// The values a run's servers receive.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Resolved {
     values: Arc<Values>,
-    redactor: Redactor,
 }
 
 impl Resolved {
@@ -31,7 +30,7 @@ impl Resolved {
     /// clients' messages and the mux's checks go through; a reload
     /// replaces what it finds.
     pub(crate) fn install(&self) -> LiveRedactor {
-        let live = LiveRedactor::new(self.redactor.clone());
+        let live = LiveRedactor::new(self.redactor_with(&[]));
         mcpgw_secrets::set_global(live.clone());
         live
     }
@@ -180,7 +179,6 @@ pub(crate) async fn resolve(
         }
         return Err(Failure::usage(anyhow!(message)));
     }
-    let redactor = Redactor::new(resolution.values.iter().map(|(n, v)| (n.as_str(), v)));
     tracing::info!(
         secrets = resolution.values.len(),
         %sources,
@@ -188,7 +186,6 @@ pub(crate) async fn resolve(
     );
     Ok(Resolved {
         values: Arc::new(resolution.values),
-        redactor,
     })
 }
 
